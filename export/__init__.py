@@ -1,0 +1,1 @@
+"""Export: checkpoint → verified ONNX (and FP16 / TensorRT) → published Triton model."""

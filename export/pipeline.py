@@ -1,0 +1,101 @@
+"""The export pipeline for one zoo model: load → ONNX → verify → publish.
+
+Nothing reaches the repository unless ONNX Runtime's outputs match PyTorch's within
+the model's tolerance on real inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import onnx
+import onnxruntime
+import torch
+
+import prodgen
+from prodgen.errors import ProdgenError
+from prodgen.export.onnx_export import export_onnx
+from prodgen.export.verify import Parity, verify_onnx
+from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
+from prodgen.model_repository.publish import PublishedVersion, publish
+from prodgen.zoo.loading import serving_module
+from prodgen.zoo.samples import verification_cases
+from prodgen.zoo.spec import ZooModel
+
+Step = Callable[[str], None]
+
+ONNX_FILE = "model.onnx"
+PROVENANCE_FILE = "prodgen-export.json"
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    model: ZooModel
+    repository: Path
+    served_name: str
+    checkpoint: Path | None = None
+    seed: int = 0
+    batching: BatchingOptions = BatchingOptions()
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    published: PublishedVersion
+    parity: Parity
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _provenance(request: ExportRequest, parity: Parity) -> dict[str, object]:
+    return {
+        "zoo_model": request.model.name,
+        "upstream": request.model.upstream,
+        "checkpoint": str(request.checkpoint) if request.checkpoint else None,
+        "checkpoint_sha256": _sha256(request.checkpoint) if request.checkpoint else None,
+        "random_weights_seed": None if request.checkpoint else request.seed,
+        "parity_onnxruntime_vs_pytorch": asdict(parity),
+        "versions": {
+            "prodgen": prodgen.__version__,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+    }
+
+
+def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportResult:
+    model = request.model
+    step("loading weights")
+    graph = serving_module(model, request.checkpoint, request.seed)
+    cases = verification_cases(model)
+    with tempfile.TemporaryDirectory(prefix="prodgen-export-") as work:
+        onnx_path = Path(work) / ONNX_FILE
+        step("exporting ONNX")
+        export_onnx(graph, model, cases[0], onnx_path)
+        step("verifying ONNX Runtime against PyTorch on real inputs")
+        parity = verify_onnx(graph, model, onnx_path, cases)
+        if not parity.passed:
+            raise ProdgenError(f"{request.served_name}: ONNX parity check failed: {parity.describe()}; nothing was published")
+
+        def write_version(folder: Path) -> None:
+            shutil.copyfile(onnx_path, folder / ONNX_FILE)
+            (folder / PROVENANCE_FILE).write_text(json.dumps(_provenance(request, parity), indent=2) + "\n")
+
+        def config_text(_version: int) -> str:
+            return to_pbtxt(onnxruntime_config(model, request.served_name, request.batching))
+
+        step("publishing")
+        published = publish(request.repository, request.served_name, write_version, config_text)
+    return ExportResult(published, parity)

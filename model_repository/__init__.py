@@ -1,0 +1,1 @@
+"""The Triton model repository: config.pbtxt generation and atomic, versioned publishing."""

@@ -1,0 +1,93 @@
+"""config.pbtxt for each served model, built as Triton's own `ModelConfig` protobuf.
+
+Building the message (rather than formatting text) means every config we write is one
+Triton's parser accepts. prodgen's facts about a model (task, image bounds) travel as
+`parameters` with a `prodgen.` prefix, so clients can read them from the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from prodgen.contract import TensorSpec
+from prodgen.zoo.spec import ZooModel
+
+_DATA_TYPES = {
+    "UINT8": mc.TYPE_UINT8,
+    "FP32": mc.TYPE_FP32,
+    "FP16": mc.TYPE_FP16,
+    "INT64": mc.TYPE_INT64,
+}
+DATA_TYPE_NAMES = {value: key for key, value in _DATA_TYPES.items()}
+
+PARAMETER_PREFIX = "prodgen."
+
+
+@dataclass(frozen=True)
+class BatchingOptions:
+    max_batch_size: int = 8
+    max_queue_delay_us: int = 2000
+    instance_count: int = 1
+
+
+def _tensor(spec: TensorSpec, message: mc.ModelInput | mc.ModelOutput) -> None:
+    message.name = spec.name
+    message.data_type = _DATA_TYPES[spec.dtype]
+    message.dims.extend(spec.dims)
+
+
+def prodgen_parameters(model: ZooModel) -> dict[str, str]:
+    parameters = {"task": model.task, "zoo_model": model.name, **model.extras}
+    if model.bounds is not None:
+        parameters.update(
+            min_side=str(model.bounds.min_side),
+            max_side=str(model.bounds.max_side),
+            opt_side=str(model.bounds.opt_side),
+        )
+    return parameters
+
+
+def onnxruntime_config(model: ZooModel, served_name: str, batching: BatchingOptions) -> mc.ModelConfig:
+    """A config for Triton's `onnxruntime` backend serving `model.onnx`."""
+    if batching.max_batch_size < 1:
+        raise ValueError("max_batch_size must be at least 1: every prodgen model batches")
+    config = mc.ModelConfig(
+        name=served_name,
+        backend="onnxruntime",
+        default_model_filename="model.onnx",
+        max_batch_size=batching.max_batch_size,
+    )
+    for spec in model.inputs:
+        _tensor(spec, config.input.add())
+        if spec.optional:
+            config.input[-1].optional = True
+    for spec in model.outputs:
+        _tensor(spec, config.output.add())
+    preferred = [size for size in (2, 4, 8, 16, 32) if size <= batching.max_batch_size]
+    config.dynamic_batching.preferred_batch_size.extend(preferred)
+    config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+    group = config.instance_group.add()
+    group.count = batching.instance_count
+    group.kind = mc.ModelInstanceGroup.KIND_AUTO
+    for key, value in prodgen_parameters(model).items():
+        config.parameters[PARAMETER_PREFIX + key].string_value = value
+    return config
+
+
+def to_pbtxt(config: mc.ModelConfig) -> str:
+    return text_format.MessageToString(config)
+
+
+def parse_pbtxt(text: str) -> mc.ModelConfig:
+    """Parse config.pbtxt text exactly as Triton does; raises on unknown or malformed fields."""
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def tensor_specs(tensors: list[mc.ModelInput] | list[mc.ModelOutput]) -> tuple[TensorSpec, ...]:
+    return tuple(
+        TensorSpec(t.name, DATA_TYPE_NAMES[t.data_type], tuple(t.dims), optional=getattr(t, "optional", False))
+        for t in tensors
+    )

@@ -1,0 +1,116 @@
+"""Atomic, versioned publishing into a Triton model repository.
+
+A server polling the repository must never see half a model. Everything is written in a
+staging folder on the same filesystem and moved into place with one `rename`:
+
+- a new model: `<repo>/../.<repo>.staging-*/<name>/` (config + version 1) becomes `<repo>/<name>`;
+- a new version of a model: `<repo>/<name>/.staging-*/` becomes `<repo>/<name>/<N>`
+  (Triton ignores non-numeric folders inside a model), then config.pbtxt is replaced
+  with `os.replace`.
+
+If anything fails, the staging folder is removed and the repository is as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from prodgen.errors import ProdgenError
+
+CONFIG_FILE = "config.pbtxt"
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    model_dir: Path
+    version: int
+
+    @property
+    def version_dir(self) -> Path:
+        return self.model_dir / str(self.version)
+
+
+def versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def model_names(repository: Path) -> list[str]:
+    if not repository.is_dir():
+        return []
+    return sorted(p.name for p in repository.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+@contextmanager
+def _staging_dir(parent: Path, prefix: str) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def publish(
+    repository: Path,
+    name: str,
+    write_version: Callable[[Path], None],
+    config_text: Callable[[int], str],
+) -> PublishedVersion:
+    """Publish a new version of model `name`.
+
+    `write_version(folder)` fills the version folder (model.onnx, …); `config_text(version)`
+    returns the config.pbtxt to publish with it. Concurrent publishers each get their own
+    version number.
+    """
+    if not name or "/" in name or name.startswith(".") or name != name.strip():
+        raise ProdgenError(f"model name '{name}' is not a valid Triton model name (no '/', no leading '.')")
+    repository.mkdir(parents=True, exist_ok=True)
+    model_dir = repository / name
+    if model_dir.exists() and not (model_dir / CONFIG_FILE).is_file():
+        raise ProdgenError(f"{model_dir} exists but is not a Triton model (no {CONFIG_FILE}); refusing to write into it")
+
+    for _attempt in range(100):
+        if not model_dir.exists():
+            with _staging_dir(repository.parent, f".{repository.name}.staging-") as staging:
+                staged_model = staging / name
+                (staged_model / "1").mkdir(parents=True)
+                write_version(staged_model / "1")
+                (staged_model / CONFIG_FILE).write_text(config_text(1))
+                try:
+                    staged_model.rename(model_dir)
+                except OSError:
+                    continue
+                return PublishedVersion(model_dir, 1)
+        version = (versions(model_dir) or [0])[-1] + 1
+        with _staging_dir(model_dir, ".staging-") as staging:
+            write_version(staging)
+            text = config_text(version)
+            try:
+                staging.rename(model_dir / str(version))
+            except OSError:
+                continue
+        _write_atomically(model_dir / CONFIG_FILE, text)
+        return PublishedVersion(model_dir, version)
+    raise ProdgenError(f"could not publish {name}: the repository kept changing under us")

@@ -1,0 +1,98 @@
+"""Safe checkpoint loading: tensors only, never arbitrary pickled code.
+
+`.safetensors` files load through safetensors; `.pth`/`.pt`/`.ckpt` through
+`torch.load(weights_only=True)`, which refuses pickled objects other than tensors and
+plain containers. Checkpoints often wrap the state_dict (`{"state_dict": ...}`,
+BasicSR's `params_ema`, rosinality's `g_ema`); the wrapper keys a zoo model names are
+unwrapped in its order of preference.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from prodgen.errors import ProdgenError
+
+StateDict = dict[str, torch.Tensor]
+
+GENERIC_WRAPPER_KEYS = ("state_dict", "model", "net", "generator")
+
+
+def read_checkpoint(path: Path) -> Mapping[str, object]:
+    """Read a checkpoint file into a mapping, refusing anything but weights."""
+    if not path.is_file():
+        raise ProdgenError(f"checkpoint: no file at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorsError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorsError, OSError, ValueError) as error:
+            raise ProdgenError(f"checkpoint {path}: not a readable safetensors file ({error})") from error
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported content"
+        raise ProdgenError(
+            f"checkpoint {path}: holds pickled objects beyond weights, which prodgen refuses to load "
+            f"({first_line}); save it with torch.save(model.state_dict(), ...) or as safetensors"
+        ) from error
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise ProdgenError(
+            f"checkpoint {path}: not a PyTorch (.pth/.pt) or safetensors checkpoint ({error})"
+        ) from error
+    if not isinstance(loaded, Mapping):
+        raise ProdgenError(f"checkpoint {path}: holds a {type(loaded).__name__}, expected a state_dict (a dict of tensors)")
+    return loaded
+
+
+def extract_state_dict(loaded: Mapping[str, object], wrapper_keys: Sequence[str] = ()) -> StateDict:
+    """Find the state_dict in a checkpoint mapping and strip DataParallel's `module.` prefix."""
+    candidate: Mapping[str, object] = loaded
+    for key in (*wrapper_keys, *GENERIC_WRAPPER_KEYS):
+        inner = loaded.get(key)
+        if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            candidate = inner
+            break
+    tensors = {k: v for k, v in candidate.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        keys = ", ".join(sorted(map(str, loaded.keys()))[:8])
+        raise ProdgenError(f"checkpoint holds no tensors at its top level or under a known key (found keys: {keys})")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _listing(keys: Sequence[str], limit: int = 4) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", … ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_weights(network: nn.Module, state_dict: StateDict, architecture: str) -> None:
+    """Load `state_dict` into `network` strictly, explaining any mismatch in one line."""
+    expected = network.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_listing(unexpected)}")
+    if mismatched:
+        problems.append(f"wrong shapes {_listing(mismatched, 2)}")
+    if problems:
+        raise ProdgenError(
+            f"checkpoint does not match architecture '{architecture}': " + "; ".join(problems)
+        )
+    network.load_state_dict(state_dict, strict=True)

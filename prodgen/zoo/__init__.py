@@ -1,0 +1,10 @@
+"""The model zoo: architectures re-implemented with upstream's state_dict names.
+
+Each module below registers one or more `ZooModel` entries on import.
+"""
+
+from prodgen.zoo import cyclegan, dcgan, transformer_net  # noqa: F401  (registration)
+from prodgen.zoo.registry import get, names, register
+from prodgen.zoo.spec import ZooModel
+
+__all__ = ["ZooModel", "get", "names", "register"]

@@ -1,0 +1,51 @@
+"""What the zoo declares about each architecture: one `ZooModel` per entry.
+
+Like an exporter config in Hugging Face Optimum, an entry says how to build the
+upstream-compatible network, how to wrap it in the served contract, which tensors go in
+and out, the image bounds, the checkpoint quirks, and the parity tolerance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from torch import nn
+
+from prodgen.checkpoints import StateDict
+from prodgen.contract import ImageBounds, TensorSpec
+
+Task = Literal["generate", "stylize", "upscale"]
+
+
+def _unchanged(state_dict: StateDict) -> StateDict:
+    return state_dict
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str
+    task: Task
+    summary: str
+    upstream: str
+    build: Callable[[], nn.Module]
+    """The network with upstream's module names, so upstream state_dicts load unchanged."""
+    serving_graph: Callable[[nn.Module], nn.Module]
+    """Wraps the network so its forward takes and returns the served tensors, in order."""
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    bounds: ImageBounds | None = None
+    prepare_state_dict: Callable[[StateDict], StateDict] = _unchanged
+    """Fixes upstream checkpoint quirks (legacy keys) before a strict load."""
+    wrapper_keys: tuple[str, ...] = ()
+    """Keys under which upstream files wrap the state_dict, in order of preference."""
+    init_weights: Callable[[nn.Module], None] | None = None
+    """Upstream's initialisation, for seeded random weights when no checkpoint is given."""
+    min_fraction_within_one_level: float = 0.999
+    extras: dict[str, str] = field(default_factory=dict)
+    """Facts about the model that clients need (e.g. the number of classes), published in config.pbtxt."""
+
+    @property
+    def image_inputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(spec for spec in self.inputs if spec.is_image)
