@@ -17,7 +17,8 @@ from prodgen.zoo.spec import ZooModel
 def _sample(spec: TensorSpec, model: ZooModel, batch: int, height: int, width: int, seed: int) -> np.ndarray:
     if spec.is_image:
         fixed_h, fixed_w = spec.dims[0], spec.dims[1]
-        return photo_batch(batch, fixed_h if fixed_h > 0 else height, fixed_w if fixed_w > 0 else width, offset=seed)
+        offset = seed + model.inputs.index(spec)  # two image inputs (content, style) get different photos
+        return photo_batch(batch, fixed_h if fixed_h > 0 else height, fixed_w if fixed_w > 0 else width, offset=offset)
     if spec.dtype == "FP32" and spec.dims == (1,):
         default = float(model.extras.get(f"{spec.name}_default", "1.0"))
         return np.full((batch, 1), default, dtype=np.float32)
