@@ -1,0 +1,89 @@
+"""`prodgen generate|stylize|models|health`: a thin CLI over `prodgen.client.ProdgenClient`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from prodgen.cli_support import console
+from prodgen.client.api import DEFAULT_URL, ProdgenClient
+from prodgen.client.images import image_grid, read_image, write_image
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Serve prodgen models on Triton and call them over gRPC.",
+)
+
+Url = Annotated[str, typer.Option(help="Triton gRPC endpoint.")]
+Timeout = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each call.")]
+
+
+@app.command()
+def generate(
+    model: Annotated[str, typer.Argument(help="Served generator name.")],
+    out: Annotated[Path, typer.Option(help="PNG file for the grid of pictures.")] = Path("generated.png"),
+    seed: Annotated[int, typer.Option(min=0, help="Image i uses seed+i: the same picture on every server.")] = 0,
+    count: Annotated[int, typer.Option(min=1, help="Number of pictures.")] = 16,
+    class_id: Annotated[Optional[int], typer.Option(help="Product category, for conditional generators.")] = None,
+    truncation: Annotated[Optional[float], typer.Option(help="Truncation ψ, for generators that take it.")] = None,
+    columns: Annotated[Optional[int], typer.Option(min=1, help="Grid width in pictures.")] = None,
+    url: Url = DEFAULT_URL,
+    timeout: Timeout = 120.0,
+) -> None:
+    """Draw pictures from a generator and save them as one grid."""
+    with ProdgenClient(url, timeout) as client:
+        images = client.generate(model, seed=seed, count=count, class_id=class_id, truncation=truncation)
+    write_image(out, image_grid(images, columns))
+    console().print(f"{count} pictures from {model} (seeds {seed}..{seed + count - 1}) → {out}")
+
+
+@app.command()
+def stylize(
+    model: Annotated[str, typer.Argument(help="Served style model name.")],
+    images: Annotated[list[Path], typer.Argument(help="Product photos.")],
+    out: Annotated[Path, typer.Option(help="Folder for the restyled pictures.")] = Path("stylized"),
+    style: Annotated[Optional[Path], typer.Option(help="Style picture, for arbitrary-style models (AdaIN).")] = None,
+    alpha: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Style strength, for AdaIN.")] = None,
+    url: Url = DEFAULT_URL,
+    timeout: Timeout = 120.0,
+) -> None:
+    """Restyle product photos; writes OUT/<name>.png for each."""
+    photos = [(path, read_image(path)) for path in images]
+    style_image = read_image(style) if style is not None else None
+    with ProdgenClient(url, timeout) as client:
+        for path, photo in photos:
+            result = client.stylize(model, photo, style=style_image, alpha=alpha)
+            target = write_image(out / f"{path.stem}.png", result)
+            console().print(f"{path} → {target}")
+
+
+@app.command()
+def models(url: Url = DEFAULT_URL, timeout: Timeout = 10.0) -> None:
+    """List the served models with their task, inputs and outputs."""
+    table = Table("model", "task", "inputs", "outputs", "max batch", "image sides")
+    with ProdgenClient(url, timeout) as client:
+        for model in client.models():
+            describe = lambda specs: ", ".join(f"{s.name} {s.dtype}{list(s.dims)}" for s in specs)  # noqa: E731
+            sides = f"{model.bounds.min_side}..{model.bounds.max_side}" if model.bounds else "-"
+            table.add_row(model.name, model.task or "-", describe(model.inputs), describe(model.outputs), str(model.max_batch_size), sides)
+    console().print(table)
+
+
+@app.command()
+def health(url: Url = DEFAULT_URL, timeout: Timeout = 10.0) -> None:
+    """Check that the server is live and ready, and which models are ready."""
+    with ProdgenClient(url, timeout) as client:
+        status = client.health()
+    ready = [name for name, ok in status.models_ready.items() if ok]
+    not_ready = [name for name, ok in status.models_ready.items() if not ok]
+    console().print(
+        f"{status.url}: Triton {status.server_version}, live={status.live}, ready={status.ready}; "
+        f"models ready: {', '.join(ready) or 'none'}" + (f"; not ready: {', '.join(not_ready)}" if not_ready else "")
+    )
+    if not (status.live and status.ready):
+        raise typer.Exit(1)

@@ -1,0 +1,49 @@
+"""`prodgen serve`: the embedded Triton server in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from prodgen.cli_support import console
+from prodgen.errors import ProdgenError
+from prodgen.serve.server import LOOPBACK, EmbeddedServer, ServerOptions
+
+
+def serve(
+    repository: Annotated[Path, typer.Option(help="Triton model repository to serve.")] = Path("models"),
+    host: Annotated[str, typer.Option(help="Address to listen on; loopback unless told otherwise.")] = LOOPBACK,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (KServe v2).")] = 8001,
+    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = 8002,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads per model instance (0: all cores).")] = 0,
+    log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level.")] = 0,
+) -> None:
+    """Serve a model repository on the Triton server bundled with nvidia-pytriton (CPU is fine)."""
+    out = console()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    options = ServerOptions(repository, host, grpc_port, http_port, metrics_port, threads, log_verbose=log_verbose)
+    server = EmbeddedServer(options)
+    try:
+        with out.status(f"starting tritonserver on {repository} …"):
+            server.start()
+        assert server.mirror is not None
+        for name, reason in server.mirror.skipped.items():
+            out.print(f"not served here: {name} ({reason})")
+        out.print(
+            f"ready: {len(server.mirror.served)} models ({', '.join(server.mirror.served)}) — "
+            f"gRPC {host}:{grpc_port}, HTTP {host}:{http_port}, metrics {host}:{metrics_port}; Ctrl-C stops"
+        )
+        while not stop.wait(0.5):
+            if not server.running():
+                raise ProdgenError("tritonserver stopped unexpectedly")
+        out.print("stopping …")
+    finally:
+        server.stop()
+    out.print("stopped")

@@ -1,0 +1,100 @@
+"""Triton python-backend model that runs a prodgen `model.onnx` with ONNX Runtime.
+
+The embedded server has only Triton's python backend, so each ONNX model is served by
+a copy of this file as `model.py`. It imports nothing from prodgen: only numpy,
+onnxruntime and Triton's `triton_python_backend_utils`, which the stub provides.
+
+Requests that the dynamic batcher hands over together are concatenated along the batch
+axis when their other dimensions agree and run as one ONNX Runtime call. A request that
+breaks the model's image bounds gets an error response naming the input; the others in
+the batch are unaffected.
+"""
+
+import json
+import os
+from collections import defaultdict
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+_PREFIX = "prodgen."
+
+
+def _invalid_argument(message):
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+
+
+def _parameters(config):
+    return {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        parameters = _parameters(config)
+        self.input_names = [tensor["name"] for tensor in config["input"]]
+        self.image_inputs = [
+            tensor["name"]
+            for tensor in config["input"]
+            if tensor["data_type"] == "TYPE_UINT8" and len(tensor["dims"]) == 3
+        ]
+        self.output_names = [tensor["name"] for tensor in config["output"]]
+        self.min_side = int(parameters.get(_PREFIX + "min_side", "1"))
+        self.max_side = int(parameters.get(_PREFIX + "max_side", str(1 << 30)))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(parameters.get(_PREFIX + "intra_op_threads", "0"))
+        options.inter_op_num_threads = 1
+        onnx_path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+
+    def _read(self, request):
+        arrays = {}
+        for name in self.input_names:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is None:
+                raise ValueError(f"input '{name}' is missing")
+            arrays[name] = tensor.as_numpy()
+        for name in self.image_inputs:
+            height, width = arrays[name].shape[1:3]
+            for label, side in (("height", height), ("width", width)):
+                if not self.min_side <= side <= self.max_side:
+                    raise ValueError(
+                        f"input '{name}': {label} {side} is outside the model's bounds "
+                        f"{self.min_side}..{self.max_side} pixels"
+                    )
+        return arrays
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        groups = defaultdict(list)
+        for index, request in enumerate(requests):
+            try:
+                arrays = self._read(request)
+            except ValueError as error:
+                responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=_invalid_argument(str(error)))
+                continue
+            key = tuple((name, arrays[name].shape[1:]) for name in self.input_names)
+            groups[key].append((index, arrays))
+        for members in groups.values():
+            self._run_group(members, responses)
+        return responses
+
+    def _run_group(self, members, responses):
+        feed = {
+            name: np.concatenate([arrays[name] for _, arrays in members]) if len(members) > 1 else members[0][1][name]
+            for name in self.input_names
+        }
+        try:
+            outputs = self.session.run(self.output_names, feed)
+        except Exception as error:  # ONNX Runtime's failure goes back to each caller, the server stays up
+            for index, _ in members:
+                responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error)))
+            return
+        start = 0
+        for index, arrays in members:
+            stop = start + arrays[self.input_names[0]].shape[0]
+            tensors = [pb_utils.Tensor(name, output[start:stop]) for name, output in zip(self.output_names, outputs)]
+            responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
+            start = stop
