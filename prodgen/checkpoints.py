@@ -28,12 +28,12 @@ def read_checkpoint(path: Path) -> Mapping[str, object]:
     if not path.is_file():
         raise ProdgenError(f"checkpoint: no file at {path}")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorsError
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
             return load_file(str(path))
-        except (SafetensorsError, OSError, ValueError) as error:
+        except (SafetensorError, OSError, ValueError) as error:
             raise ProdgenError(f"checkpoint {path}: not a readable safetensors file ({error})") from error
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)

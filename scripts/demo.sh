@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The main job end to end on this machine, no GPU needed: export the zoo into a Triton
+# model repository, serve it on the embedded Triton server, call every model over gRPC,
+# write the pictures, stop the server.
+set -euo pipefail
+
+REPOSITORY=${REPOSITORY:-models}
+OUT=${OUT:-demo-output}
+GRPC_PORT=${GRPC_PORT:-8001}
+URL="127.0.0.1:${GRPC_PORT}"
+PHOTOS=(examples/photos/coffee.jpg examples/photos/chelsea.jpg)
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+echo "== export: every zoo model → $REPOSITORY/"
+prodgen-export --all --repository "$REPOSITORY"
+
+echo "== serve: embedded Triton on $URL"
+prodgen serve --repository "$REPOSITORY" --grpc-port "$GRPC_PORT" \
+    --http-port "$((GRPC_PORT - 1))" --metrics-port "$((GRPC_PORT + 1))" > "$OUT/server.log" 2>&1 &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 240); do
+    prodgen health --url "$URL" --timeout 2 > /dev/null 2>&1 && break
+    kill -0 $SERVER 2>/dev/null || { cat "$OUT/server.log"; exit 1; }
+    sleep 0.5
+done
+prodgen health --url "$URL"
+prodgen models --url "$URL"
+
+echo "== call every model over gRPC"
+python - "$URL" "$OUT" "${PHOTOS[@]}" <<'PY'
+import subprocess, sys
+from prodgen.client import ProdgenClient
+
+url, out, photos = sys.argv[1], sys.argv[2], sys.argv[3:]
+with ProdgenClient(url) as client:
+    models = client.models()
+for model in models:
+    target = f"{out}/{model.name}"
+    if model.task == "generate":
+        command = ["prodgen", "generate", model.name, "--seed", "0", "--count", "16", "--out", f"{target}.png"]
+        if model.input("class_id") is not None:
+            command += ["--class-id", "0"]
+    elif model.input("style_image") is not None:
+        command = ["prodgen", "stylize", model.name, photos[0], "--style", photos[1], "--out", target]
+    elif model.task == "upscale":
+        command = ["prodgen", "upscale", model.name, *photos, "--out", target]
+    else:
+        command = ["prodgen", "stylize", model.name, *photos, "--out", target]
+    subprocess.run([*command, "--url", url], check=True)
+PY
+
+kill -TERM $SERVER
+wait $SERVER || true
+trap - EXIT
+echo "== done: pictures are in $(cd "$OUT" && pwd)"
