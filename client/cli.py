@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from prodgen.cli_support import console
 from prodgen.client.api import DEFAULT_URL, ProdgenClient
@@ -64,14 +63,19 @@ def stylize(
 
 @app.command()
 def models(url: Url = DEFAULT_URL, timeout: Timeout = 10.0) -> None:
-    """List the served models with their task, inputs and outputs."""
-    table = Table("model", "task", "inputs", "outputs", "max batch", "image sides")
+    """List the served models with their task, inputs, outputs, max batch and image sides."""
+    out = console()
     with ProdgenClient(url, timeout) as client:
         for model in client.models():
-            describe = lambda specs: ", ".join(f"{s.name} {s.dtype}{list(s.dims)}" for s in specs)  # noqa: E731
-            sides = f"{model.bounds.min_side}..{model.bounds.max_side}" if model.bounds else "-"
-            table.add_row(model.name, model.task or "-", describe(model.inputs), describe(model.outputs), str(model.max_batch_size), sides)
-    console().print(table)
+            describe = ", ".join
+            inputs = describe(f"{s.name} {s.dtype}{list(s.dims)}" for s in model.inputs)
+            outputs = describe(f"{s.name} {s.dtype}{list(s.dims)}" for s in model.outputs)
+            sides = f"; image sides {model.bounds.min_side}..{model.bounds.max_side}" if model.bounds else ""
+            out.print(
+                f"{model.name} ({model.task or 'unknown task'}): in {inputs}; out {outputs}; "
+                f"max batch {model.max_batch_size}{sides}",
+                soft_wrap=True,
+            )
 
 
 @app.command()
