@@ -58,7 +58,7 @@ def _staging_dir(parent: Path, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_text_atomically(path: Path, text: str) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(handle, "w") as stream:
@@ -111,6 +111,6 @@ def publish(
                 staging.rename(model_dir / str(version))
             except OSError:
                 continue
-        _write_atomically(model_dir / CONFIG_FILE, text)
+        write_text_atomically(model_dir / CONFIG_FILE, text)
         return PublishedVersion(model_dir, version)
     raise ProdgenError(f"could not publish {name}: the repository kept changing under us")

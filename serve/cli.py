@@ -21,6 +21,9 @@ def serve(
     http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = 8002,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads per model instance (0: all cores).")] = 0,
+    poll_seconds: Annotated[
+        float, typer.Option(min=0, help="Pick up newly published models and versions this often (0: load once).")
+    ] = 5.0,
     log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level.")] = 0,
 ) -> None:
     """Serve a model repository on the Triton server bundled with nvidia-pytriton (CPU is fine)."""
@@ -28,7 +31,9 @@ def serve(
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    options = ServerOptions(repository, host, grpc_port, http_port, metrics_port, threads, log_verbose=log_verbose)
+    options = ServerOptions(
+        repository, host, grpc_port, http_port, metrics_port, threads, poll_seconds, log_verbose=log_verbose
+    )
     server = EmbeddedServer(options)
     try:
         with out.status(f"starting tritonserver on {repository} …"):
@@ -40,9 +45,15 @@ def serve(
             f"ready: {len(server.mirror.served)} models ({', '.join(server.mirror.served)}) — "
             f"gRPC {host}:{grpc_port}, HTTP {host}:{http_port}, metrics {host}:{metrics_port}; Ctrl-C stops"
         )
-        while not stop.wait(0.5):
+        interval = poll_seconds if poll_seconds > 0 else 0.5
+        while not stop.wait(interval):
             if not server.running():
                 raise ProdgenError("tritonserver stopped unexpectedly")
+            if poll_seconds > 0:
+                before = set(server.mirror.served)
+                after = set(server.sync().served)
+                if after != before:
+                    out.print(f"repository changed: now serving {', '.join(sorted(after)) or 'nothing'}")
         out.print("stopping …")
     finally:
         server.stop()

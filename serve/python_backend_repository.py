@@ -3,21 +3,25 @@
 Each `onnxruntime` model keeps its name, inputs, outputs, batching and versions; only
 the backend changes (to python, running `serve/onnx_model.py` over the same `model.onnx`),
 so clients see exactly what a production Triton with the onnxruntime backend would show.
-Models this server cannot run (TensorRT plans) are left out
-and reported.
+Models this server cannot run (TensorRT plans) are left out and reported.
+
+`sync_mirror` is incremental and atomic like publishing itself (new models and versions
+appear with one rename), so it can run again while the server polls its repository:
+a version published into the source repository shows up in the server without a restart.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.model_repository.config import PARAMETER_PREFIX, parse_pbtxt, to_pbtxt
-from prodgen.model_repository.publish import CONFIG_FILE, model_names, versions
+from prodgen.model_repository.publish import CONFIG_FILE, model_names, versions, write_text_atomically
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("onnx_model.py")
 ONNX_FILE = "model.onnx"
@@ -47,20 +51,42 @@ def _is_onnx_model(config: mc.ModelConfig) -> bool:
     return config.backend == "onnxruntime" or config.platform == "onnxruntime_onnx"
 
 
-def _mirror_model(source: Path, target: Path, config: mc.ModelConfig, intra_op_threads: int) -> None:
-    target.mkdir(parents=True)
-    for version in versions(source):
-        onnx_file = source / str(version) / ONNX_FILE
-        if not onnx_file.is_file():
-            continue
-        version_dir = target / str(version)
-        version_dir.mkdir()
-        shutil.copyfile(PYTHON_MODEL_SOURCE, version_dir / "model.py")
-        os.symlink(onnx_file.resolve(), version_dir / ONNX_FILE)
-    (target / CONFIG_FILE).write_text(to_pbtxt(python_backend_config(config, intra_op_threads)))
+def _onnx_versions(model_dir: Path) -> list[int]:
+    return [v for v in versions(model_dir) if (model_dir / str(v) / ONNX_FILE).is_file()]
 
 
-def mirror_repository(repository: Path, target: Path, intra_op_threads: int = 0) -> MirrorResult:
+def _fill_version(source: Path, folder: Path) -> None:
+    shutil.copyfile(PYTHON_MODEL_SOURCE, folder / "model.py")
+    os.symlink((source / ONNX_FILE).resolve(), folder / ONNX_FILE)
+
+
+def _sync_model(source: Path, target: Path, config_text: str, staging_root: Path) -> None:
+    wanted = _onnx_versions(source)
+    if not target.exists():
+        staging = Path(tempfile.mkdtemp(dir=staging_root)) / target.name
+        for version in wanted:
+            (staging / str(version)).mkdir(parents=True)
+            _fill_version(source / str(version), staging / str(version))
+        (staging / CONFIG_FILE).write_text(config_text)
+        staging.rename(target)
+        shutil.rmtree(staging.parent)
+        return
+    for version in wanted:
+        if not (target / str(version)).exists():
+            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
+            _fill_version(source / str(version), staging)
+            staging.rename(target / str(version))
+    for version in set(versions(target)) - set(wanted):
+        shutil.rmtree(target / str(version))
+    if (target / CONFIG_FILE).read_text() != config_text:
+        write_text_atomically(target / CONFIG_FILE, config_text)
+
+
+def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> MirrorResult:
+    """Bring the python-backend mirror at `target` up to date with `repository`."""
+    target.mkdir(parents=True, exist_ok=True)
+    staging_root = target.parent / f".{target.name}.staging"
+    staging_root.mkdir(exist_ok=True)
     served: list[str] = []
     skipped: dict[str, str] = {}
     for name in model_names(repository):
@@ -68,10 +94,11 @@ def mirror_repository(repository: Path, target: Path, intra_op_threads: int = 0)
         config = parse_pbtxt((source / CONFIG_FILE).read_text())
         if not _is_onnx_model(config):
             skipped[name] = f"backend '{config.backend or config.platform}' needs a GPU Triton"
-            continue
-        if not any((source / str(v) / ONNX_FILE).is_file() for v in versions(source)):
+        elif not _onnx_versions(source):
             skipped[name] = "no version with model.onnx"
-            continue
-        _mirror_model(source, target / name, config, intra_op_threads)
-        served.append(name)
+        else:
+            _sync_model(source, target / name, to_pbtxt(python_backend_config(config, intra_op_threads)), staging_root)
+            served.append(name)
+    for stale in set(model_names(target)) - set(served):
+        shutil.rmtree(target / stale)
     return MirrorResult(served, skipped)

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from prodgen.errors import ProdgenError
-from prodgen.serve.python_backend_repository import MirrorResult, mirror_repository
+from prodgen.serve.python_backend_repository import MirrorResult, sync_mirror
 from prodgen.serve.triton_distribution import find_distribution, prepare_backends, server_environment
 
 LOOPBACK = "127.0.0.1"
@@ -35,6 +35,8 @@ class ServerOptions:
     http_port: int = 8000
     metrics_port: int = 8002
     intra_op_threads: int = 0
+    poll_interval_s: float = 0.0
+    """Re-read the repository this often and load new models and versions (0: never)."""
     startup_timeout_s: float = 180.0
     log_verbose: int = 0
     extra_args: tuple[str, ...] = field(default_factory=tuple)
@@ -76,6 +78,11 @@ class EmbeddedServer:
             "--strict-readiness=true",
             "--exit-on-error=true",
             "--disable-auto-complete-config",
+            *(
+                ["--model-control-mode=poll", f"--repository-poll-secs={max(1, round(o.poll_interval_s))}"]
+                if o.poll_interval_s > 0
+                else ["--model-control-mode=none"]
+            ),
             f"--log-verbose={o.log_verbose}",
             *o.extra_args,
         ]
@@ -87,13 +94,11 @@ class EmbeddedServer:
         distribution = find_distribution()
         self._workspace = Path(tempfile.mkdtemp(prefix="prodgen-serve-"))
         try:
-            models = self._workspace / "models"
-            models.mkdir()
-            self.mirror = mirror_repository(repository, models, self.options.intra_op_threads)
+            self.mirror = self.sync()
             if not self.mirror.served:
                 raise ProdgenError(f"model repository {repository} has no model the embedded server can run")
             backends = prepare_backends(distribution, self._workspace)
-            command = self._command(distribution.server_binary, models, backends, distribution.caches_dir)
+            command = self._command(distribution.server_binary, self._mirror_dir, backends, distribution.caches_dir)
             with open(self._workspace / "tritonserver.log", "wb") as log:
                 self._process = subprocess.Popen(
                     command,
@@ -108,6 +113,16 @@ class EmbeddedServer:
             self.stop()
             raise
         return self
+
+    @property
+    def _mirror_dir(self) -> Path:
+        assert self._workspace is not None
+        return self._workspace / "models"
+
+    def sync(self) -> MirrorResult:
+        """Mirror the repository again; with polling on, the server loads what changed."""
+        self.mirror = sync_mirror(self.options.repository, self._mirror_dir, self.options.intra_op_threads)
+        return self.mirror
 
     def _log_tail(self, lines: int = 15) -> str:
         if self.log_path is None or not self.log_path.is_file():

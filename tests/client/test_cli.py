@@ -104,3 +104,13 @@ def test_bad_images_and_unknown_models_through_the_client_cli(embedded_server: E
 
 def test_unreachable_server() -> None:
     assert_one_line_error(run("prodgen", "health", "--url", f"127.0.0.1:{free_port()}", "--timeout", "3"), "cannot reach Triton")
+
+
+@pytest.mark.e2e
+def test_models_lists_every_served_model(embedded_server: EmbeddedServer) -> None:
+    result = run("prodgen", "models", "--url", embedded_server.options.grpc_url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for name in ("dcgan", "fast-neural-style", "cyclegan"):
+        line = next(line for line in lines if line.startswith(f"{name} ("))
+        assert "max batch 4" in line

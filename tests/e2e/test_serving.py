@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +15,14 @@ from tritonclient.utils import InferenceServerException
 from prodgen import zoo
 from prodgen.client import ProdgenClient
 from prodgen.errors import ProdgenError
+from prodgen.export.pipeline import ExportRequest, export_model
 from prodgen.export.verify import run_pytorch
+from prodgen.model_repository.config import BatchingOptions
 from prodgen.photos import photo_batch
 from prodgen.seeding import latents_from_seed
-from prodgen.serve.server import EmbeddedServer
+from prodgen.serve.server import EmbeddedServer, ServerOptions
 from prodgen.zoo.loading import serving_module
+from tests_support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +97,23 @@ def test_bad_requests_get_clear_errors_and_the_server_stays_up(embedded_server: 
             client.stylize("cyclegan", tiny[0])
         assert client.generate("dcgan", seed=0, count=1).shape == (1, 64, 64, 3)
         assert client.health().ready
+
+
+def test_a_version_published_while_serving_is_picked_up(exported_repository: Path, tmp_path: Path) -> None:
+    repository = tmp_path / "models"
+    shutil.copytree(exported_repository / "dcgan", repository / "dcgan")
+    options = ServerOptions(repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), poll_interval_s=1)
+    with EmbeddedServer(options) as server:
+        export_model(ExportRequest(zoo.get("dcgan"), repository, "dcgan", seed=9, batching=BatchingOptions(4)))
+        server.sync()
+        raw = grpcclient.InferenceServerClient(options.grpc_url)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not raw.is_model_ready("dcgan", "2"):
+            time.sleep(0.5)
+        assert raw.is_model_ready("dcgan", "2")
+        with ProdgenClient(options.grpc_url) as client:
+            served = client.generate("dcgan", seed=1, count=2)
+        raw.close()
+    model = zoo.get("dcgan")
+    (expected,) = run_pytorch(serving_module(model, seed=9), model, {"z": latents_from_seed(1, 2, 100)})
+    assert fraction_within_one_level(served, expected) >= 0.999
