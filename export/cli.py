@@ -40,7 +40,7 @@ def export(
     repository: Annotated[Path, typer.Option(help="Triton model repository to publish into.")] = DEFAULT_REPOSITORY,
     name: Annotated[Optional[str], typer.Option(help="Served model name; defaults to the zoo name.")] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="Triton max_batch_size.")] = 8,
-    max_queue_delay_us: Annotated[int, typer.Option(min=0, help="Dynamic batching queue delay.")] = 2000,
+    max_queue_delay_us: Annotated[int, typer.Option(min=0, help="Dynamic batching queue delay.")] = 100,
     instances: Annotated[int, typer.Option(min=1, help="Model instances per device.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed for random weights when no checkpoint is given.")] = 0,
     all_models: Annotated[bool, typer.Option("--all", help="Export every zoo model.")] = False,

@@ -29,7 +29,9 @@ PARAMETER_PREFIX = "prodgen."
 @dataclass(frozen=True)
 class BatchingOptions:
     max_batch_size: int = 8
-    max_queue_delay_us: int = 2000
+    max_queue_delay_us: int = 100
+    """How long the dynamic batcher may hold a request for company. Under load requests queue
+    behind the busy instance and batch anyway; at low load a long delay is pure latency."""
     instance_count: int = 1
 
 
@@ -66,8 +68,6 @@ def onnxruntime_config(model: ZooModel, served_name: str, batching: BatchingOpti
             config.input[-1].optional = True
     for spec in model.outputs:
         _tensor(spec, config.output.add())
-    preferred = [size for size in (2, 4, 8, 16, 32) if size <= batching.max_batch_size]
-    config.dynamic_batching.preferred_batch_size.extend(preferred)
     config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
     group = config.instance_group.add()
     group.count = batching.instance_count
