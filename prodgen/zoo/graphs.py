@@ -28,15 +28,18 @@ def float_to_uint8_nhwc(x: torch.Tensor, value_range: ValueRange) -> torch.Tenso
 
 
 class LatentToImage(nn.Module):
-    """z (N, z_dim) FP32 -> image uint8 (N, H, W, 3), for DCGAN-style generators taking (N, z, 1, 1)."""
+    """z (N, z_dim) FP32 -> image uint8 (N, H, W, 3), for DCGAN-style generators taking (N, z, 1, 1).
+
+    Inputs after `z` (a class id, say) are passed to the network unchanged, after `z`.
+    """
 
     def __init__(self, network: nn.Module, output_range: ValueRange = (-1.0, 1.0)) -> None:
         super().__init__()
         self.network = network
         self.output_range = output_range
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        y = self.network(z.reshape(z.shape[0], z.shape[1], 1, 1))
+    def forward(self, z: torch.Tensor, *conditions: torch.Tensor) -> torch.Tensor:
+        y = self.network(z.reshape(z.shape[0], z.shape[1], 1, 1), *conditions)
         return float_to_uint8_nhwc(y, self.output_range)
 
 
