@@ -19,6 +19,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from prodgen.client.tiling import Tiling, upscale_tiled
 from prodgen.contract import ImageBounds, TensorSpec, check_image_array
 from prodgen.errors import ProdgenError
 from prodgen.model_repository.config import PARAMETER_PREFIX, tensor_specs
@@ -158,8 +159,10 @@ class ProdgenClient:
             raise ProdgenError(f"model '{name}' is not a generator (it takes no 'z' input)")
         inputs = {"z": latents_from_seed(seed, count, latent.dims[0])}
         if model.input("class_id") is not None:
-            if class_id is None:
-                raise ProdgenError(f"model '{name}' is conditional: give a class id (0..{int(model.parameters.get('num_classes', '1')) - 1})")
+            classes = int(model.parameters.get("num_classes", "1"))
+            if class_id is None or not 0 <= class_id < classes:
+                given = "no class id" if class_id is None else f"class id {class_id}"
+                raise ProdgenError(f"model '{name}' is conditional: {given} given, expected 0..{classes - 1}")
             inputs["class_id"] = np.full((count, 1), class_id, dtype=np.int64)
         elif class_id is not None:
             raise ProdgenError(f"model '{name}' takes no class id")
@@ -196,3 +199,25 @@ class ProdgenClient:
             raise ProdgenError(f"model '{name}' takes no style image")
         result = self._single_output(name, inputs)
         return result[0] if image.ndim == 3 else result
+
+    def upscale(self, name: str, image: np.ndarray, tile: int | None = None, overlap: int = 32) -> np.ndarray:
+        """Upscale one image (H, W, 3); images beyond the model's bounds go in overlapping tiles."""
+        model = self.model(name)
+        if model.task != "upscale" or "scale" not in model.parameters:
+            raise ProdgenError(f"model '{name}' is not an upscaler (task: {model.task})")
+        image_input = next(spec.name for spec in model.inputs if spec.is_image)
+        output = model.outputs[0].name
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return self.infer(name, {image_input: batch})[output]
+
+        bounds = model.bounds
+        if bounds is None or max(image.shape[:2]) <= bounds.max_side:
+            return run(self._image_input(model, name, image, "image"))[0]
+        check_image_array("image", image[np.newaxis])
+        if min(image.shape[:2]) < bounds.min_side:
+            raise ProdgenError(f"image: {image.shape[1]}×{image.shape[0]} has a side below the model's minimum {bounds.min_side} pixels")
+        multiple = int(model.parameters.get("side_multiple", "1"))
+        side = min(tile or bounds.opt_side, bounds.max_side)
+        tiling = Tiling(tile=side - side % multiple, overlap=overlap, batch=max(model.max_batch_size, 1), multiple_of=multiple)
+        return upscale_tiled(image, run, int(model.parameters["scale"]), tiling)

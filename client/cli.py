@@ -62,6 +62,25 @@ def stylize(
 
 
 @app.command()
+def upscale(
+    model: Annotated[str, typer.Argument(help="Served upscaler name.")],
+    images: Annotated[list[Path], typer.Argument(help="Product photos.")],
+    out: Annotated[Path, typer.Option(help="Folder for the upscaled pictures.")] = Path("upscaled"),
+    tile: Annotated[Optional[int], typer.Option(min=16, help="Tile side for images beyond the model's bounds.")] = None,
+    overlap: Annotated[int, typer.Option(min=0, help="Pixels neighbouring tiles share.")] = 32,
+    url: Url = DEFAULT_URL,
+    timeout: Timeout = 300.0,
+) -> None:
+    """Upscale product photos of any size (large ones go in blended tiles); writes OUT/<name>.png."""
+    photos = [(path, read_image(path)) for path in images]
+    with ProdgenClient(url, timeout) as client:
+        for path, photo in photos:
+            result = client.upscale(model, photo, tile=tile, overlap=overlap)
+            target = write_image(out / f"{path.stem}.png", result)
+            console().print(f"{path} {photo.shape[1]}×{photo.shape[0]} → {target} {result.shape[1]}×{result.shape[0]}")
+
+
+@app.command()
 def models(url: Url = DEFAULT_URL, timeout: Timeout = 10.0) -> None:
     """List the served models with their task, inputs, outputs, max batch and image sides."""
     out = console()
