@@ -9,8 +9,10 @@ unwrapped in its order of preference.
 
 from __future__ import annotations
 
+import argparse
 import pickle
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -21,6 +23,16 @@ from prodgen.errors import ProdgenError
 StateDict = dict[str, torch.Tensor]
 
 GENERIC_WRAPPER_KEYS = ("state_dict", "model", "net", "generator")
+
+SAFE_GLOBALS: list[Callable[..., object] | tuple[Callable[..., object], str]] = [argparse.Namespace]
+"""The one object type allowed beside tensors and containers: rosinality's training files
+store their command line as `args` (an `argparse.Namespace`, plain attributes only)."""
+
+
+def _refused_object(error: pickle.UnpicklingError) -> str:
+    """The object weights_only refused, from torch's multi-line message (e.g. `GLOBAL os.system`)."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return found.group(1) if found else "an object that is not a tensor"
 
 
 def read_checkpoint(path: Path) -> Mapping[str, object]:
@@ -36,13 +48,13 @@ def read_checkpoint(path: Path) -> Mapping[str, object]:
         except (SafetensorError, OSError, ValueError) as error:
             raise ProdgenError(f"checkpoint {path}: not a readable safetensors file ({error})") from error
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported content"
         raise ProdgenError(
-            f"checkpoint {path}: holds pickled objects beyond weights, which prodgen refuses to load "
-            f"({first_line}); save it with torch.save(model.state_dict(), ...) or as safetensors"
-        ) from error
+            f"checkpoint {path}: holds pickled code or objects ({_refused_object(error)}), which prodgen refuses to "
+            "load: prodgen only loads weights; save them with torch.save(model.state_dict(), ...) or as safetensors"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise ProdgenError(
             f"checkpoint {path}: not a PyTorch (.pth/.pt) or safetensors checkpoint ({error})"
