@@ -43,6 +43,19 @@ class LatentToImage(nn.Module):
         return float_to_uint8_nhwc(y, self.output_range)
 
 
+class MappedLatentToImage(nn.Module):
+    """z (N, z_dim) FP32 and (N, 1) FP32 controls such as truncation -> image uint8 (N, H, W, 3),
+    for style-based generators that take z as a flat vector (StyleGAN2's mapping network)."""
+
+    def __init__(self, network: nn.Module, output_range: ValueRange = (-1.0, 1.0)) -> None:
+        super().__init__()
+        self.network = network
+        self.output_range = output_range
+
+    def forward(self, z: torch.Tensor, *controls: torch.Tensor) -> torch.Tensor:
+        return float_to_uint8_nhwc(self.network(z, *controls), self.output_range)
+
+
 class ImageToImage(nn.Module):
     """image uint8 (N, H, W, 3) -> image uint8 (N, H·s, W·s, 3).
 

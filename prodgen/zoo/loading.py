@@ -2,28 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from prodgen.checkpoints import extract_state_dict, load_weights, read_checkpoint
+from prodgen.checkpoints import StateDict, extract_state_dict, load_weights, read_checkpoint
+from prodgen.errors import ProdgenError
 from prodgen.zoo.spec import ZooModel
 
+Checkpoint = Path | Sequence[Path]
+"""One weight file, or for models with `weight_files` one file per named part, in order."""
 
-def instantiate(model: ZooModel, checkpoint: Path | None = None, seed: int = 0) -> nn.Module:
+
+def _files(model: ZooModel, checkpoint: Checkpoint) -> list[Path]:
+    files = [checkpoint] if isinstance(checkpoint, Path) else list(checkpoint)
+    expected = len(model.weight_files) or 1
+    if len(files) != expected:
+        wanted = (
+            f"{expected} weight files ({', '.join(model.weight_files)}, in that order)"
+            if model.weight_files
+            else "one weight file"
+        )
+        raise ProdgenError(f"'{model.name}' takes {wanted}: {len(files)} given")
+    return files
+
+
+def _read(model: ZooModel, files: list[Path]) -> tuple[StateDict, Mapping[str, object]]:
+    """The combined state_dict (each part's keys prefixed `part.`) and the first file's mapping."""
+    if not model.weight_files:
+        loaded = read_checkpoint(files[0])
+        return extract_state_dict(loaded, model.wrapper_keys), loaded
+    combined: StateDict = {}
+    first: Mapping[str, object] = {}
+    for part, path in zip(model.weight_files, files, strict=True):
+        loaded = read_checkpoint(path)
+        first = first or loaded
+        combined.update({f"{part}.{key}": value for key, value in extract_state_dict(loaded, model.wrapper_keys).items()})
+    return combined, first
+
+
+def instantiate(model: ZooModel, checkpoint: Checkpoint | None = None, seed: int = 0) -> nn.Module:
     """The network in eval mode: the checkpoint's weights, or upstream's init seeded by `seed`."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         network = model.build()
         if checkpoint is None and model.init_weights is not None:
             model.init_weights(network)
+    loaded: Mapping[str, object] | None = None
     if checkpoint is not None:
-        state_dict = extract_state_dict(read_checkpoint(checkpoint), model.wrapper_keys)
+        state_dict, loaded = _read(model, _files(model, checkpoint))
         load_weights(network, model.prepare_state_dict(state_dict), model.name)
+    if model.finish_loading is not None:
+        model.finish_loading(network, loaded)
     return network.eval()
 
 
-def serving_module(model: ZooModel, checkpoint: Path | None = None, seed: int = 0) -> nn.Module:
+def serving_module(model: ZooModel, checkpoint: Checkpoint | None = None, seed: int = 0) -> nn.Module:
     """The network wrapped in the served contract, ready to export or to run as the reference."""
     return model.serving_graph(instantiate(model, checkpoint, seed)).eval()

@@ -7,7 +7,7 @@ and out, the image bounds, the checkpoint quirks, and the parity tolerance.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -42,6 +42,12 @@ class ZooModel:
     """Keys under which upstream files wrap the state_dict, in order of preference."""
     init_weights: Callable[[nn.Module], None] | None = None
     """Upstream's initialisation, for seeded random weights when no checkpoint is given."""
+    weight_files: tuple[str, ...] = ()
+    """For networks whose weights upstream ships as several files: the submodule each file
+    loads into, in the order the files are given (AdaIN's `vgg`, `decoder`). Empty: one file."""
+    finish_loading: Callable[[nn.Module, Mapping[str, object] | None], None] | None = None
+    """Sets what the network derives from its weights or from the checkpoint beyond the
+    state_dict (StyleGAN2's truncation latent); given the checkpoint mapping, or None."""
     min_fraction_within_one_level: float = 0.999
     extras: dict[str, str] = field(default_factory=dict)
     """Facts about the model that clients need (e.g. the number of classes), published in config.pbtxt."""
