@@ -9,7 +9,7 @@ TORCH_CONSTRAINTS ?= constraints/cpu.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.prodgen-installed
 
-.PHONY: install demo test clean
+.PHONY: install demo demo-weights test clean
 
 $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ install: $(STAMP)
 
 demo: install
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
+
+# Re-train the demo checkpoints in demo/weights (a few minutes each on 2 cores; see demo/README.md).
+demo-weights: install
+	$(BIN)/python -m demo.train_upscaler
+	$(BIN)/python -m demo.train_look
+	$(BIN)/python -m demo.train_catalogue_gan
 
 test: install
 	$(BIN)/python -m pytest

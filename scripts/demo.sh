@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job end to end on this machine, no GPU needed: export the zoo into a Triton
+# The main job end to end on this machine, no GPU needed: export the demo models (zoo
+# architectures with the weights in demo/weights, trained by demo/train_*.py) into a Triton
 # model repository, serve it on the embedded Triton server, call every model over gRPC,
 # write the pictures, stop the server.
 set -euo pipefail
@@ -9,12 +10,15 @@ OUT=${OUT:-demo-output}
 GRPC_PORT=${GRPC_PORT:-8001}
 URL="127.0.0.1:${GRPC_PORT}"
 PHOTOS=(examples/photos/coffee.jpg examples/photos/chelsea.jpg)
+WEIGHTS=demo/weights
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
 
-echo "== export: every zoo model → $REPOSITORY/"
-prodgen-export --all --repository "$REPOSITORY"
+echo "== export: the demo models → $REPOSITORY/"
+prodgen-export srvgg-x2-small --checkpoint "$WEIGHTS/srvgg-x2-demo.safetensors" --name upscaler-x2 --repository "$REPOSITORY"
+prodgen-export fast-neural-style --checkpoint "$WEIGHTS/catalogue-look.safetensors" --name catalogue-look --repository "$REPOSITORY"
+prodgen-export catalogue-dcgan --checkpoint "$WEIGHTS/catalogue-dcgan.safetensors" --name catalogue --repository "$REPOSITORY"
 
 echo "== serve: embedded Triton on $URL"
 prodgen serve --repository "$REPOSITORY" --grpc-port "$GRPC_PORT" \
@@ -40,9 +44,13 @@ with ProdgenClient(url) as client:
 for model in models:
     target = f"{out}/{model.name}"
     if model.task == "generate":
-        command = ["prodgen", "generate", model.name, "--seed", "0", "--count", "16", "--out", f"{target}.png"]
-        if model.input("class_id") is not None:
-            command += ["--class-id", "0"]
+        command = ["prodgen", "generate", model.name, "--seed", "0", "--count", "16"]
+        if model.input("class_id") is not None:  # one grid per product category
+            for class_id in range(int(model.parameters["num_classes"])):
+                grid = ["--class-id", str(class_id), "--out", f"{target}-class{class_id}.png"]
+                subprocess.run([*command, *grid, "--url", url], check=True)
+            continue
+        command += ["--out", f"{target}.png"]
     elif model.input("style_image") is not None:
         command = ["prodgen", "stylize", model.name, photos[0], "--style", photos[1], "--out", target]
     elif model.task == "upscale":
