@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from prodgen import zoo
 from prodgen.cli_support import console, run_app
@@ -28,14 +29,51 @@ def _export_one(request: ExportRequest) -> ExportResult:
         result = export_model(request, step=lambda what: progress.update(task, description=f"{request.served_name}: {what}"))
     out.print(f"{request.served_name}: parity ONNX Runtime vs PyTorch: {result.parity.describe()}")
     out.print(f"{request.served_name}: published version {result.published.version} at {result.published.version_dir}")
+    if result.fp16 is not None and result.fp16_published is not None:
+        out.print(f"{request.served_name}: FP16 fidelity: {result.fp16.final.describe()}")
+        for note in result.fp16_published.notes:
+            out.print(f"{request.served_name}: {note}")
     return result
+
+
+def _print_fp16_table(results: list[ExportResult]) -> None:
+    table = Table(title="FP16 fidelity (FP16 emulation vs FP32 PyTorch)")
+    for column in ("model", "PSNR dB", "max |Δ|", "NaN/Inf", "kept FP32", "artefacts"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        if result.fp16 is None or result.fp16_published is None:
+            continue
+        final = result.fp16.final
+        published = [result.fp16_published.fp16] + ([result.fp16_published.plan] if result.fp16_published.plan else [])
+        table.add_row(
+            result.published.model_dir.name,
+            f"{final.psnr_db:.2f}",
+            f"{final.max_abs_diff:g}",
+            str(final.nonfinite),
+            ", ".join(result.fp16.kept_fp32) or "-",
+            ", ".join(f"{p.model_dir.name}/{p.version}" for p in published),
+        )
+    console().print(table)
+
+
+def _checkpoint_for(files: list[Path]) -> Path | tuple[Path, ...] | None:
+    """No file: random weights; one file as before; several, one per named part (the loader checks the count)."""
+    if not files:
+        return None
+    return files[0] if len(files) == 1 else tuple(files)
 
 
 @app.command()
 def export(
     model: Annotated[Optional[str], typer.Argument(help="Zoo model name (see --list).")] = None,
     checkpoint: Annotated[
-        Optional[Path], typer.Option(help="Trained weights (.pth/.pt/.safetensors); random weights if omitted.")
+        Optional[list[Path]],
+        typer.Option(
+            metavar="PATH",
+            help="Trained weights (.pth/.pt/.safetensors); random weights if omitted. Models whose upstream "
+            "ships several weight files take one --checkpoint per file, matched by order "
+            "(adain: --checkpoint vgg_normalised.pth --checkpoint decoder.pth)."
+        ),
     ] = None,
     repository: Annotated[Path, typer.Option(help="Triton model repository to publish into.")] = DEFAULT_REPOSITORY,
     name: Annotated[Optional[str], typer.Option(help="Served model name; defaults to the zoo name.")] = None,
@@ -45,6 +83,10 @@ def export(
     seed: Annotated[int, typer.Option(help="Seed for random weights when no checkpoint is given.")] = 0,
     all_models: Annotated[bool, typer.Option("--all", help="Export every zoo model.")] = False,
     list_models: Annotated[bool, typer.Option("--list", help="Print the zoo's model names and exit.")] = False,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Also publish <name>_fp16 (FP16 ONNX) and, with TensorRT, <name>_trt.")
+    ] = False,
+    min_psnr: Annotated[float, typer.Option(help="FP16 fidelity gate: minimum PSNR against FP32 PyTorch, dB.")] = 40.0,
 ) -> None:
     """Export a zoo model to ONNX, verify it against PyTorch on real photos, and publish it."""
     if list_models:
@@ -53,22 +95,28 @@ def export(
         return
     if all_models == (model is not None):
         raise ProdgenError("give one MODEL or --all (prodgen-export --list shows the zoo)")
-    if all_models and (checkpoint is not None or name is not None):
+    if all_models and (checkpoint or name is not None):
         raise ProdgenError("--checkpoint and --name apply to one model; drop them with --all")
     batching = BatchingOptions(max_batch, max_queue_delay_us, instances)
     chosen = zoo.names() if all_models else [model]
+    results: list[ExportResult] = []
     for zoo_name in chosen:
         entry = zoo.get(zoo_name)
-        _export_one(
+        result = _export_one(
             ExportRequest(
                 model=entry,
                 repository=repository,
                 served_name=name or entry.name,
-                checkpoint=checkpoint,
+                checkpoint=_checkpoint_for(checkpoint or []),
                 seed=seed,
                 batching=batching,
+                fp16=fp16,
+                min_psnr_db=min_psnr,
             )
         )
+        results.append(result)
+    if fp16 and all_models:
+        _print_fp16_table(results)
 
 
 def main() -> None:

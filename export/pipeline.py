@@ -21,10 +21,12 @@ import torch
 import prodgen
 from prodgen.errors import ProdgenError
 from prodgen.export.onnx_export import export_onnx
-from prodgen.export.verify import Parity, verify_onnx
+from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Fp16Outcome, fp16_with_fallback
+from prodgen.export.fp16_publish import Fp16Published, publish_fp16
+from prodgen.export.verify import Parity, run_pytorch, verify_onnx
 from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
 from prodgen.model_repository.publish import PublishedVersion, publish
-from prodgen.zoo.loading import serving_module
+from prodgen.zoo.loading import Checkpoint, serving_module
 from prodgen.zoo.samples import verification_cases
 from prodgen.zoo.spec import ZooModel
 
@@ -39,15 +41,21 @@ class ExportRequest:
     model: ZooModel
     repository: Path
     served_name: str
-    checkpoint: Path | None = None
+    checkpoint: Checkpoint | None = None
+    """One weight file, or one per named part for models with `weight_files` (in that order)."""
     seed: int = 0
     batching: BatchingOptions = BatchingOptions()
+    fp16: bool = False
+    """Also publish `<name>_fp16` (and `<name>_trt` where TensorRT is importable), fidelity-gated."""
+    min_psnr_db: float = DEFAULT_MIN_PSNR_DB
 
 
 @dataclass(frozen=True)
 class ExportResult:
     published: PublishedVersion
     parity: Parity
+    fp16: Fp16Outcome | None = None
+    fp16_published: Fp16Published | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -58,12 +66,19 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _per_file(checkpoint: Checkpoint | None, describe: Callable[[Path], str]) -> str | list[str] | None:
+    """One value for a single weight file (as before), a list for models with several."""
+    if checkpoint is None:
+        return None
+    return describe(checkpoint) if isinstance(checkpoint, Path) else [describe(path) for path in checkpoint]
+
+
 def _provenance(request: ExportRequest, parity: Parity) -> dict[str, object]:
     return {
         "zoo_model": request.model.name,
         "upstream": request.model.upstream,
-        "checkpoint": str(request.checkpoint) if request.checkpoint else None,
-        "checkpoint_sha256": _sha256(request.checkpoint) if request.checkpoint else None,
+        "checkpoint": _per_file(request.checkpoint, str),
+        "checkpoint_sha256": _per_file(request.checkpoint, _sha256),
         "random_weights_seed": None if request.checkpoint else request.seed,
         "parity_onnxruntime_vs_pytorch": asdict(parity),
         "versions": {
@@ -88,6 +103,14 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
         parity = verify_onnx(graph, model, onnx_path, cases)
         if not parity.passed:
             raise ProdgenError(f"{request.served_name}: ONNX parity check failed: {parity.describe()}; nothing was published")
+        fp16: Fp16Outcome | None = None
+        if request.fp16:
+            step("converting to FP16 and checking its fidelity")
+            reference = [run_pytorch(graph, model, inputs) for inputs in cases]
+            fp16 = fp16_with_fallback(
+                onnx.load(str(onnx_path)), model, cases, reference, request.min_psnr_db, request.served_name
+            )
+            onnx.save(fp16.graph.model, str(Path(work) / "model_fp16.onnx"))
 
         def write_version(folder: Path) -> None:
             shutil.copyfile(onnx_path, folder / ONNX_FILE)
@@ -98,4 +121,11 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
 
         step("publishing")
         published = publish(request.repository, request.served_name, write_version, config_text)
-    return ExportResult(published, parity)
+        fp16_published = None
+        if fp16 is not None:
+            step("publishing FP16")
+            fp16_published = publish_fp16(
+                model, request.served_name, request.repository, request.batching, onnx_path,
+                Path(work) / "model_fp16.onnx", fp16, _provenance(request, parity),
+            )  # fmt: skip
+    return ExportResult(published, parity, fp16, fp16_published)

@@ -91,3 +91,45 @@ def tensor_specs(tensors: list[mc.ModelInput] | list[mc.ModelOutput]) -> tuple[T
         TensorSpec(t.name, DATA_TYPE_NAMES[t.data_type], tuple(t.dims), optional=getattr(t, "optional", False))
         for t in tensors
     )
+
+
+DEFAULT_WORKSPACE_BYTES = 1 << 30
+TRT_ENGINE_CACHE_PATH = "/tmp/prodgen-trt-engine-cache"
+
+
+def _on_gpu(config: mc.ModelConfig) -> None:
+    count = sum(group.count for group in config.instance_group) or 1
+    config.ClearField("instance_group")
+    config.instance_group.add(count=count, kind=mc.ModelInstanceGroup.KIND_GPU)
+
+
+def onnxruntime_tensorrt_fp16_config(
+    model: ZooModel,
+    served_name: str,
+    batching: BatchingOptions,
+    workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    engine_cache_path: str = TRT_ENGINE_CACHE_PATH,
+) -> mc.ModelConfig:
+    """The FP16 ONNX on a GPU Triton: `onnxruntime` backend with its TensorRT accelerator at FP16.
+
+    Parameter names are those of Triton's onnxruntime_backend README; the engine cache keeps
+    TensorRT from rebuilding the engine on every model load.
+    """
+    config = onnxruntime_config(model, served_name, batching)
+    _on_gpu(config)
+    accelerator = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+    accelerator.parameters["precision_mode"] = "FP16"
+    accelerator.parameters["max_workspace_size_bytes"] = str(workspace_bytes)
+    accelerator.parameters["trt_engine_cache_enable"] = "true"
+    accelerator.parameters["trt_engine_cache_path"] = engine_cache_path
+    return config
+
+
+def tensorrt_plan_config(model: ZooModel, served_name: str, batching: BatchingOptions) -> mc.ModelConfig:
+    """A config for Triton's TensorRT backend serving `model.plan`, same tensors and parameters."""
+    config = onnxruntime_config(model, served_name, batching)
+    config.ClearField("backend")
+    config.platform = "tensorrt_plan"
+    config.default_model_filename = "model.plan"
+    _on_gpu(config)
+    return config

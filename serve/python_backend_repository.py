@@ -92,7 +92,9 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
     for name in model_names(repository):
         source = repository / name
         config = parse_pbtxt((source / CONFIG_FILE).read_text())
-        if not _is_onnx_model(config):
+        if config.platform == "tensorrt_plan":
+            skipped[name] = "TensorRT plan (model.plan): needs a GPU Triton with the tensorrt backend"
+        elif not _is_onnx_model(config):
             skipped[name] = f"backend '{config.backend or config.platform}' needs a GPU Triton"
         elif not _onnx_versions(source):
             skipped[name] = "no version with model.onnx"

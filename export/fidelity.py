@@ -1,0 +1,248 @@
+"""The FP16 fidelity gate: FP16 ONNX against FP32 PyTorch on the inputs export verifies on.
+
+How FP16 is judged on a CPU. ONNX Runtime's CPU provider has no FP16 kernel for most ops:
+it computes them in FP32 and, measured with ORT 1.32, drops the FP16 rounding *between*
+consecutive such nodes (a chain of FP16 `Conv`s scaling by 1000 gave 1e6, not inf). Running
+the FP16 ONNX on CPU therefore hides both rounding and overflow. The gate runs an
+*emulation* of it instead: the same graph with every FP16 tensor computed in FP32 and then
+rounded through an explicit `Cast`→FP16→`Cast`→FP32 pair (ORT keeps explicit casts:
+measured, 1e6 through that pair is inf), FP16 weights as their exact FP32 values. That is
+FP16 storage with FP32 arithmetic inside each op, what TensorRT's FP16 kernels do.
+
+When the gate fails, the layers at risk stay FP32 and the gate runs again: normalisation
+statistics (mean/variance chains, instance/layer/group norm) and every node whose output
+or input reaches a safety fraction of FP16's range on the calibration inputs, measured by
+running the FP32 ONNX with those intermediate tensors exposed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from prodgen.errors import ProdgenError
+from prodgen.export.fp16_graph import FP16_MAX, Fp16Graph, convert_to_fp16, plan_fp16, value_types
+from prodgen.zoo.spec import ZooModel
+
+DEFAULT_MIN_PSNR_DB = 40.0
+DEFAULT_RANGE_FRACTION = 0.25
+"""A tensor whose FP32 magnitude reaches this fraction of 65504 on the calibration inputs is
+at risk: other inputs (brighter photos, other latents) can push it over."""
+
+NORMALISATION_OPS = frozenset({"InstanceNormalization", "LayerNormalization", "GroupNormalization"})
+STATISTICS_OPS = frozenset({"ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "Pow", "Sqrt", "Reciprocal"})
+"""Mean/variance chains written out as ops (AdaIN, pixel norm): the statistic and the
+element-wise op applying it (`_STATISTICS_FOLLOWERS`) stay FP32 together."""
+_STATISTICS_FOLLOWERS = frozenset({"Sub", "Div", "Mul", "Add"})
+_POSTPROCESSING_OPS = frozenset({"Cast", "Clip", "Round", "Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze"})
+_RANGE_CHUNK = 48
+
+Cases = Sequence[dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """FP16 outputs against FP32 PyTorch, over all cases."""
+
+    psnr_db: float
+    max_abs_diff: float
+    nonfinite: int
+    """NaN/Inf values in the float tensors the outputs are quantised from."""
+    min_psnr_db: float
+
+    @property
+    def passed(self) -> bool:
+        return self.nonfinite == 0 and self.psnr_db >= self.min_psnr_db
+
+    def describe(self) -> str:
+        psnr = "inf" if math.isinf(self.psnr_db) else f"{self.psnr_db:.2f}"
+        return (
+            f"PSNR {psnr} dB (required ≥ {self.min_psnr_db:g} dB), max |Δ| {self.max_abs_diff:g}, "
+            f"NaN/Inf {self.nonfinite}"
+        )
+
+
+@dataclass(frozen=True)
+class Fp16Outcome:
+    """The FP16 graph that passed the gate, and how it got there."""
+
+    graph: Fp16Graph
+    first: Fidelity
+    final: Fidelity
+    kept_by_fallback: dict[str, str] = field(default_factory=dict)
+    """Node name → why it was kept in FP32 after the first gate failed."""
+
+    @property
+    def kept_fp32(self) -> tuple[str, ...]:
+        return self.graph.kept_fp32
+
+
+def _session(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def emulation_graph(fp16_model: onnx.ModelProto) -> onnx.ModelProto:
+    """`fp16_model` with each FP16 tensor computed in FP32 and rounded to FP16 explicitly."""
+    model = onnx.ModelProto()
+    model.CopyFrom(fp16_model)
+    graph = model.graph
+    types = {info.name: info.type.tensor_type.elem_type for info in [*graph.value_info, *graph.output]}
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT16:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
+    nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        nodes.append(node)
+        for index, name in enumerate(node.output):
+            if types.get(name) != TensorProto.FLOAT16:
+                continue
+            rounded = f"{name}__emulated_fp16"
+            if node.op_type == "Cast":
+                node.output[index] = rounded
+            else:
+                node.output[index] = f"{name}__emulated_fp32"
+                nodes.append(helper.make_node("Cast", [node.output[index]], [rounded], to=TensorProto.FLOAT16))
+            nodes.append(helper.make_node("Cast", [rounded], [name], to=TensorProto.FLOAT))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(model)
+
+
+def _prequantised(graph: onnx.GraphProto) -> list[str]:
+    """For each graph output, the last float tensor before post-processing (Round, Clip,
+    Cast to uint8, layout): where a NaN or Inf would still be visible."""
+    producers = {name: node for node in graph.node for name in node.output}
+    found: list[str] = []
+    for output in graph.output:
+        name = output.name
+        while name in producers and producers[name].op_type in _POSTPROCESSING_OPS and producers[name].input:
+            name = producers[name].input[0]
+        found.append(name)
+    return found
+
+
+def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    present = {info.name for info in exposed.graph.output}
+    exposed.graph.output.extend(
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in names if name not in present
+    )
+    return exposed
+
+
+def _psnr(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(squared error sum, peak²) of one output; uint8 images peak at 255."""
+    ref = reference.astype(np.float64)
+    got = candidate.astype(np.float64)
+    peak = 255.0 if reference.dtype == np.uint8 else float(ref.max() - ref.min()) or 1.0
+    return float(np.square(ref - got).sum()), peak * peak
+
+
+def measure_fidelity(
+    fp16_model: onnx.ModelProto,
+    model: ZooModel,
+    cases: Cases,
+    reference: Sequence[Sequence[np.ndarray]],
+    min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
+) -> Fidelity:
+    """Run the FP16 emulation on `cases` and compare with `reference` (FP32 PyTorch outputs)."""
+    emulated = emulation_graph(fp16_model)
+    watched = [name for name in _prequantised(emulated.graph) if name not in {spec.name for spec in model.outputs}]
+    session = _session(_with_outputs(emulated, watched))
+    output_names = [spec.name for spec in model.outputs]
+    squared, count, worst, nonfinite = 0.0, 0, 0.0, 0
+    peak_squared = 0.0
+    for inputs, expected in zip(cases, reference, strict=True):
+        results = session.run(output_names + watched, inputs)
+        for want, got in zip(expected, results[: len(output_names)], strict=True):
+            if want.shape != got.shape:
+                raise RuntimeError(f"FP16 graph gave shape {got.shape}, PyTorch {want.shape}")
+            error, peak2 = _psnr(want, got)
+            squared += error
+            count += want.size
+            peak_squared = max(peak_squared, peak2)
+            worst = max(worst, float(np.abs(want.astype(np.float64) - got.astype(np.float64)).max()))
+            if got.dtype.kind == "f":
+                nonfinite += int(np.count_nonzero(~np.isfinite(got)))
+        nonfinite += sum(int(np.count_nonzero(~np.isfinite(extra))) for extra in results[len(output_names) :])
+    mse = squared / max(count, 1)
+    psnr = math.inf if mse == 0 else 10 * math.log10(peak_squared / mse)
+    return Fidelity(psnr, worst, nonfinite, min_psnr_db)
+
+
+def activation_ranges(fp32_model: onnx.ModelProto, names: Sequence[str], cases: Cases) -> dict[str, float]:
+    """max |x| of each named FP32 tensor over `cases`, from the FP32 graph with them exposed."""
+    ranges = dict.fromkeys(names, 0.0)
+    for start in range(0, len(names), _RANGE_CHUNK):
+        chunk = list(names[start : start + _RANGE_CHUNK])
+        session = _session(_with_outputs(fp32_model, chunk))
+        for inputs in cases:
+            for name, value in zip(chunk, session.run(chunk, inputs), strict=True):
+                finite = np.abs(value[np.isfinite(value)]) if value.size else value
+                ranges[name] = max(ranges[name], float(finite.max()) if finite.size else math.inf)
+    return ranges
+
+
+def layers_at_risk(
+    fp32_model: onnx.ModelProto, cases: Cases, range_fraction: float = DEFAULT_RANGE_FRACTION
+) -> dict[str, str]:
+    """Node name → reason, for FP16 candidates that should stay FP32."""
+    fp16_names, _ = plan_fp16(fp32_model)
+    candidates = set(fp16_names)
+    graph = fp32_model.graph
+    named = [node for node in graph.node if node.name in candidates]
+    risky: dict[str, str] = {}
+    statistics_outputs: set[str] = set()
+    for node in named:
+        if node.op_type in NORMALISATION_OPS | STATISTICS_OPS:
+            risky[node.name] = f"normalisation statistics ({node.op_type})"
+        if node.op_type in STATISTICS_OPS:
+            statistics_outputs.update(node.output)
+    for node in named:
+        if node.op_type in _STATISTICS_FOLLOWERS and node.name not in risky and statistics_outputs & set(node.input):
+            risky[node.name] = f"normalisation statistics ({node.op_type} of a statistic)"
+    types = value_types(fp32_model)
+    tensors = [name for node in named for name in node.output if types.get(name) == TensorProto.FLOAT]
+    limit = range_fraction * FP16_MAX
+    ranges = activation_ranges(fp32_model, tensors, cases)
+    large = {name for name, value in ranges.items() if value >= limit}
+    for node in named:
+        hot = [name for name in [*node.output, *node.input] if name in large]
+        if hot and node.name not in risky:
+            risky[node.name] = f"|x| up to {max(ranges[name] for name in hot):.4g} (≥ {range_fraction:g} × 65504)"
+    return risky
+
+
+def fp16_with_fallback(
+    fp32_model: onnx.ModelProto,
+    model: ZooModel,
+    cases: Cases,
+    reference: Sequence[Sequence[np.ndarray]],
+    min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
+    served_name: str | None = None,
+) -> Fp16Outcome:
+    """FP16 graph that passes the gate, keeping layers at risk in FP32 if the first try fails.
+
+    Raises `ProdgenError` when even the fallback graph fails the gate.
+    """
+    graph = convert_to_fp16(fp32_model)
+    first = measure_fidelity(graph.model, model, cases, reference, min_psnr_db)
+    if first.passed:
+        return Fp16Outcome(graph, first, first)
+    risky = layers_at_risk(fp32_model, cases)
+    fallback = convert_to_fp16(fp32_model, keep_node_names=risky)
+    final = measure_fidelity(fallback.model, model, cases, reference, min_psnr_db)
+    if not final.passed:
+        raise ProdgenError(
+            f"{served_name or model.name}: FP16 fidelity gate failed: {final.describe()} even with "
+            f"{len(risky)} layers kept in FP32 (first try: {first.describe()}); nothing was published"
+        )
+    return Fp16Outcome(fallback, first, final, risky)
