@@ -1,0 +1,266 @@
+"""`prodgen-bench`: latency and throughput reports a platform engineer can act on.
+
+    prodgen-bench direct fast-neural-style --batch 1,4 --size 256
+    prodgen-bench served fast-neural-style --url localhost:8001 --concurrency 1,2,4,8 --repository models
+    prodgen-bench zoo --out bench/reports/cpu-baseline
+
+Every command measures the machine's GEMM ceiling at its start and end, shows a live
+table, and writes a report folder (report.json with every sample, report.md, PNG plots).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional, TypeVar
+
+import typer
+
+from prodgen import zoo
+from prodgen.bench.baseline import BASELINE_DIRECT, BASELINE_SERVED, SERVED_MODEL, baseline_side, run_zoo_direct, serve_and_measure, served_with_reference
+from prodgen.bench.ceiling import measure_ceilings
+from prodgen.bench.console import LiveView, bench_console
+from prodgen.bench.direct import DEFAULT_RUNTIMES, RUNTIMES, DirectSettings, apply_ceilings, latest_repository_onnx, run_direct
+from prodgen.bench.events import Observer
+from prodgen.bench.machine import describe_machine
+from prodgen.bench.report import BenchReport, command_line, write_report
+from prodgen.bench.served import ServedSettings
+from prodgen.cli_support import run_app
+from prodgen.errors import ProdgenError
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Benchmark prodgen models: runtimes side by side (direct), a Triton endpoint under load (served), the whole zoo.",
+)
+
+T = TypeVar("T", int, float)
+
+
+def _numbers(text: str, kind: Callable[[str], T], option: str, minimum: float) -> tuple[T, ...]:
+    try:
+        values = tuple(kind(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ProdgenError(f"{option}: expected comma-separated numbers like 1,4, got '{text}'") from None
+    if any(value < minimum for value in values):
+        raise ProdgenError(f"{option}: every value must be at least {minimum:g}, got '{text}'")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _default_out(kind: str, model: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("bench-results") / f"{kind}-{model}-{stamp}"
+
+
+DEFAULT_RUNTIME_LIST = ",".join(DEFAULT_RUNTIMES)
+
+Batches = Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")]
+Sizes = Annotated[Optional[str], typer.Option("--size", help="Image sides, comma-separated (default: the model's tuned side).")]
+Runtimes = Annotated[str, typer.Option("--runtimes", help=f"Comma-separated, from: {', '.join(RUNTIMES)}.")]
+Out = Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: bench-results/<command>-<model>-<time>).")]
+Threads = Annotated[int, typer.Option(min=0, help="PyTorch and ONNX Runtime threads (0: physical cores).")]
+MinRuns = Annotated[int, typer.Option(min=1, help="Timed runs at least, per runtime and shape.")]
+MinSeconds = Annotated[float, typer.Option(min=0.0, help="Timed seconds at least, per runtime and shape.")]
+MaxSeconds = Annotated[float, typer.Option(min=0.1, help="Timed seconds at most, per runtime and shape.")]
+Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="Let torch-best try torch.compile (costs seconds per shape).")]
+Plots = Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots (needs matplotlib).")]
+Concurrency = Annotated[str, typer.Option("--concurrency", help="Closed-loop levels: concurrent requests, comma-separated; '' for none.")]
+Rates = Annotated[Optional[str], typer.Option("--rate", help="Open-loop levels: requests per second, comma-separated.")]
+Window = Annotated[float, typer.Option("--window", min=0.1, help="Measurement window, seconds (at least).")]
+CeilingSeconds = Annotated[float, typer.Option(min=0.05, help="Seconds spent measuring the GEMM ceiling, at the start and at the end.")]
+
+
+def _direct_settings(
+    batch: str, size: str | None, runtimes: str, threads: int, min_runs: int, min_seconds: float, max_seconds: float, compile: bool, device: str
+) -> DirectSettings:
+    return DirectSettings(
+        batches=_numbers(batch, int, "--batch", 1),
+        sizes=_numbers(size, int, "--size", 1) if size else (),
+        runtimes=_names(runtimes),
+        threads=threads,
+        min_runs=min_runs,
+        min_seconds=min_seconds,
+        max_seconds=max(max_seconds, min_seconds),
+        compile=compile,
+        device=device,
+    )
+
+
+def _served_settings(
+    concurrency: str, rate: str | None, arrival: str, request_batch: int, size: int | None, warmup: float, window: float,
+    min_requests: int, stability: float, max_windows: int, timeout: float, max_requests: int,
+) -> ServedSettings:
+    if arrival not in ("constant", "poisson"):
+        raise ProdgenError(f"--arrival must be constant or poisson, got '{arrival}'")
+    return ServedSettings(
+        concurrency=_numbers(concurrency, int, "--concurrency", 1),
+        rates=_numbers(rate, float, "--rate", 1e-3) if rate else (),
+        arrival=arrival,  # type: ignore[arg-type]
+        request_batch=request_batch,
+        size=size,
+        warmup_s=warmup,
+        window_s=window,
+        min_window_requests=min_requests,
+        max_window_s=max(window * 6, 30.0),
+        stability=stability / 100,
+        max_windows=max_windows,
+        timeout_s=timeout,
+        max_requests=max_requests,
+    )
+
+
+def _finish(report: BenchReport, out: Path, plots: bool, view: Observer, ceiling_seconds: float) -> list[Path]:
+    view.phase("measuring the GEMM ceiling again (end of run)")
+    report.ceilings += measure_ceilings("end", ceiling_seconds)
+    for result in report.direct:
+        apply_ceilings(result.measurements, report.ceilings)
+    above = [m for result in report.direct for m in result.measurements if (m.ceiling_fraction or 0.0) > 1.0]
+    if above:
+        report.notes.append(
+            f"{len(above)} measurement(s) exceed the measured ceiling: it was measured while the machine was busy, or this "
+            "CPU's model kernels outrun its GEMM and convolution probes; the fractions (and target 4) are not trustworthy in this run"
+        )
+    view.phase(f"writing the report to {out}")
+    return write_report(report, out, plots)
+
+
+def _summary(report: BenchReport, written: list[Path]) -> None:
+    out = bench_console()
+    for check in report.targets:
+        out.print(f"target {check.target} · {check.model}: {check.verdict} — {check.detail}")
+    out.print(f"report: {', '.join(str(path) for path in written)}")
+
+
+def _start(view: Observer, ceiling_seconds: float) -> BenchReport:
+    notes: list[str] = []
+    machine = describe_machine()
+    load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cpus:
+        message = f"the machine was busy at the start (1-min load {load:.1f} on {cpus} CPUs): figures will be noisy; compare within this run"
+        notes.append(message)
+        view.note(message)
+    view.phase("measuring the GEMM ceiling (start of run)")
+    return BenchReport(command=command_line(), machine=machine, ceilings=measure_ceilings("start", ceiling_seconds), notes=notes)
+
+
+@app.command()
+def direct(
+    model: Annotated[str, typer.Argument(help="Zoo model name.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Trained weights; seeded random weights if omitted.")] = None,
+    onnx: Annotated[Optional[Path], typer.Option(help="Use this model.onnx instead of exporting one.")] = None,
+    repository: Annotated[Optional[Path], typer.Option(help="Take model.onnx from the latest version of MODEL in this repository.")] = None,
+    batch: Batches = "1,4",
+    size: Sizes = None,
+    runtimes: Runtimes = DEFAULT_RUNTIME_LIST,
+    threads: Threads = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    min_runs: MinRuns = 5,
+    min_seconds: MinSeconds = 3.0,
+    max_seconds: MaxSeconds = 30.0,
+    compile: Compile = True,
+    plots: Plots = True,
+    ceiling_seconds: CeilingSeconds = 1.5,
+    out: Out = None,
+) -> None:
+    """One model through every runtime available here, side by side in one run."""
+    entry = zoo.get(model)
+    if onnx is not None and repository is not None:
+        raise ProdgenError("give --onnx or --repository, not both")
+    onnx_path = onnx if onnx is not None else latest_repository_onnx(repository, model) if repository is not None else None
+    if onnx_path is not None and not onnx_path.is_file():
+        raise ProdgenError(f"{onnx_path} does not exist")
+    settings = _direct_settings(batch, size, runtimes, threads, min_runs, min_seconds, max_seconds, compile, device)
+    settings.check(entry)
+    settings.resolved_device()
+    folder = out or _default_out("direct", model)
+    with LiveView(bench_console()) as view:
+        report = _start(view, ceiling_seconds)
+        report.direct.append(run_direct(entry, settings, report.ceilings, checkpoint, onnx_path, view))
+        written = _finish(report, folder, plots, view, ceiling_seconds)
+    _summary(report, written)
+
+
+@app.command()
+def served(
+    model: Annotated[str, typer.Argument(help="Served model name.")],
+    url: Annotated[str, typer.Option(help="Triton gRPC endpoint.")] = "localhost:8001",
+    concurrency: Concurrency = "1,2,4,8",
+    rate: Rates = None,
+    arrival: Annotated[str, typer.Option(help="Open-loop arrivals: constant or poisson.")] = "constant",
+    request_batch: Annotated[int, typer.Option(min=1, help="Images (or latents) per request.")] = 1,
+    size: Annotated[Optional[int], typer.Option(help="Image side to send (default: the served model's tuned side).")] = None,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Warm-up seconds per level.")] = 2.0,
+    window: Window = 5.0,
+    min_requests: Annotated[int, typer.Option(min=1, help="Requests a window must see at least.")] = 10,
+    stability: Annotated[float, typer.Option(min=0.1, help="Stability tolerance, percent.")] = 10.0,
+    max_windows: Annotated[int, typer.Option(min=1, help="Windows per level at most.")] = 10,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request before it counts as an error.")] = 60.0,
+    max_requests: Annotated[int, typer.Option(min=1, help="Requests per level at most.")] = 50_000,
+    repository: Annotated[Optional[Path], typer.Option(help="Repository holding the served model.onnx: adds a direct ONNX Runtime reference.")] = None,
+    onnx: Annotated[Optional[Path], typer.Option(help="The served model.onnx: adds a direct ONNX Runtime reference.")] = None,
+    plots: Plots = True,
+    ceiling_seconds: CeilingSeconds = 1.5,
+    out: Out = None,
+) -> None:
+    """A model on a Triton gRPC endpoint under a concurrency sweep and/or request rates."""
+    from prodgen.client.api import ProdgenClient
+
+    settings = _served_settings(concurrency, rate, arrival, request_batch, size, warmup, window, min_requests, stability, max_windows, timeout, max_requests)
+    onnx_path = onnx if onnx is not None else latest_repository_onnx(repository, model) if repository is not None else None
+    with ProdgenClient(url) as client:
+        client.model(model)  # an unreachable server or an unknown model fails here, before anything is measured
+    folder = out or _default_out("served", model)
+    with LiveView(bench_console()) as view:
+        report = _start(view, ceiling_seconds)
+        report.served.append(served_with_reference(url, model, settings, onnx_path, view))
+        written = _finish(report, folder, plots, view, ceiling_seconds)
+    _summary(report, written)
+
+
+@app.command(name="zoo")
+def zoo_baseline(
+    models: Annotated[Optional[str], typer.Option(help="Comma-separated zoo models (default: the whole zoo).")] = None,
+    batch: Batches = "1,4",
+    runtimes: Runtimes = DEFAULT_RUNTIME_LIST,
+    threads: Threads = 0,
+    min_runs: MinRuns = BASELINE_DIRECT.min_runs,
+    min_seconds: MinSeconds = BASELINE_DIRECT.min_seconds,
+    max_seconds: MaxSeconds = BASELINE_DIRECT.max_seconds,
+    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Let torch-best try torch.compile (about 35 s per shape on 2 cores).")] = False,
+    served_models: Annotated[str, typer.Option("--served", help="Comma-separated models to serve on the embedded Triton and load; '' for none.")] = SERVED_MODEL,
+    concurrency: Concurrency = ",".join(str(c) for c in BASELINE_SERVED.concurrency),
+    window: Window = BASELINE_SERVED.window_s,
+    plots: Plots = True,
+    ceiling_seconds: CeilingSeconds = 1.5,
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("bench/reports/cpu-baseline"),
+) -> None:
+    """The baseline: every zoo model in direct mode (heavy ones at a smaller side), then served models under load."""
+    names = _names(models) if models else tuple(zoo.names())
+    served_names = _names(served_models)
+    settings = dataclasses.replace(
+        _direct_settings(batch, None, runtimes, threads, min_runs, min_seconds, max_seconds, compile, "auto"), warmup=BASELINE_DIRECT.warmup
+    )
+    for name in (*names, *served_names):
+        settings.check(zoo.get(name))
+    served_settings = dataclasses.replace(BASELINE_SERVED, concurrency=_numbers(concurrency, int, "--concurrency", 1), window_s=window)
+    with LiveView(bench_console()) as view:
+        report = _start(view, ceiling_seconds)
+        sides = ", ".join(f"{name} {side}²" for name in names if (side := baseline_side(zoo.get(name))))
+        report.notes.append(f"image sides in direct mode: {sides}; torch.compile {'on' if compile else 'off'}")
+        run_zoo_direct(names, settings, report, view)
+        if served_names:
+            serve_and_measure(served_names, served_settings, report, view, reference_settings=settings)
+        written = _finish(report, out, plots, view, ceiling_seconds)
+    _summary(report, written)
+
+
+def main() -> None:
+    run_app(app)

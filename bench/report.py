@@ -1,0 +1,204 @@
+"""The report folder: report.json (every figure and every sample), report.md, PNG plots.
+
+JSON carries every latency sample of every measurement (ms, to 6 decimals), so
+any figure in the Markdown can be recomputed or re-plotted from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prodgen.bench.ceiling import Ceiling
+from prodgen.bench.direct import DirectResult
+from prodgen.bench.served import ServedResult
+from prodgen.bench.tables import DIRECT_COLUMNS, REPORT_DIRECT, REPORT_SERVED, SERVED_COLUMNS, cells
+from prodgen.bench.targets import TargetCheck, evaluate
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+@dataclass
+class BenchReport:
+    command: str
+    machine: dict[str, object]
+    ceilings: list[Ceiling] = field(default_factory=list)
+    direct: list[DirectResult] = field(default_factory=list)
+    served: list[ServedResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def targets(self) -> list[TargetCheck]:
+        return evaluate(self.direct, self.served)
+
+
+def command_line() -> str:
+    return " ".join(["prodgen-bench", *sys.argv[1:]])
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclasses, paths and non-finite floats as plain JSON (inf and nan become null)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def report_dict(report: BenchReport) -> dict[str, Any]:
+    data = jsonable(report)
+    data["targets"] = [{**jsonable(check), "verdict": check.verdict} for check in report.targets]
+    data["schema"] = "prodgen-bench/1"
+    return data
+
+
+def _table(header: Sequence[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
+def _machine_lines(report: BenchReport) -> list[str]:
+    m = report.machine
+    versions = m.get("versions", {})
+    lines = [
+        f"- CPU: {m.get('cpu')} — {m.get('physical_cores')} physical cores, {m.get('logical_cpus')} logical; {m.get('memory_gib')} GiB",
+        f"- GPU: {m.get('gpu') or 'none'}; OS: {m.get('os')}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) if isinstance(versions, dict) else "",
+        f"- Load average at start: {m.get('load_average_at_start')}",
+    ]
+    for ceiling in report.ceilings:
+        lines.append(
+            f"- GEMM ceiling ({ceiling.when}): {ceiling.device} {ceiling.dtype} {ceiling.side}² through {ceiling.library} — best {ceiling.best_gflops:.0f} GFLOP/s, "
+            f"median {ceiling.median_gflops:.0f} over {ceiling.repeats} products"
+        )
+    return lines + [""]
+
+
+def _direct_section(result: DirectResult) -> list[str]:
+    lines = [f"### {result.model} — direct", ""]
+    lines.append(
+        f"Weights: {result.weights}. ONNX: {result.onnx_source}. Device {result.device}, {result.threads} threads; "
+        f"timed runs per runtime: ≥ {result.settings.min_runs} and ≥ {result.settings.min_seconds:g} s (≤ {result.settings.max_seconds:g} s), "
+        f"after a first run and {result.settings.warmup} warm-up, the runtimes taking turns. Agreement: share of output values within one uint8 level of "
+        f"{result.reference_runtime}'s output on the same photos."
+    )
+    lines.append("")
+    lines += _table(REPORT_DIRECT, [cells(DIRECT_COLUMNS, REPORT_DIRECT, m) for m in result.measurements])
+    for label, count in result.flops.items():
+        ops = ", ".join(f"{op} {flops / 1e9:.3f}" for op, flops in list(count.by_op.items())[:6])
+        lines.append(
+            f"- FLOPs per image at {label}: {count.dense / 1e9:.3f} GFLOP dense (Conv/ConvTranspose/Gemm/MatMul), "
+            f"{count.elementwise / 1e9:.3f} GFLOP elementwise; by op: {ops} (shapes from {count.shapes_from})"
+        )
+    for m in result.measurements:
+        if m.settings.get("trials_ms"):
+            lines.append(
+                f"- {m.runtime} batch {m.batch} {m.shape_label}: chose {m.settings.get('memory_format')}, "
+                f"compile {m.settings.get('compile')}; trials (ms): {m.settings['trials_ms']}"
+            )
+    for skipped in result.skipped:
+        lines.append(f"- {skipped.runtime} skipped: {skipped.reason}")
+    return lines + [""]
+
+
+def _served_section(result: ServedResult) -> list[str]:
+    s = result.settings
+    lines = [f"### {result.model} — served at {result.url}", ""]
+    lines.append(
+        f"Triton {result.server_version}, max_batch_size {result.max_batch_size}. Payload: {result.payload}. "
+        f"Windows ≥ {s.window_s:g} s and ≥ {s.min_window_requests} requests after {s.warmup_s:g} s warm-up; stable when the last "
+        f"{s.stable_windows} agree within ±{100 * s.stability:.0f} % on throughput and p50 (at most {s.max_windows} windows). "
+        "Latency columns are client-measured; server, queue, infer and in+out are Triton's own statistics per request over the "
+        "same windows; client+network is the client mean minus the server's."
+    )
+    lines.append("")
+    lines += _table(REPORT_SERVED, [cells(SERVED_COLUMNS, REPORT_SERVED, level) for level in result.levels])
+    if result.reference is not None:
+        for point in result.reference.points:
+            lines.append(
+                f"- Direct ONNX Runtime on the same ONNX and payload, batch {point.batch}: {point.images_per_s:.1f} images/s, "
+                f"p50 {point.latency.p50_ms:.2f} ms, p99 {point.latency.p99_ms:.2f} ms ({result.reference.threads} threads)"
+            )
+    for level in result.levels:
+        for message, count in level.error_messages.items():
+            lines.append(f"- {level.label}: {count}× {message}")
+        if level.late_fraction:
+            lines.append(f"- {level.label}: {100 * level.late_fraction:.0f} % of requests left > 10 ms behind schedule (client-bound)")
+    return lines + [""]
+
+
+def _targets_lines(report: BenchReport) -> list[str]:
+    checks = report.targets
+    if not checks:
+        return []
+    rows = [[c.target, c.model, _measured(c), c.required, c.verdict, c.detail] for c in checks]
+    return ["## Targets (issue 5)", "", *_table(["target", "model", "measured", "required", "verdict", "detail"], rows)]
+
+
+def _measured(check: TargetCheck) -> str:
+    if check.measured is None:
+        return "–"
+    if check.required.endswith("%"):
+        return f"{100 * check.measured:.0f} %"
+    if check.required.endswith("ms"):
+        return f"{check.measured:+.2f} ms"
+    return f"{check.measured:.2f}×"
+
+
+def markdown(report: BenchReport) -> str:
+    lines = ["# prodgen-bench report", "", f"`{report.command}` — {report.created}", "", "## Machine", ""]
+    lines += _machine_lines(report)
+    lines += _targets_lines(report)
+    if report.direct:
+        lines += ["## Direct mode", ""]
+        for result in report.direct:
+            lines += _direct_section(result)
+    if report.served:
+        lines += ["## Served mode", ""]
+        for served in report.served:
+            lines += _served_section(served)
+    if report.plots:
+        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in report.plots] + [""]
+    if report.notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in report.notes] + [""]
+    return "\n".join(lines)
+
+
+def write_report(report: BenchReport, folder: Path, plots: bool = True) -> list[Path]:
+    """Write report.json, the plots (when matplotlib is installed) and report.md into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if plots:
+        from prodgen.bench.plots import PlotsUnavailable, write_plots
+
+        try:
+            report.plots = [path.name for path in write_plots(report, folder)]
+        except PlotsUnavailable as reason:
+            report.notes.append(str(reason))
+    json_path = folder / REPORT_JSON
+    json_path.write_text(json.dumps(report_dict(report), indent=1, ensure_ascii=False) + "\n")
+    md_path = folder / REPORT_MD
+    md_path.write_text(markdown(report))
+    written += [json_path, md_path] + [folder / name for name in report.plots]
+    return written
