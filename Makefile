@@ -14,6 +14,7 @@ STAMP := $(VENV)/.prodgen-installed
 $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps tensorrt-stubs==10.13.0.35.1
 	touch $@
 
 install: $(STAMP)

@@ -60,6 +60,10 @@ for model in models:
     subprocess.run([*command, "--url", url], check=True)
 PY
 
+echo "== bench: the served look network at 256x256, with a direct ONNX Runtime reference"
+prodgen-bench served catalogue-look --url "$URL" --repository "$REPOSITORY" --size 256 --concurrency 1,4 \
+    --warmup 0.5 --window 1 --min-requests 5 --max-windows 3 --ceiling-seconds 0.3 --out "$OUT/bench"
+
 kill -TERM $SERVER
 wait $SERVER || true
 trap - EXIT
