@@ -127,7 +127,7 @@ def _mypy_errors(paths: list[Path], stubs: Path) -> list[str]:
 
 def test_tensorrt_build_module_type_checks_against_tensorrt_stubs(tmp_path: Path) -> None:
     if importlib.util.find_spec("mypy") is None:
-        pytest.skip("mypy is not installed (pip install -e '.[typecheck]')")
+        pytest.skip("mypy is not installed (pip install -e '.[test]')")
     stubs = _stub_path(tmp_path)
     if stubs is None:
         pytest.skip("tensorrt-stubs is not installed (pip install --no-deps tensorrt-stubs==10.13.0.35.1)")
