@@ -49,8 +49,9 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], re
 
 
 def run_pytorch(graph: nn.Module, model: ZooModel, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The serving graph's outputs; inputs are copied, since tiles and decoded photos may be read-only views."""
     with torch.no_grad():
-        result = graph(*(torch.from_numpy(inputs[spec.name]) for spec in model.inputs))
+        result = graph(*(torch.from_numpy(np.array(inputs[spec.name])) for spec in model.inputs))
     outputs = result if isinstance(result, (tuple, list)) else (result,)
     return [tensor.numpy() for tensor in outputs]
 
