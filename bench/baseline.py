@@ -85,17 +85,25 @@ def served_with_reference(
     url: str, model: str, settings: ServedSettings, onnx_path: Path | None, observer: Observer, reference_settings: DirectSettings | None = None
 ) -> ServedResult:
     """The served levels, and direct ONNX Runtime on the same ONNX and payloads when it is at hand."""
-    from prodgen.bench.payloads import image_side
+    from prodgen.bench.load import Endpoint
+    from prodgen.bench.overhead import PairSettings, measure_paired_overhead
+    from prodgen.bench.payloads import image_side, request_payloads
     from prodgen.client.api import ProdgenClient
 
-    reference = None
-    if onnx_path is not None:
-        with ProdgenClient(url) as client:
-            served_model = client.model(model)
-        side = image_side(served_model, settings.size)
-        reference = measure_reference(onnx_path, served_model, settings.request_batch, side, reference_settings, observer)
+    if onnx_path is None:
+        return run_served(url, model, settings, observer)
+    with ProdgenClient(url) as client:
+        served_model = client.model(model)
+    side = image_side(served_model, settings.size)
+    reference = measure_reference(onnx_path, served_model, settings.request_batch, side, reference_settings, observer)
     result = run_served(url, model, settings, observer)
     result.reference = reference
+    if settings.overhead_pairs > 0:
+        observer.phase(f"{model} · served and direct in interleaved pairs")
+        endpoint = Endpoint(url, model, served_model.inputs, served_model.outputs, settings.timeout_s)
+        payload = request_payloads(served_model, settings.request_batch, side, variants=1)[0]
+        pairs = PairSettings(min_pairs=settings.overhead_pairs, min_seconds=settings.overhead_seconds, threads=reference.threads)
+        result.overhead = measure_paired_overhead(endpoint, onnx_path, payload, pairs, observer)
     return result
 
 

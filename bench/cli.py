@@ -96,7 +96,7 @@ def _direct_settings(
 
 def _served_settings(
     concurrency: str, rate: str | None, arrival: str, request_batch: int, size: int | None, warmup: float, window: float,
-    min_requests: int, stability: float, max_windows: int, timeout: float, max_requests: int,
+    min_requests: int, stability: float, max_windows: int, timeout: float, max_requests: int, pairs: int = ServedSettings.overhead_pairs,
 ) -> ServedSettings:
     if arrival not in ("constant", "poisson"):
         raise ProdgenError(f"--arrival must be constant or poisson, got '{arrival}'")
@@ -114,6 +114,7 @@ def _served_settings(
         max_windows=max_windows,
         timeout_s=timeout,
         max_requests=max_requests,
+        overhead_pairs=pairs,
     )
 
 
@@ -206,6 +207,9 @@ def served(
     max_requests: Annotated[int, typer.Option(min=1, help="Requests per level at most.")] = 50_000,
     repository: Annotated[Optional[Path], typer.Option(help="Repository holding the served model.onnx: adds a direct ONNX Runtime reference.")] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="The served model.onnx: adds a direct ONNX Runtime reference.")] = None,
+    pairs: Annotated[
+        int, typer.Option(min=0, help="With a direct reference: interleaved served/direct pairs (at least; and 5 s) that measure what the server adds; 0 for none.")
+    ] = ServedSettings.overhead_pairs,
     plots: Plots = True,
     ceiling_seconds: CeilingSeconds = 1.5,
     out: Out = None,
@@ -213,7 +217,9 @@ def served(
     """A model on a Triton gRPC endpoint under a concurrency sweep and/or request rates."""
     from prodgen.client.api import ProdgenClient
 
-    settings = _served_settings(concurrency, rate, arrival, request_batch, size, warmup, window, min_requests, stability, max_windows, timeout, max_requests)
+    settings = _served_settings(
+        concurrency, rate, arrival, request_batch, size, warmup, window, min_requests, stability, max_windows, timeout, max_requests, pairs
+    )
     onnx_path = onnx if onnx is not None else latest_repository_onnx(repository, model) if repository is not None else None
     with ProdgenClient(url) as client:
         client.model(model)  # an unreachable server or an unknown model fails here, before anything is measured

@@ -110,7 +110,7 @@ def _error_text(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _infer_inputs(endpoint: Endpoint, payload: Payload) -> list[grpcclient.InferInput]:
+def infer_inputs(endpoint: Endpoint, payload: Payload) -> list[grpcclient.InferInput]:
     import tritonclient.grpc as grpcclient
 
     tensors = []
@@ -124,7 +124,7 @@ def _infer_inputs(endpoint: Endpoint, payload: Payload) -> list[grpcclient.Infer
     return tensors
 
 
-def _requested_outputs(endpoint: Endpoint) -> list[grpcclient.InferRequestedOutput]:
+def requested_outputs(endpoint: Endpoint) -> list[grpcclient.InferRequestedOutput]:
     import tritonclient.grpc as grpcclient
 
     return [grpcclient.InferRequestedOutput(spec.name) for spec in endpoint.outputs]
@@ -152,8 +152,8 @@ class ClosedLoop:
         import tritonclient.grpc as grpcclient
 
         client = grpcclient.InferenceServerClient(self.endpoint.url)
-        requests = [_infer_inputs(self.endpoint, payload) for payload in self.payloads]
-        outputs = _requested_outputs(self.endpoint)
+        requests = [infer_inputs(self.endpoint, payload) for payload in self.payloads]
+        outputs = requested_outputs(self.endpoint)
         turn = index
         try:
             while not self._stop.is_set() and log.reserve():
@@ -211,8 +211,8 @@ class OpenLoop:
 
     def _schedule(self, log: RequestLog) -> None:
         assert self._client is not None
-        requests = [_infer_inputs(self.endpoint, payload) for payload in self.payloads]
-        outputs = _requested_outputs(self.endpoint)
+        requests = [infer_inputs(self.endpoint, payload) for payload in self.payloads]
+        outputs = requested_outputs(self.endpoint)
         due = log.now()
         turn = 0
         while not self._stop.is_set():

@@ -20,6 +20,7 @@ import numpy as np
 
 from prodgen.bench.ceiling import Ceiling
 from prodgen.bench.direct import DirectResult
+from prodgen.bench.overhead import PairedOverhead
 from prodgen.bench.served import ServedResult
 from prodgen.bench.tables import DIRECT_COLUMNS, REPORT_DIRECT, REPORT_SERVED, SERVED_COLUMNS, cells
 from prodgen.bench.targets import TargetCheck, evaluate
@@ -140,12 +141,29 @@ def _served_section(result: ServedResult) -> list[str]:
                 f"- Direct ONNX Runtime on the same ONNX and payload, batch {point.batch}: {point.images_per_s:.1f} images/s, "
                 f"p50 {point.latency.p50_ms:.2f} ms, p99 {point.latency.p99_ms:.2f} ms ({result.reference.threads} threads)"
             )
+    if result.overhead is not None:
+        lines.append(_overhead_line(result.overhead))
     for level in result.levels:
         for message, count in level.error_messages.items():
             lines.append(f"- {level.label}: {count}× {message}")
         if level.late_fraction:
             lines.append(f"- {level.label}: {100 * level.late_fraction:.0f} % of requests left > 10 ms behind schedule (client-bound)")
     return lines + [""]
+
+
+def _overhead_line(overhead: PairedOverhead) -> str:
+    line = (
+        f"- Interleaved pairs (one served request, one direct ONNX Runtime call, alternating order), {overhead.pairs} pairs: "
+        f"served p50 {overhead.served.p50_ms:.2f} ms, direct p50 {overhead.direct.p50_ms:.2f} ms, "
+        f"added p50 {overhead.added_p50_ms:+.2f} ms, p90 {overhead.added_p90_ms:+.2f} ms"
+    )
+    server = overhead.server
+    if server is not None and server.server_ms is not None and server.compute_infer_ms is not None:
+        line += (
+            f"; Triton per request: {server.server_ms:.2f} ms in the server, of which compute_infer {server.compute_infer_ms:.2f} ms "
+            f"(python backend + its ONNX Runtime), queue {server.queue_ms or 0:.2f} ms"
+        )
+    return line
 
 
 def _targets_lines(report: BenchReport) -> list[str]:

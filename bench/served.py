@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Literal
 
 from prodgen.bench.events import Observer, Silent
 from prodgen.bench.load import Arrival, ClosedLoop, Endpoint, OpenLoop, RequestLog, RequestSample
+from prodgen.bench.overhead import PairedOverhead
 from prodgen.bench.payloads import image_side, request_payloads
 from prodgen.bench.reference import DirectReference
 from prodgen.bench.stats import LatencySummary, WindowFigures, is_stable, spread, summarize, window_figures
-from prodgen.bench.triton_stats import LatencySplit, ModelStatistics, ServerWindow, difference, parse_statistics, split_latency
+from prodgen.bench.triton_stats import LatencySplit, ModelStatistics, ServerWindow, StatisticsReader, difference, split_latency
 from prodgen.errors import ProdgenError
 
 if TYPE_CHECKING:
@@ -47,6 +48,9 @@ class ServedSettings:
     """Per level: the request loop stops sending once this many were sent."""
     max_in_flight: int = 256
     seed: int = 0
+    overhead_pairs: int = 30
+    """With a direct reference: at least this many interleaved served/direct pairs (0: none)."""
+    overhead_seconds: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -121,26 +125,11 @@ class ServedResult:
     levels: list[LoadLevel]
     reference: DirectReference | None = None
     """Direct ONNX Runtime on the same ONNX and payloads, when the ONNX was at hand."""
+    overhead: PairedOverhead | None = None
+    """What the server adds per request, from interleaved served/direct pairs."""
 
     def level(self, concurrency: int) -> LoadLevel | None:
         return next((lv for lv in self.levels if lv.mode == "concurrency" and lv.concurrency == concurrency), None)
-
-
-class _StatisticsReader:
-    def __init__(self, url: str, model: str) -> None:
-        import tritonclient.grpc as grpcclient
-
-        self.client = grpcclient.InferenceServerClient(url)
-        self.model = model
-
-    def read(self) -> ModelStatistics | None:
-        try:
-            return parse_statistics(self.client.get_inference_statistics(self.model, as_json=True), self.model)
-        except Exception:  # noqa: BLE001 - a server without statistics still gets client-side figures
-            return None
-
-    def close(self) -> None:
-        self.client.close()
 
 
 def _wait_window(log: RequestLog, start: float, settings: ServedSettings, observer: Observer) -> float:
@@ -164,7 +153,7 @@ def measure_level(
     observer: Observer,
 ) -> LoadLevel:
     log = RequestLog(settings.max_requests)
-    statistics = _StatisticsReader(endpoint.url, endpoint.model)
+    statistics = StatisticsReader(endpoint.url, endpoint.model)
     windows: list[WindowRecord] = []
     figures: list[WindowFigures] = []
     snapshots: list[ModelStatistics | None] = []

@@ -130,3 +130,23 @@ def split_latency(client_mean_ms: float, server: ServerWindow) -> LatencySplit:
         server_overhead_ms=server.server_overhead_ms,
         client_and_network_ms=rest,
     )
+
+
+class StatisticsReader:
+    """Snapshots of one model's statistics; None where the server gives none, so a server
+    without statistics still gets client-side figures."""
+
+    def __init__(self, url: str, model: str) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self.client = grpcclient.InferenceServerClient(url)
+        self.model = model
+
+    def read(self) -> ModelStatistics | None:
+        try:
+            return parse_statistics(self.client.get_inference_statistics(self.model, as_json=True), self.model)
+        except Exception:  # noqa: BLE001 - a server without statistics still gets client-side figures
+            return None
+
+    def close(self) -> None:
+        self.client.close()

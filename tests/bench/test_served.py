@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from prodgen.bench.direct import DirectSettings, latest_repository_onnx
+from prodgen.bench.load import Endpoint
 from prodgen.bench.machine import describe_machine
+from prodgen.bench.overhead import PairSettings, measure_paired_overhead
 from prodgen.bench.payloads import request_payloads
 from prodgen.bench.reference import measure_reference
 from prodgen.bench.report import BenchReport, write_report
@@ -78,6 +80,22 @@ def test_sweep_and_rate_against_the_embedded_server(embedded_server: EmbeddedSer
     assert "| c=1 | " in (tmp_path / "report.md").read_text()
 
 
+def test_paired_overhead_times_every_pair_and_the_server_saw_exactly_those_requests(
+    embedded_server: EmbeddedServer, exported_repository: Path
+) -> None:
+    url = embedded_server.options.grpc_url
+    with ProdgenClient(url) as client:
+        served_model = client.model("fast-neural-style")
+    endpoint = Endpoint(url, "fast-neural-style", served_model.inputs, served_model.outputs, 30.0)
+    (payload,) = request_payloads(served_model, 1, 64, variants=1)
+    onnx_path = latest_repository_onnx(exported_repository, "fast-neural-style")
+    overhead = measure_paired_overhead(endpoint, onnx_path, payload, PairSettings(min_pairs=6, min_seconds=0.0, warmup_pairs=1))
+    assert overhead.pairs == 6 == overhead.served.count == overhead.direct.count == len(overhead.differences_ms)
+    assert overhead.server is not None and overhead.server.requests == 6  # warm-up pairs fall outside the statistics window
+    assert overhead.client_and_network_ms is not None and overhead.backend_over_direct_ms is not None
+    assert min(overhead.differences_ms) <= overhead.added_p50_ms <= overhead.added_p90_ms <= max(overhead.differences_ms)
+
+
 def test_image_payloads_are_real_photos_shaped_by_the_served_config(embedded_server: EmbeddedServer) -> None:
     with ProdgenClient(embedded_server.options.grpc_url) as client:
         served_model = client.model("fast-neural-style")
@@ -114,7 +132,7 @@ def test_cli_served_with_a_rate_level_and_a_direct_reference(embedded_server: Em
         [
             console_script("prodgen-bench"), "served", "dcgan", "--url", embedded_server.options.grpc_url, "--concurrency", "2",
             "--rate", "30", "--arrival", "poisson", "--warmup", "0.2", "--window", "0.3", "--max-windows", "3",
-            "--repository", str(exported_repository), "--ceiling-seconds", "0.05", "--out", str(out),
+            "--repository", str(exported_repository), "--pairs", "4", "--ceiling-seconds", "0.05", "--out", str(out),
         ],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -125,6 +143,10 @@ def test_cli_served_with_a_rate_level_and_a_direct_reference(embedded_server: Em
     for level in served["levels"]:
         assert level["completed"] + level["errors"] == level["sent"] == len(level["samples"]) > 0
     assert [point["batch"] for point in served["reference"]["points"]] == [1, 4]
+    assert served["overhead"]["pairs"] >= 4
+    (overhead_target,) = [t for t in data["targets"] if t["target"] == "server adds ≤1.5 ms p50"]
+    assert overhead_target["measured"] == served["overhead"]["added_p50_ms"]
+    assert "interleaved" in overhead_target["detail"]
     assert "c=2" in done.stdout and "30/s poisson" in done.stdout
 
 

@@ -1,0 +1,144 @@
+"""What the server adds to a request, measured in interleaved pairs.
+
+A served request and a direct ONNX Runtime call on the same ONNX file and the same payload
+run one after the other, in alternating order, and the figure is the median of the
+per-pair differences. Comparing a served level with a direct run taken minutes earlier
+measures the machine as much as the server: on a shared 2-core machine identical ONNX
+Runtime processes were seen to differ by 75-141 ms on a 256×256 style network, while a
+pair taken within a second shares whatever the machine was doing.
+
+Triton's own statistics over the pairs split the added time further: client+network is
+the client latency minus the server's request time, and the server's compute_infer minus
+the direct call is what the python backend (IPC, stub, its own ONNX Runtime session) adds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import onnxruntime
+
+from prodgen.bench.events import Observer, Silent
+from prodgen.bench.load import Endpoint, infer_inputs, requested_outputs
+from prodgen.bench.onnxruntime_runtime import tuned_session_options
+from prodgen.bench.payloads import Payload
+from prodgen.bench.runtime import physical_cores
+from prodgen.bench.stats import LatencySummary, percentile, summarize
+from prodgen.bench.triton_stats import ServerWindow, StatisticsReader, difference
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+@dataclass(frozen=True)
+class PairSettings:
+    min_pairs: int = 30
+    min_seconds: float = 5.0
+    max_pairs: int = 2000
+    warmup_pairs: int = 3
+    threads: int = 0
+    """Direct ONNX Runtime intra-op threads; 0: physical cores, as the served session uses."""
+
+
+@dataclass
+class PairedOverhead:
+    pairs: int
+    served: LatencySummary
+    direct: LatencySummary
+    added_p50_ms: float
+    """Median of (served − direct) over the pairs."""
+    added_p90_ms: float
+    server: ServerWindow | None
+    threads: int
+    differences_ms: list[float] = field(repr=False)
+
+    @property
+    def client_and_network_ms(self) -> float | None:
+        """Mean client latency minus the server's mean request time."""
+        if self.server is None or self.server.server_ms is None:
+            return None
+        return self.served.mean_ms - self.server.server_ms
+
+    @property
+    def backend_over_direct_ms(self) -> float | None:
+        """The server's mean compute_infer minus the mean direct call: the python backend's share."""
+        if self.server is None or self.server.compute_infer_ms is None:
+            return None
+        return self.server.compute_infer_ms - self.direct.mean_ms
+
+
+def paired_differences(served_ms: list[float], direct_ms: list[float]) -> tuple[float, float]:
+    """Median and p90 of the per-pair differences served − direct."""
+    if len(served_ms) != len(direct_ms) or not served_ms:
+        raise ValueError("pairs need as many served as direct latencies, and at least one")
+    differences = [s - d for s, d in zip(served_ms, direct_ms)]
+    return statistics.median(differences), percentile(differences, 90)
+
+
+def _timed(call: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    call()
+    return (time.perf_counter() - start) * 1000
+
+
+def measure_paired_overhead(
+    endpoint: Endpoint, onnx_path: Path, payload: Payload, settings: PairSettings | None = None, observer: Observer | None = None
+) -> PairedOverhead:
+    """Alternate one served request and one direct ONNX Runtime call on `payload` until
+    `min_pairs` pairs and `min_seconds` have passed (at most `max_pairs`)."""
+    import tritonclient.grpc as grpcclient
+
+    settings = settings or PairSettings()
+    observer = observer or Silent()
+    threads = settings.threads or physical_cores()
+    session = onnxruntime.InferenceSession(str(onnx_path), tuned_session_options(threads), providers=["CPUExecutionProvider"])
+    names = [spec.name for spec in endpoint.outputs]
+    feed = {spec.name: payload[spec.name] for spec in endpoint.inputs if spec.name in payload}
+    client = grpcclient.InferenceServerClient(endpoint.url)
+    request, outputs = infer_inputs(endpoint, payload), requested_outputs(endpoint)
+    reader = StatisticsReader(endpoint.url, endpoint.model)
+
+    def direct() -> object:
+        return session.run(names, feed)
+
+    def served() -> object:
+        return client.infer(endpoint.model, request, outputs=outputs, client_timeout=endpoint.timeout_s)
+
+    served_ms: list[float] = []
+    direct_ms: list[float] = []
+    try:
+        for _ in range(settings.warmup_pairs):
+            served(), direct()
+        before = reader.read()
+        start = time.perf_counter()
+        while len(served_ms) < settings.max_pairs:
+            elapsed = time.perf_counter() - start
+            if len(served_ms) >= settings.min_pairs and elapsed >= settings.min_seconds:
+                break
+            observer.progress(min(len(served_ms) / max(settings.min_pairs, 1), elapsed / settings.min_seconds if settings.min_seconds else 1.0), 1.0)
+            if len(served_ms) % 2 == 0:
+                served_ms.append(_timed(served))
+                direct_ms.append(_timed(direct))
+            else:
+                direct_ms.append(_timed(direct))
+                served_ms.append(_timed(served))
+        after = reader.read()
+    finally:
+        reader.close()
+        client.close()
+    added_p50, added_p90 = paired_differences(served_ms, direct_ms)
+    server = difference(before, after) if before is not None and after is not None else None
+    return PairedOverhead(
+        pairs=len(served_ms),
+        served=summarize(served_ms),
+        direct=summarize(direct_ms),
+        added_p50_ms=added_p50,
+        added_p90_ms=added_p90,
+        server=server,
+        threads=threads,
+        differences_ms=[s - d for s, d in zip(served_ms, direct_ms)],
+    )
