@@ -7,6 +7,13 @@ measures the machine as much as the server: on a shared 2-core machine identical
 Runtime processes were seen to differ by 75-141 ms on a 256×256 style network, while a
 pair taken within a second shares whatever the machine was doing.
 
+Every call is followed by a pause that is not timed. ONNX Runtime's worker threads spin
+for a while after a run, and Triton finishes a request's bookkeeping after the response
+has left; on 2 cores the next call would compete with both. Measured on a 256×256 style
+network: without a pause the served side read +18 to +25 ms over direct (Triton's
+compute_output rose from 0.7 to 9 ms), with 20 ms +13 ms, with 100 ms +2 to +6 ms. What
+the figure describes is the cost of one request on an otherwise idle server.
+
 Triton's own statistics over the pairs split the added time further: client+network is
 the client latency minus the server's request time, and the server's compute_infer minus
 the direct call is what the python backend (IPC, stub, its own ONNX Runtime session) adds.
@@ -40,6 +47,8 @@ class PairSettings:
     min_seconds: float = 5.0
     max_pairs: int = 2000
     warmup_pairs: int = 3
+    pause_s: float = 0.1
+    """Idle time after every call, outside the timings (see the module docstring)."""
     threads: int = 0
     """Direct ONNX Runtime intra-op threads; 0: physical cores, as the served session uses."""
 
@@ -79,10 +88,12 @@ def paired_differences(served_ms: list[float], direct_ms: list[float]) -> tuple[
     return statistics.median(differences), percentile(differences, 90)
 
 
-def _timed(call: Callable[[], object]) -> float:
+def _timed(call: Callable[[], object], pause_s: float) -> float:
     start = time.perf_counter()
     call()
-    return (time.perf_counter() - start) * 1000
+    elapsed = (time.perf_counter() - start) * 1000
+    time.sleep(pause_s)
+    return elapsed
 
 
 def measure_paired_overhead(
@@ -121,11 +132,11 @@ def measure_paired_overhead(
                 break
             observer.progress(min(len(served_ms) / max(settings.min_pairs, 1), elapsed / settings.min_seconds if settings.min_seconds else 1.0), 1.0)
             if len(served_ms) % 2 == 0:
-                served_ms.append(_timed(served))
-                direct_ms.append(_timed(direct))
+                served_ms.append(_timed(served, settings.pause_s))
+                direct_ms.append(_timed(direct, settings.pause_s))
             else:
-                direct_ms.append(_timed(direct))
-                served_ms.append(_timed(served))
+                direct_ms.append(_timed(direct, settings.pause_s))
+                served_ms.append(_timed(served, settings.pause_s))
         after = reader.read()
     finally:
         reader.close()
