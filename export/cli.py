@@ -36,7 +36,7 @@ def _export_one(request: ExportRequest) -> ExportResult:
     return result
 
 
-def _print_fp16_table(results: list[ExportResult]) -> None:
+def _print_fp16_table(results: list[ExportResult], failed: list[str]) -> None:
     table = Table(title="FP16 fidelity (FP16 emulation vs FP32 PyTorch)")
     for column in ("model", "PSNR dB", "max |Δ|", "NaN/Inf", "kept FP32", "artefacts"):
         table.add_column(column, overflow="fold")
@@ -53,6 +53,8 @@ def _print_fp16_table(results: list[ExportResult]) -> None:
             ", ".join(result.fp16.kept_fp32) or "-",
             ", ".join(f"{p.model_dir.name}/{p.version}" for p in published),
         )
+    for served_name in failed:
+        table.add_row(served_name, "failed", "", "", "", "none (error above)")
     console().print(table)
 
 
@@ -65,7 +67,7 @@ def _checkpoint_for(files: list[Path]) -> Path | tuple[Path, ...] | None:
 
 @app.command()
 def export(
-    model: Annotated[Optional[str], typer.Argument(help="Zoo model name (see --list).")] = None,
+    models: Annotated[Optional[list[str]], typer.Argument(metavar="MODEL", help="Zoo model names (see --list).")] = None,
     checkpoint: Annotated[
         Optional[list[Path]],
         typer.Option(
@@ -88,35 +90,48 @@ def export(
     ] = False,
     min_psnr: Annotated[float, typer.Option(help="FP16 fidelity gate: minimum PSNR against FP32 PyTorch, dB.")] = 40.0,
 ) -> None:
-    """Export a zoo model to ONNX, verify it against PyTorch on real photos, and publish it."""
+    """Export zoo models to ONNX, verify them against PyTorch on real photos, and publish them.
+
+    With several models (or --all) a model that fails is reported and the others go on;
+    the exit status is non-zero if any failed."""
     if list_models:
         for zoo_name in zoo.names():
             typer.echo(zoo_name)
         return
-    if all_models == (model is not None):
-        raise ProdgenError("give one MODEL or --all (prodgen-export --list shows the zoo)")
-    if all_models and (checkpoint or name is not None):
-        raise ProdgenError("--checkpoint and --name apply to one model; drop them with --all")
+    if all_models == bool(models):
+        raise ProdgenError("give MODEL names or --all (prodgen-export --list shows the zoo)")
+    chosen = zoo.names() if all_models else list(dict.fromkeys(models or []))
+    if len(chosen) > 1 and (checkpoint or name is not None):
+        raise ProdgenError("--checkpoint and --name apply to one model; export models with checkpoints one at a time")
+    for zoo_name in chosen:
+        zoo.get(zoo_name)  # an unknown name fails before any export starts
     batching = BatchingOptions(max_batch, max_queue_delay_us, instances)
-    chosen = zoo.names() if all_models else [model]
     results: list[ExportResult] = []
+    failed: list[str] = []
     for zoo_name in chosen:
         entry = zoo.get(zoo_name)
-        result = _export_one(
-            ExportRequest(
-                model=entry,
-                repository=repository,
-                served_name=name or entry.name,
-                checkpoint=_checkpoint_for(checkpoint or []),
-                seed=seed,
-                batching=batching,
-                fp16=fp16,
-                min_psnr_db=min_psnr,
-            )
+        request = ExportRequest(
+            model=entry,
+            repository=repository,
+            served_name=name or entry.name,
+            checkpoint=_checkpoint_for(checkpoint or []),
+            seed=seed,
+            batching=batching,
+            fp16=fp16,
+            min_psnr_db=min_psnr,
         )
-        results.append(result)
-    if fp16 and all_models:
-        _print_fp16_table(results)
+        if len(chosen) == 1:
+            results.append(_export_one(request))
+            continue
+        try:
+            results.append(_export_one(request))
+        except ProdgenError as error:
+            failed.append(request.served_name)
+            console().print(f"error: {error}")
+    if fp16 and len(chosen) > 1:
+        _print_fp16_table(results, failed)
+    if failed:
+        raise ProdgenError(f"{len(failed)} of {len(chosen)} models failed: {', '.join(failed)}; the others were published")
 
 
 def main() -> None:

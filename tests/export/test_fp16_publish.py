@@ -83,3 +83,20 @@ def test_fp16_onnx_serves_the_same_contract_on_cpu(fp16_repository: tuple[Path, 
     ]
     assert outputs[1].dtype == np.uint8 and outputs[1].shape == outputs[0].shape == (3, 64, 64, 3)
     assert np.abs(outputs[0].astype(int) - outputs[1].astype(int)).max() <= 3
+
+
+def test_a_model_failing_the_gate_does_not_stop_the_others(tmp_path: Path) -> None:
+    """55 dB sits between the two models' seeded-weight PSNRs (dcgan ~62 dB, catalogue-dcgan ~52 dB)."""
+    repository = tmp_path / "models"
+    result = subprocess.run(
+        [console_script("prodgen-export"), "catalogue-dcgan", "dcgan", "--fp16", "--min-psnr", "55", "--repository", str(repository)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["error: 1 of 2 models failed: catalogue-dcgan; the others were published"]
+    assert "catalogue-dcgan: FP16 fidelity gate failed" in " ".join(result.stdout.split())
+    assert sorted(p.name for p in repository.iterdir()) == ["dcgan", "dcgan_fp16"]
+    rows = [line.split("│")[1:3] for line in result.stdout.splitlines() if line.startswith("│")]
+    named = {name.strip(): psnr.strip() for name, psnr in rows if name.strip()}
+    assert list(named) == ["dcgan", "catalogue-dcgan"]
+    assert float(named["dcgan"]) >= 55 and named["catalogue-dcgan"] == "failed"
