@@ -27,6 +27,8 @@ def _export_one(request: ExportRequest) -> ExportResult:
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out, transient=True) as progress:
         task = progress.add_task(request.served_name, total=None)
         result = export_model(request, step=lambda what: progress.update(task, description=f"{request.served_name}: {what}"))
+    for note in result.loading_notes:
+        out.print(f"{request.served_name}: {note}")
     out.print(f"{request.served_name}: parity ONNX Runtime vs PyTorch: {result.parity.describe()}")
     out.print(f"{request.served_name}: published version {result.published.version} at {result.published.version_dir}")
     if result.fp16 is not None and result.fp16_published is not None:

@@ -11,7 +11,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import onnx
@@ -56,6 +56,8 @@ class ExportResult:
     parity: Parity
     fp16: Fp16Outcome | None = None
     fp16_published: Fp16Published | None = None
+    loading_notes: list[str] = field(default_factory=list)
+    """What loading decided beyond the weights (StyleGAN2: where the truncation centre came from)."""
 
 
 def _sha256(path: Path) -> str:
@@ -73,13 +75,14 @@ def _per_file(checkpoint: Checkpoint | None, describe: Callable[[Path], str]) ->
     return describe(checkpoint) if isinstance(checkpoint, Path) else [describe(path) for path in checkpoint]
 
 
-def _provenance(request: ExportRequest, parity: Parity) -> dict[str, object]:
+def _provenance(request: ExportRequest, parity: Parity, loading_notes: list[str]) -> dict[str, object]:
     return {
         "zoo_model": request.model.name,
         "upstream": request.model.upstream,
         "checkpoint": _per_file(request.checkpoint, str),
         "checkpoint_sha256": _per_file(request.checkpoint, _sha256),
         "random_weights_seed": None if request.checkpoint else request.seed,
+        "loading_notes": loading_notes,
         "parity_onnxruntime_vs_pytorch": asdict(parity),
         "versions": {
             "prodgen": prodgen.__version__,
@@ -93,7 +96,8 @@ def _provenance(request: ExportRequest, parity: Parity) -> dict[str, object]:
 def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportResult:
     model = request.model
     step("loading weights")
-    graph = serving_module(model, request.checkpoint, request.seed)
+    loading_notes: list[str] = []
+    graph = serving_module(model, request.checkpoint, request.seed, loading_notes)
     cases = verification_cases(model)
     with tempfile.TemporaryDirectory(prefix="prodgen-export-") as work:
         onnx_path = Path(work) / ONNX_FILE
@@ -114,7 +118,7 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
 
         def write_version(folder: Path) -> None:
             shutil.copyfile(onnx_path, folder / ONNX_FILE)
-            (folder / PROVENANCE_FILE).write_text(json.dumps(_provenance(request, parity), indent=2) + "\n")
+            (folder / PROVENANCE_FILE).write_text(json.dumps(_provenance(request, parity, loading_notes), indent=2) + "\n")
 
         def config_text(_version: int) -> str:
             return to_pbtxt(onnxruntime_config(model, request.served_name, request.batching))
@@ -126,6 +130,6 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
             step("publishing FP16")
             fp16_published = publish_fp16(
                 model, request.served_name, request.repository, request.batching, onnx_path,
-                Path(work) / "model_fp16.onnx", fp16, _provenance(request, parity),
+                Path(work) / "model_fp16.onnx", fp16, _provenance(request, parity, loading_notes),
             )  # fmt: skip
-    return ExportResult(published, parity, fp16, fp16_published)
+    return ExportResult(published, parity, fp16, fp16_published, loading_notes)

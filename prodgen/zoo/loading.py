@@ -43,8 +43,9 @@ def _read(model: ZooModel, files: list[Path]) -> tuple[StateDict, Mapping[str, o
     return combined, first
 
 
-def instantiate(model: ZooModel, checkpoint: Checkpoint | None = None, seed: int = 0) -> nn.Module:
-    """The network in eval mode: the checkpoint's weights, or upstream's init seeded by `seed`."""
+def instantiate(model: ZooModel, checkpoint: Checkpoint | None = None, seed: int = 0, notes: list[str] | None = None) -> nn.Module:
+    """The network in eval mode: the checkpoint's weights, or upstream's init seeded by `seed`.
+    What loading decided beyond the weights (see `ZooModel.finish_loading`) is appended to `notes`."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         network = model.build()
@@ -55,10 +56,12 @@ def instantiate(model: ZooModel, checkpoint: Checkpoint | None = None, seed: int
         state_dict, loaded = _read(model, _files(model, checkpoint))
         load_weights(network, model.prepare_state_dict(state_dict), model.name)
     if model.finish_loading is not None:
-        model.finish_loading(network, loaded)
+        note = model.finish_loading(network, loaded)
+        if note and notes is not None:
+            notes.append(note)
     return network.eval()
 
 
-def serving_module(model: ZooModel, checkpoint: Checkpoint | None = None, seed: int = 0) -> nn.Module:
+def serving_module(model: ZooModel, checkpoint: Checkpoint | None = None, seed: int = 0, notes: list[str] | None = None) -> nn.Module:
     """The network wrapped in the served contract, ready to export or to run as the reference."""
-    return model.serving_graph(instantiate(model, checkpoint, seed)).eval()
+    return model.serving_graph(instantiate(model, checkpoint, seed, notes)).eval()

@@ -45,9 +45,10 @@ class ZooModel:
     weight_files: tuple[str, ...] = ()
     """For networks whose weights upstream ships as several files: the submodule each file
     loads into, in the order the files are given (AdaIN's `vgg`, `decoder`). Empty: one file."""
-    finish_loading: Callable[[nn.Module, Mapping[str, object] | None], None] | None = None
+    finish_loading: Callable[[nn.Module, Mapping[str, object] | None], str | None] | None = None
     """Sets what the network derives from its weights or from the checkpoint beyond the
-    state_dict (StyleGAN2's truncation latent); given the checkpoint mapping, or None."""
+    state_dict (StyleGAN2's truncation latent); given the checkpoint mapping, or None.
+    Returns a line saying what it chose, for the user and the provenance record."""
     min_fraction_within_one_level: float = 0.999
     extras: dict[str, str] = field(default_factory=dict)
     """Facts about the model that clients need (e.g. the number of classes), published in config.pbtxt."""

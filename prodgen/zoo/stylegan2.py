@@ -248,11 +248,12 @@ class Generator(nn.Module):
         return skip
 
 
-def finish_loading(network: nn.Module, checkpoint: Mapping[str, object] | None) -> None:
+def finish_loading(network: nn.Module, checkpoint: Mapping[str, object] | None) -> str:
     """Set w_avg from the checkpoint's `latent_avg`, or compute upstream's mean latent."""
     assert isinstance(network, Generator)
     latent_avg = checkpoint.get("latent_avg") if checkpoint is not None else None
     network.set_truncation_latent(latent_avg if isinstance(latent_avg, torch.Tensor) else None)
+    return f"truncation centre w_avg: {network.truncation_latent_source}"
 
 
 def stylegan2_zoo_model(name: str, size: int, channel_multiplier: int, summary: str) -> ZooModel:
