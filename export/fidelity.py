@@ -13,6 +13,12 @@ When the gate fails, the layers at risk stay FP32 and the gate runs again: norma
 statistics (mean/variance chains, instance/layer/group norm) and every node whose output
 or input reaches a safety fraction of FP16's range on the calibration inputs, measured by
 running the FP32 ONNX with those intermediate tensors exposed.
+
+A layer can also lose precision without coming near overflow (an offset added and taken
+away again, a small difference of large values). If the gate still fails, each FP16 node
+is ranked by the relative error it adds (the RMS difference between emulation and FP32 on
+its output, relative to the output's RMS, minus the same on its inputs), and the worst are
+kept in FP32 with the nodes that feed them, 1, 2, 4, … at a time, until the gate passes.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from prodgen.errors import ProdgenError
-from prodgen.export.fp16_graph import FP16_MAX, Fp16Graph, convert_to_fp16, plan_fp16, value_types
+from prodgen.export.fp16_graph import FP16_MAX, Fp16Graph, convert_to_fp16, data_dependent, plan_fp16, value_types
 from prodgen.zoo.spec import ZooModel
 
 DEFAULT_MIN_PSNR_DB = 40.0
@@ -42,6 +48,9 @@ element-wise op applying it (`_STATISTICS_FOLLOWERS`) stay FP32 together."""
 _STATISTICS_FOLLOWERS = frozenset({"Sub", "Div", "Mul", "Add"})
 _POSTPROCESSING_OPS = frozenset({"Cast", "Clip", "Round", "Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze"})
 _RANGE_CHUNK = 48
+MAX_WORST_FRACTION = 0.25
+"""The error-ranked fallback keeps at most this share of the FP16 nodes (with their feeders):
+a model that needs more in FP32 is not an FP16 model, and the gate says so."""
 
 Cases = Sequence[dict[str, np.ndarray]]
 
@@ -221,6 +230,67 @@ def layers_at_risk(
     return risky
 
 
+def precision_losses(
+    fp32_model: onnx.ModelProto, fp16_model: onnx.ModelProto, names: Sequence[str], cases: Cases
+) -> dict[str, float]:
+    """Each named tensor's RMS difference between the FP16 emulation and the FP32 graph,
+    relative to its FP32 RMS, over `cases` (inf where the emulation is not finite)."""
+    emulated = emulation_graph(fp16_model)
+    squared_error = dict.fromkeys(names, 0.0)
+    squared_value = dict.fromkeys(names, 0.0)
+    for start in range(0, len(names), _RANGE_CHUNK):
+        chunk = list(names[start : start + _RANGE_CHUNK])
+        exact, rounded = _session(_with_outputs(fp32_model, chunk)), _session(_with_outputs(emulated, chunk))
+        for inputs in cases:
+            for name, want, got in zip(chunk, exact.run(chunk, inputs), rounded.run(chunk, inputs), strict=True):
+                difference = got.astype(np.float64) - want.astype(np.float64)
+                squared_error[name] += float(np.square(difference).sum()) if np.isfinite(difference).all() else math.inf
+                squared_value[name] += float(np.square(want.astype(np.float64)).sum())
+    return {name: math.sqrt(squared_error[name] / max(squared_value[name], 1e-30)) for name in names}
+
+
+def layers_losing_precision(fp32_model: onnx.ModelProto, fp16: Fp16Graph, cases: Cases) -> list[tuple[str, float]]:
+    """(node name, relative error it adds) for the FP16 nodes of `fp16`, worst first."""
+    types = value_types(fp32_model)
+    computed = data_dependent(fp32_model.graph) - {info.name for info in fp32_model.graph.input}
+
+    def floats(names: Sequence[str]) -> list[str]:
+        """The computed float tensors among `names`: not weights, not graph inputs."""
+        return [n for n in names if n in computed and types.get(n) == TensorProto.FLOAT]
+
+    nodes = {node.name: node for node in fp32_model.graph.node}
+    fp16_nodes = [nodes[name] for name in fp16.fp16_nodes if name in nodes]
+    watched = sorted({n for node in fp16_nodes for n in floats([*node.output, *node.input])})
+    losses = precision_losses(fp32_model, fp16.model, watched, cases)
+    added = []
+    for node in fp16_nodes:
+        outputs, inputs = floats(node.output), floats(node.input)
+        if not outputs:
+            continue
+        out_error = max(losses[n] for n in outputs)
+        in_error = max((losses[n] for n in inputs), default=0.0)
+        if out_error > in_error:
+            added.append((node.name, out_error - in_error))
+    return sorted(added, key=lambda item: item[1], reverse=True)
+
+
+def _keep_worst(
+    fp32_model: onnx.ModelProto, ranked: Sequence[tuple[str, float]], count: int, fp16_nodes: set[str], kept: dict[str, str]
+) -> dict[str, str]:
+    """`kept` plus the `count` worst nodes of `ranked` and the FP16 nodes feeding them: an FP32
+    layer fed by an already rounded tensor would keep the loss."""
+    producers = {out: node.name for node in fp32_model.graph.node for out in node.output}
+    nodes = {node.name: node for node in fp32_model.graph.node}
+    keep = dict(kept)
+    for name, loss in ranked[:count]:
+        keep.setdefault(name, f"adds {loss:.3g} relative RMS error in FP16")
+        for tensor in nodes[name].input:
+            producer = producers.get(tensor)
+            if producer in fp16_nodes:
+                keep.setdefault(producer, f"feeds {name}")
+    return keep
+
+
 def fp16_with_fallback(
     fp32_model: onnx.ModelProto,
     model: ZooModel,
@@ -229,7 +299,8 @@ def fp16_with_fallback(
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
     served_name: str | None = None,
 ) -> Fp16Outcome:
-    """FP16 graph that passes the gate, keeping layers at risk in FP32 if the first try fails.
+    """FP16 graph that passes the gate, keeping layers at risk in FP32 if the first try fails
+    and, if that is not enough, the layers that add the most FP16 error.
 
     Raises `ProdgenError` when even the fallback graph fails the gate.
     """
@@ -240,6 +311,16 @@ def fp16_with_fallback(
     risky = layers_at_risk(fp32_model, cases)
     fallback = convert_to_fp16(fp32_model, keep_node_names=risky)
     final = measure_fidelity(fallback.model, model, cases, reference, min_psnr_db)
+    if not final.passed:
+        ranked = layers_losing_precision(fp32_model, fallback, cases)
+        fp16_nodes = set(fallback.fp16_nodes)
+        most = min(len(ranked), max(1, int(MAX_WORST_FRACTION * len(fp16_nodes))))
+        for count in sorted({min(2**power, most) for power in range(most.bit_length() + 1)} - {0}):
+            risky = _keep_worst(fp32_model, ranked, count, fp16_nodes, risky)
+            fallback = convert_to_fp16(fp32_model, keep_node_names=risky)
+            final = measure_fidelity(fallback.model, model, cases, reference, min_psnr_db)
+            if final.passed:
+                break
     if not final.passed:
         raise ProdgenError(
             f"{served_name or model.name}: FP16 fidelity gate failed: {final.describe()} even with "

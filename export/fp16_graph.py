@@ -105,7 +105,7 @@ def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     return constants
 
 
-def _data_dependent(graph: onnx.GraphProto) -> set[str]:
+def data_dependent(graph: onnx.GraphProto) -> set[str]:
     """Tensors computed from a graph input's values (a `Shape` of it carries no values)."""
     dependent = {info.name for info in graph.input}
     for node in graph.node:
@@ -119,7 +119,7 @@ def _analyse(model: onnx.ModelProto) -> _Analysis:
     for node in graph.node:
         if any(attribute.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for attribute in node.attribute):
             raise ProdgenError(f"node '{node.name}' ({node.op_type}) has a subgraph; the FP16 pass supports graphs without control flow")
-    analysis = _Analysis(value_types(model), _constants(graph), _data_dependent(graph))
+    analysis = _Analysis(value_types(model), _constants(graph), data_dependent(graph))
     for node in graph.node:
         for name in node.input:
             analysis.consumers.setdefault(name, []).append(node)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch import nn
 from prodgen import zoo
 from prodgen.contract import ImageBounds, image_spec
 from prodgen.errors import ProdgenError
-from prodgen.export.fidelity import emulation_graph, fp16_with_fallback
+from prodgen.export.fidelity import Fp16Outcome, emulation_graph, fp16_with_fallback
 from prodgen.export.fp16_graph import convert_to_fp16
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import onnx_session, run_pytorch
@@ -37,18 +38,35 @@ class Overflowing(nn.Module):
         return self.mix(x * 1e5) * 1e-5
 
 
-def _overflowing_model() -> ZooModel:
+def _test_model(name: str, build: Callable[[], nn.Module]) -> ZooModel:
+    """An image-to-image model around `build`'s network, pixels 0..1, small bounds."""
     return ZooModel(
-        name="overflowing",
+        name=name,
         task="stylize",
-        summary="test model whose activations overflow FP16",
+        summary=f"test model: {build.__doc__}",
         upstream="tests",
-        build=Overflowing,
+        build=build,
         serving_graph=lambda network: ImageToImage(network, input_range=(0.0, 1.0), output_range=(0.0, 1.0)),
         inputs=(image_spec("input_image"),),
         outputs=(image_spec("output_image"),),
         bounds=ImageBounds(min_side=8, max_side=64, opt_side=16),
     )
+
+
+def _overflowing_model() -> ZooModel:
+    return _test_model("overflowing", Overflowing)
+
+
+class Cancelling(nn.Module):
+    """Adds 2000 and takes it away again: FP16's spacing near 2000 is 1.0, so the pixels
+    round to 0 or 1 without any value coming near 65504."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + 2000.0) - 2000.0
+
+
+def _cancelling_model() -> ZooModel:
+    return _test_model("cancelling", Cancelling)
 
 
 def _cases(model: ZooModel, side: int | None) -> list[dict[str, np.ndarray]]:
@@ -63,18 +81,21 @@ def _exported(model: ZooModel, graph: nn.Module, cases: list[dict[str, np.ndarra
     return export_onnx(graph, model, cases[0], path)
 
 
+def _gate(model: ZooModel, graph: nn.Module, side: int, path: Path) -> tuple[onnx.ModelProto, Fp16Outcome]:
+    """Export `graph`, then run the FP16 gate and its fallback on real photos."""
+    cases = _cases(model, side)
+    fp32 = _exported(model, graph, cases, path)
+    reference = [run_pytorch(graph, model, case) for case in cases]
+    return fp32, fp16_with_fallback(fp32, model, cases, reference)
+
+
 def onnx_session_from(model: onnx.ModelProto) -> onnxruntime.InferenceSession:
     return onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def test_overflow_fails_the_gate_then_the_fallback_keeps_the_overflowing_layers(tmp_path: Path) -> None:
     model = _overflowing_model()
-    graph = model.serving_graph(model.build()).eval()
-    cases = _cases(model, 16)
-    fp32 = _exported(model, graph, cases, tmp_path / "model.onnx")
-    reference = [run_pytorch(graph, model, case) for case in cases]
-
-    outcome = fp16_with_fallback(fp32, model, cases, reference)
+    fp32, outcome = _gate(model, model.serving_graph(model.build()).eval(), 16, tmp_path / "model.onnx")
 
     assert not outcome.first.passed
     assert outcome.first.nonfinite > 0 or outcome.first.psnr_db < 40
@@ -85,6 +106,19 @@ def test_overflow_fails_the_gate_then_the_fallback_keeps_the_overflowing_layers(
     assert "65504" in outcome.kept_by_fallback[conv]
 
 
+def test_precision_lost_without_overflow_is_found_by_the_error_each_layer_adds(tmp_path: Path) -> None:
+    model = _cancelling_model()
+    fp32, outcome = _gate(model, model.serving_graph(model.build()).eval(), 16, tmp_path / "model.onnx")
+
+    assert not outcome.first.passed and outcome.first.nonfinite == 0  # no overflow: the range check finds nothing
+    assert outcome.final.passed and outcome.final.psnr_db > outcome.first.psnr_db + 20
+    nodes = {node.name: node for node in fp32.graph.node}
+    sub, add = "/network/Sub", "/network/Add"  # the model's own ops, not the serving graph's normalisation
+    assert nodes[add].output[0] in nodes[sub].input
+    assert "relative RMS error" in outcome.kept_by_fallback[sub]
+    assert outcome.kept_by_fallback[add] == f"feeds {sub}"
+
+
 def test_a_style_network_whose_first_layer_overflows_is_rescued_by_the_fallback(tmp_path: Path) -> None:
     """TransformerNet with first-layer activations beyond 65504 (its instance norm hides the
     scale from the output): FP16 gives Inf/NaN, the fallback keeps that conv and the norms."""
@@ -92,11 +126,7 @@ def test_a_style_network_whose_first_layer_overflows_is_rescued_by_the_fallback(
     graph = serving_module(model)
     with torch.no_grad():
         graph.network.conv1.conv2d.weight.mul_(3000.0)
-    cases = _cases(model, 48)
-    fp32 = _exported(model, graph, cases, tmp_path / "model.onnx")
-    reference = [run_pytorch(graph, model, case) for case in cases]
-
-    outcome = fp16_with_fallback(fp32, model, cases, reference)
+    fp32, outcome = _gate(model, graph, 48, tmp_path / "model.onnx")
 
     assert not outcome.first.passed and outcome.first.nonfinite > 0
     assert outcome.final.passed
