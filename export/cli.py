@@ -38,9 +38,17 @@ def _export_one(request: ExportRequest) -> ExportResult:
     return result
 
 
+def _kept_text(kept: tuple[str, ...], output_chain: tuple[str, ...]) -> str:
+    """The layers kept in FP32, the output chain (kept in every model) as one entry."""
+    others = [name for name in kept if name not in output_chain]
+    chain = [f"uint8 output chain ({len(output_chain)} ops)"] if output_chain else []
+    return ", ".join(chain + others) or "-"
+
+
 def _print_fp16_table(results: list[ExportResult], failed: list[str]) -> None:
     table = Table(title="FP16 fidelity (FP16 emulation vs FP32 PyTorch)")
-    for column in ("model", "PSNR dB", "max |Δ|", "NaN/Inf", "kept FP32", "artefacts"):
+    table.add_column("model", no_wrap=True)
+    for column in ("PSNR dB", "max |Δ|", "NaN/Inf", "kept FP32", "artefacts"):
         table.add_column(column, overflow="fold")
     for result in results:
         if result.fp16 is None or result.fp16_published is None:
@@ -52,7 +60,7 @@ def _print_fp16_table(results: list[ExportResult], failed: list[str]) -> None:
             f"{final.psnr_db:.2f}",
             f"{final.max_abs_diff:g}",
             str(final.nonfinite),
-            ", ".join(result.fp16.kept_fp32) or "-",
+            _kept_text(result.fp16.kept_fp32, result.fp16.graph.output_chain),
             ", ".join(f"{p.model_dir.name}/{p.version}" for p in published),
         )
     for served_name in failed:

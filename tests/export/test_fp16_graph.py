@@ -72,3 +72,20 @@ def test_keep_by_op_type_and_by_node_name(tmp_path: Path) -> None:
     assert output.shape == (1, 40, 40, 3) and output.dtype == np.uint8
     with pytest.raises(ProdgenError, match="no node named"):
         convert_to_fp16(fp32, keep_node_names={"/not/a/node"})
+
+
+def test_the_uint8_output_chain_stays_fp32_and_the_network_runs_fp16(tmp_path: Path) -> None:
+    """Between the generator's Tanh and the uint8 output the values span 0..255, where FP16's
+    spacing (0.125) would flip rounding to uint8 levels."""
+    fp32 = _fp32_onnx("dcgan", tmp_path)
+    names = [node.name for node in fp32.graph.node]
+    tanh = next(index for index, node in enumerate(fp32.graph.node) if node.op_type == "Tanh")
+    after = [node for node in fp32.graph.node[tanh + 1 :] if node.op_type in ("Sub", "Add", "Mul", "Div", "Round", "Clip")]
+
+    converted = convert_to_fp16(fp32)
+    assert after and set(converted.output_chain) == {node.name for node in after}
+    assert set(converted.output_chain) <= set(converted.kept_fp32)
+    assert names[tanh] in converted.fp16_nodes
+
+    everything = convert_to_fp16(fp32, keep_output_chain=False)
+    assert not everything.output_chain and {node.name for node in after} <= set(everything.fp16_nodes)
