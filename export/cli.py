@@ -130,12 +130,11 @@ def export(
             fp16=fp16,
             min_psnr_db=min_psnr,
         )
-        if len(chosen) == 1:
-            results.append(_export_one(request))
-            continue
         try:
             results.append(_export_one(request))
         except ProdgenError as error:
+            if len(chosen) == 1:
+                raise
             failed.append(request.served_name)
             console().print(f"error: {error}")
     if fp16 and len(chosen) > 1:
