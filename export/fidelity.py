@@ -24,7 +24,7 @@ kept in FP32 with the nodes that feed them, 1, 2, 4, … at a time, until the ga
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -187,16 +187,26 @@ def measure_fidelity(
     return Fidelity(psnr, worst, nonfinite, min_psnr_db)
 
 
+def _tensor_values(
+    models: Sequence[onnx.ModelProto], names: Sequence[str], cases: Cases
+) -> Iterator[tuple[str, list[np.ndarray]]]:
+    """(name, its value in each of `models`) for every named tensor and case, exposing at
+    most `_RANGE_CHUNK` intermediate tensors per session to bound memory."""
+    for start in range(0, len(names), _RANGE_CHUNK):
+        chunk = list(names[start : start + _RANGE_CHUNK])
+        sessions = [_session(_with_outputs(model, chunk)) for model in models]
+        for inputs in cases:
+            runs = [session.run(chunk, inputs) for session in sessions]
+            for index, name in enumerate(chunk):
+                yield name, [run[index] for run in runs]
+
+
 def activation_ranges(fp32_model: onnx.ModelProto, names: Sequence[str], cases: Cases) -> dict[str, float]:
     """max |x| of each named FP32 tensor over `cases`, from the FP32 graph with them exposed."""
     ranges = dict.fromkeys(names, 0.0)
-    for start in range(0, len(names), _RANGE_CHUNK):
-        chunk = list(names[start : start + _RANGE_CHUNK])
-        session = _session(_with_outputs(fp32_model, chunk))
-        for inputs in cases:
-            for name, value in zip(chunk, session.run(chunk, inputs), strict=True):
-                finite = np.abs(value[np.isfinite(value)]) if value.size else value
-                ranges[name] = max(ranges[name], float(finite.max()) if finite.size else math.inf)
+    for name, (value,) in _tensor_values([fp32_model], names, cases):
+        finite = np.abs(value[np.isfinite(value)]) if value.size else value
+        ranges[name] = max(ranges[name], float(finite.max()) if finite.size else math.inf)
     return ranges
 
 
@@ -235,17 +245,12 @@ def precision_losses(
 ) -> dict[str, float]:
     """Each named tensor's RMS difference between the FP16 emulation and the FP32 graph,
     relative to its FP32 RMS, over `cases` (inf where the emulation is not finite)."""
-    emulated = emulation_graph(fp16_model)
     squared_error = dict.fromkeys(names, 0.0)
     squared_value = dict.fromkeys(names, 0.0)
-    for start in range(0, len(names), _RANGE_CHUNK):
-        chunk = list(names[start : start + _RANGE_CHUNK])
-        exact, rounded = _session(_with_outputs(fp32_model, chunk)), _session(_with_outputs(emulated, chunk))
-        for inputs in cases:
-            for name, want, got in zip(chunk, exact.run(chunk, inputs), rounded.run(chunk, inputs), strict=True):
-                difference = got.astype(np.float64) - want.astype(np.float64)
-                squared_error[name] += float(np.square(difference).sum()) if np.isfinite(difference).all() else math.inf
-                squared_value[name] += float(np.square(want.astype(np.float64)).sum())
+    for name, (want, got) in _tensor_values([fp32_model, emulation_graph(fp16_model)], names, cases):
+        difference = got.astype(np.float64) - want.astype(np.float64)
+        squared_error[name] += float(np.square(difference).sum()) if np.isfinite(difference).all() else math.inf
+        squared_value[name] += float(np.square(want.astype(np.float64)).sum())
     return {name: math.sqrt(squared_error[name] / max(squared_value[name], 1e-30)) for name in names}
 
 
