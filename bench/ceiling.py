@@ -63,11 +63,9 @@ def _rates(product: Callable[[], object], flops: float, seconds: float, synchron
 def measure_gemm_onnxruntime(side: int = CPU_SIDE, seconds: float = 1.5, threads: int | None = None) -> Ceiling:
     """FP32 GFLOP/s of a side×side MatMul through ONNX Runtime's CPU provider (MLAS)."""
     import numpy as np
-    import onnxruntime
     from onnx import TensorProto, helper
 
-    from prodgen.bench.onnxruntime_runtime import tuned_session_options
-    from prodgen.bench.runtime import physical_cores
+    from prodgen.bench.onnxruntime_runtime import cpu_session
 
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["y"])],
@@ -76,9 +74,7 @@ def measure_gemm_onnxruntime(side: int = CPU_SIDE, seconds: float = 1.5, threads
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [side, side])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=ONNX_IR_VERSION)
-    session = onnxruntime.InferenceSession(
-        model.SerializeToString(), tuned_session_options(threads or physical_cores()), providers=["CPUExecutionProvider"]
-    )
+    session = cpu_session(model.SerializeToString(), threads or 0)
     generator = np.random.default_rng(0)
     feed = {name: generator.standard_normal((side, side), dtype=np.float32) for name in ("a", "b")}
     rates = _rates(lambda: session.run(None, feed), 2.0 * side**3, seconds)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import onnxruntime
 
-from prodgen.bench.runtime import Inputs, Outputs, Prepared, Runtime, Workload
+from prodgen.bench.runtime import Inputs, Outputs, Prepared, Runtime, Workload, physical_cores
 
 
 def tuned_session_options(threads: int) -> onnxruntime.SessionOptions:
@@ -26,6 +26,11 @@ def tuned_session_options(threads: int) -> onnxruntime.SessionOptions:
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     return options
+
+
+def cpu_session(model: str | bytes, threads: int) -> onnxruntime.InferenceSession:
+    """A tuned CPU session on a model file's path or a serialised model; threads 0: physical cores."""
+    return onnxruntime.InferenceSession(model, tuned_session_options(threads or physical_cores()), providers=["CPUExecutionProvider"])
 
 
 def providers_for(device: str) -> list[str]:

@@ -27,11 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import onnxruntime
-
 from prodgen.bench.events import Observer, Silent
 from prodgen.bench.load import Endpoint, infer_inputs, requested_outputs
-from prodgen.bench.onnxruntime_runtime import tuned_session_options
+from prodgen.bench.onnxruntime_runtime import cpu_session
 from prodgen.bench.payloads import Payload
 from prodgen.bench.runtime import physical_cores
 from prodgen.bench.stats import LatencySummary, percentile, summarize
@@ -106,7 +104,7 @@ def measure_paired_overhead(
     settings = settings or PairSettings()
     observer = observer or Silent()
     threads = settings.threads or physical_cores()
-    session = onnxruntime.InferenceSession(str(onnx_path), tuned_session_options(threads), providers=["CPUExecutionProvider"])
+    session = cpu_session(str(onnx_path), threads)
     names = [spec.name for spec in endpoint.outputs]
     feed = {spec.name: payload[spec.name] for spec in endpoint.inputs if spec.name in payload}
     client = grpcclient.InferenceServerClient(endpoint.url)

@@ -8,11 +8,9 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import onnxruntime
-
 from prodgen.bench.direct import DirectSettings, time_turns
 from prodgen.bench.events import Observer, Silent
-from prodgen.bench.onnxruntime_runtime import tuned_session_options
+from prodgen.bench.onnxruntime_runtime import cpu_session
 from prodgen.bench.payloads import request_payloads
 from prodgen.bench.runtime import physical_cores
 from prodgen.bench.stats import LatencySummary, summarize
@@ -56,7 +54,7 @@ def measure_reference(
     observer = observer or Silent()
     settings = settings or DirectSettings()
     threads = settings.threads or physical_cores()
-    session = onnxruntime.InferenceSession(str(onnx_path), tuned_session_options(threads), providers=["CPUExecutionProvider"])
+    session = cpu_session(str(onnx_path), threads)
     names = [spec.name for spec in served.outputs]
     points = []
     for batch in reference_batches(served, request_batch):
