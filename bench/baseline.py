@@ -40,7 +40,13 @@ SERVED_MODEL = "fast-neural-style"
 BASELINE_DIRECT = DirectSettings(batches=(1, 4), warmup=0, min_runs=3, min_seconds=1.0, max_seconds=10.0, compile=False)
 """Short measurements; no warm-up beyond each runtime's first (untimed) run for the shape."""
 BASELINE_SERVED = ServedSettings(
-    concurrency=(1, 2, 4, 8), warmup_s=1.0, window_s=3.0, min_window_requests=8, max_window_s=15.0, max_windows=6, timeout_s=120.0
+    concurrency=(1, 2, 4, 8),
+    warmup_s=1.0,
+    window_s=3.0,
+    min_window_requests=8,
+    max_window_s=15.0,
+    max_windows=6,
+    timeout_s=120.0,
 )
 
 
@@ -60,7 +66,11 @@ def run_zoo_direct(names: Sequence[str], settings: DirectSettings, report: Bench
 
 
 def serve_and_measure(
-    names: Sequence[str], settings: ServedSettings, report: BenchReport, observer: Observer, reference_settings: DirectSettings | None = None
+    names: Sequence[str],
+    settings: ServedSettings,
+    report: BenchReport,
+    observer: Observer,
+    reference_settings: DirectSettings | None = None,
 ) -> None:
     """Export `names` into a temporary repository (verified, max batch 8), serve it on the
     embedded server, and measure each model with a direct ONNX Runtime reference."""
@@ -78,11 +88,18 @@ def serve_and_measure(
         with EmbeddedServer(options):
             for name in names:
                 onnx_path = latest_repository_onnx(repository, name)
-                report.served.append(served_with_reference(options.grpc_url, name, settings, onnx_path, observer, reference_settings))
+                report.served.append(
+                    served_with_reference(options.grpc_url, name, settings, onnx_path, observer, reference_settings)
+                )
 
 
 def served_with_reference(
-    url: str, model: str, settings: ServedSettings, onnx_path: Path | None, observer: Observer, reference_settings: DirectSettings | None = None
+    url: str,
+    model: str,
+    settings: ServedSettings,
+    onnx_path: Path | None,
+    observer: Observer,
+    reference_settings: DirectSettings | None = None,
 ) -> ServedResult:
     """The served levels, and direct ONNX Runtime on the same ONNX and payloads when it is at hand."""
     from prodgen.bench.load import Endpoint
@@ -102,7 +119,9 @@ def served_with_reference(
         observer.phase(f"{model} · served and direct in interleaved pairs")
         endpoint = Endpoint(url, model, served_model.inputs, served_model.outputs, settings.timeout_s)
         payload = request_payloads(served_model, settings.request_batch, side, variants=1)[0]
-        pairs = PairSettings(min_pairs=settings.overhead_pairs, min_seconds=settings.overhead_seconds, threads=reference.threads)
+        pairs = PairSettings(
+            min_pairs=settings.overhead_pairs, min_seconds=settings.overhead_seconds, threads=reference.threads
+        )
         result.overhead = measure_paired_overhead(endpoint, onnx_path, payload, pairs, observer)
     return result
 

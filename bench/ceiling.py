@@ -45,7 +45,9 @@ class Ceiling:
         return f"{self.key} ({self.library})"
 
 
-def _rates(product: Callable[[], object], flops: float, seconds: float, synchronize: Callable[[], None] = lambda: None) -> list[float]:
+def _rates(
+    product: Callable[[], object], flops: float, seconds: float, synchronize: Callable[[], None] = lambda: None
+) -> list[float]:
     """GFLOP/s of repeated `product` calls after two untimed ones: at least 3, for `seconds`."""
     for _ in range(2):
         product()
@@ -90,8 +92,12 @@ def measure_conv_cpu(seconds: float = 1.5, channels: int = 256, side: int = 64) 
     x = torch.randn(1, channels, side, side, generator=generator).contiguous(memory_format=torch.channels_last)
     w = torch.randn(channels, channels, 3, 3, generator=generator).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        rates = _rates(lambda: torch.nn.functional.conv2d(x, w, padding=1), 2.0 * channels * channels * 9 * side * side, seconds)
-    return Ceiling("cpu", "float32", side, max(rates), statistics.median(rates), len(rates), library="torch oneDNN conv3x3")
+        rates = _rates(
+            lambda: torch.nn.functional.conv2d(x, w, padding=1), 2.0 * channels * channels * 9 * side * side, seconds
+        )
+    return Ceiling(
+        "cpu", "float32", side, max(rates), statistics.median(rates), len(rates), library="torch oneDNN conv3x3"
+    )
 
 
 def _synchronize(device: torch.device) -> None:
@@ -99,7 +105,9 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_gemm(device: str = "cpu", dtype: torch.dtype = torch.float32, side: int | None = None, seconds: float = 1.5) -> Ceiling:
+def measure_gemm(
+    device: str = "cpu", dtype: torch.dtype = torch.float32, side: int | None = None, seconds: float = 1.5
+) -> Ceiling:
     """GFLOP/s of side×side @ side×side products (2·side³ FLOPs each); best and median of repeats."""
     target = torch.device(device)
     side = side or (GPU_SIDE if target.type == "cuda" else CPU_SIDE)
@@ -132,14 +140,21 @@ def cpu_has_bf16_matrix_units() -> bool:
 def measure_ceilings(when: str, seconds: float = 1.5) -> list[Ceiling]:
     """FP32 on the CPU (and BF16 where the CPU has matrix units for it); FP32 (TF32 off) and
     FP16 on a CUDA GPU as well, when there is one."""
-    ceilings = [measure_gemm("cpu", torch.float32, seconds=seconds), measure_gemm_onnxruntime(seconds=seconds), measure_conv_cpu(seconds)]
+    ceilings = [
+        measure_gemm("cpu", torch.float32, seconds=seconds),
+        measure_gemm_onnxruntime(seconds=seconds),
+        measure_conv_cpu(seconds),
+    ]
     if cpu_has_bf16_matrix_units():
         ceilings.append(measure_gemm("cpu", torch.bfloat16, seconds=seconds))
     if torch.cuda.is_available():
         allow_tf32 = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = False
         try:
-            ceilings += [measure_gemm("cuda", torch.float32, seconds=seconds), measure_gemm("cuda", torch.float16, seconds=seconds)]
+            ceilings += [
+                measure_gemm("cuda", torch.float32, seconds=seconds),
+                measure_gemm("cuda", torch.float16, seconds=seconds),
+            ]
         finally:
             torch.backends.cuda.matmul.allow_tf32 = allow_tf32
     return [replace(ceiling, when=when) for ceiling in ceilings]

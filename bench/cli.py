@@ -15,15 +15,30 @@ import datetime
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
 from prodgen import zoo
-from prodgen.bench.baseline import BASELINE_DIRECT, BASELINE_SERVED, SERVED_MODEL, baseline_side, run_zoo_direct, serve_and_measure, served_with_reference
+from prodgen.bench.baseline import (
+    BASELINE_DIRECT,
+    BASELINE_SERVED,
+    SERVED_MODEL,
+    baseline_side,
+    run_zoo_direct,
+    serve_and_measure,
+    served_with_reference,
+)
 from prodgen.bench.ceiling import measure_ceilings
 from prodgen.bench.console import LiveView, bench_console
-from prodgen.bench.direct import DEFAULT_RUNTIMES, RUNTIMES, DirectSettings, apply_ceilings, latest_repository_onnx, run_direct
+from prodgen.bench.direct import (
+    DEFAULT_RUNTIMES,
+    RUNTIMES,
+    DirectSettings,
+    apply_ceilings,
+    latest_repository_onnx,
+    run_direct,
+)
 from prodgen.bench.events import Observer
 from prodgen.bench.machine import describe_machine
 from prodgen.bench.report import BenchReport, command_line, write_report
@@ -63,23 +78,41 @@ def _default_out(kind: str, model: str) -> Path:
 DEFAULT_RUNTIME_LIST = ",".join(DEFAULT_RUNTIMES)
 
 Batches = Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")]
-Sizes = Annotated[Optional[str], typer.Option("--size", help="Image sides, comma-separated (default: the model's tuned side).")]
+Sizes = Annotated[
+    str | None, typer.Option("--size", help="Image sides, comma-separated (default: the model's tuned side).")
+]
 Runtimes = Annotated[str, typer.Option("--runtimes", help=f"Comma-separated, from: {', '.join(RUNTIMES)}.")]
-Out = Annotated[Optional[Path], typer.Option("--out", help="Report folder (default: bench-results/<command>-<model>-<time>).")]
+Out = Annotated[
+    Path | None, typer.Option("--out", help="Report folder (default: bench-results/<command>-<model>-<time>).")
+]
 Threads = Annotated[int, typer.Option(min=0, help="PyTorch and ONNX Runtime threads (0: physical cores).")]
 MinRuns = Annotated[int, typer.Option(min=1, help="Timed runs at least, per runtime and shape.")]
 MinSeconds = Annotated[float, typer.Option(min=0.0, help="Timed seconds at least, per runtime and shape.")]
 MaxSeconds = Annotated[float, typer.Option(min=0.1, help="Timed seconds at most, per runtime and shape.")]
-Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="Let torch-best try torch.compile (costs seconds per shape).")]
+Compile = Annotated[
+    bool, typer.Option("--compile/--no-compile", help="Let torch-best try torch.compile (costs seconds per shape).")
+]
 Plots = Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots (needs matplotlib).")]
-Concurrency = Annotated[str, typer.Option("--concurrency", help="Closed-loop levels: concurrent requests, comma-separated; '' for none.")]
-Rates = Annotated[Optional[str], typer.Option("--rate", help="Open-loop levels: requests per second, comma-separated.")]
+Concurrency = Annotated[
+    str, typer.Option("--concurrency", help="Closed-loop levels: concurrent requests, comma-separated; '' for none.")
+]
+Rates = Annotated[str | None, typer.Option("--rate", help="Open-loop levels: requests per second, comma-separated.")]
 Window = Annotated[float, typer.Option("--window", min=0.1, help="Measurement window, seconds (at least).")]
-CeilingSeconds = Annotated[float, typer.Option(min=0.05, help="Seconds spent measuring the GEMM ceiling, at the start and at the end.")]
+CeilingSeconds = Annotated[
+    float, typer.Option(min=0.05, help="Seconds spent measuring the GEMM ceiling, at the start and at the end.")
+]
 
 
 def _direct_settings(
-    batch: str, size: str | None, runtimes: str, threads: int, min_runs: int, min_seconds: float, max_seconds: float, compile: bool, device: str
+    batch: str,
+    size: str | None,
+    runtimes: str,
+    threads: int,
+    min_runs: int,
+    min_seconds: float,
+    max_seconds: float,
+    compile: bool,
+    device: str,
 ) -> DirectSettings:
     return DirectSettings(
         batches=_numbers(batch, int, "--batch", 1),
@@ -95,8 +128,19 @@ def _direct_settings(
 
 
 def _served_settings(
-    concurrency: str, rate: str | None, arrival: str, request_batch: int, size: int | None, warmup: float, window: float,
-    min_requests: int, stability: float, max_windows: int, timeout: float, max_requests: int, pairs: int = ServedSettings.overhead_pairs,
+    concurrency: str,
+    rate: str | None,
+    arrival: str,
+    request_batch: int,
+    size: int | None,
+    warmup: float,
+    window: float,
+    min_requests: int,
+    stability: float,
+    max_windows: int,
+    timeout: float,
+    max_requests: int,
+    pairs: int = ServedSettings.overhead_pairs,
 ) -> ServedSettings:
     if arrival not in ("constant", "poisson"):
         raise ProdgenError(f"--arrival must be constant or poisson, got '{arrival}'")
@@ -149,15 +193,19 @@ def _start(view: Observer, ceiling_seconds: float) -> BenchReport:
         notes.append(message)
         view.note(message)
     view.phase("measuring the GEMM ceiling (start of run)")
-    return BenchReport(command=command_line(), machine=machine, ceilings=measure_ceilings("start", ceiling_seconds), notes=notes)
+    return BenchReport(
+        command=command_line(), machine=machine, ceilings=measure_ceilings("start", ceiling_seconds), notes=notes
+    )
 
 
 @app.command()
 def direct(
     model: Annotated[str, typer.Argument(help="Zoo model name.")],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Trained weights; seeded random weights if omitted.")] = None,
-    onnx: Annotated[Optional[Path], typer.Option(help="Use this model.onnx instead of exporting one.")] = None,
-    repository: Annotated[Optional[Path], typer.Option(help="Take model.onnx from the latest version of MODEL in this repository.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Trained weights; seeded random weights if omitted.")] = None,
+    onnx: Annotated[Path | None, typer.Option(help="Use this model.onnx instead of exporting one.")] = None,
+    repository: Annotated[
+        Path | None, typer.Option(help="Take model.onnx from the latest version of MODEL in this repository.")
+    ] = None,
     batch: Batches = "1,4",
     size: Sizes = None,
     runtimes: Runtimes = DEFAULT_RUNTIME_LIST,
@@ -175,7 +223,9 @@ def direct(
     entry = zoo.get(model)
     if onnx is not None and repository is not None:
         raise ProdgenError("give --onnx or --repository, not both")
-    onnx_path = onnx if onnx is not None else latest_repository_onnx(repository, model) if repository is not None else None
+    onnx_path = (
+        onnx if onnx is not None else latest_repository_onnx(repository, model) if repository is not None else None
+    )
     if onnx_path is not None and not onnx_path.is_file():
         raise ProdgenError(f"{onnx_path} does not exist")
     settings = _direct_settings(batch, size, runtimes, threads, min_runs, min_seconds, max_seconds, compile, device)
@@ -197,7 +247,9 @@ def served(
     rate: Rates = None,
     arrival: Annotated[str, typer.Option(help="Open-loop arrivals: constant or poisson.")] = "constant",
     request_batch: Annotated[int, typer.Option(min=1, help="Images (or latents) per request.")] = 1,
-    size: Annotated[Optional[int], typer.Option(help="Image side to send (default: the served model's tuned side).")] = None,
+    size: Annotated[
+        int | None, typer.Option(help="Image side to send (default: the served model's tuned side).")
+    ] = None,
     warmup: Annotated[float, typer.Option(min=0.0, help="Warm-up seconds per level.")] = 2.0,
     window: Window = 5.0,
     min_requests: Annotated[int, typer.Option(min=1, help="Requests a window must see at least.")] = 10,
@@ -205,10 +257,19 @@ def served(
     max_windows: Annotated[int, typer.Option(min=1, help="Windows per level at most.")] = 10,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request before it counts as an error.")] = 60.0,
     max_requests: Annotated[int, typer.Option(min=1, help="Requests per level at most.")] = 50_000,
-    repository: Annotated[Optional[Path], typer.Option(help="Repository holding the served model.onnx: adds a direct ONNX Runtime reference.")] = None,
-    onnx: Annotated[Optional[Path], typer.Option(help="The served model.onnx: adds a direct ONNX Runtime reference.")] = None,
+    repository: Annotated[
+        Path | None,
+        typer.Option(help="Repository holding the served model.onnx: adds a direct ONNX Runtime reference."),
+    ] = None,
+    onnx: Annotated[
+        Path | None, typer.Option(help="The served model.onnx: adds a direct ONNX Runtime reference.")
+    ] = None,
     pairs: Annotated[
-        int, typer.Option(min=0, help="With a direct reference: interleaved served/direct pairs (at least; and 5 s) that measure what the server adds; 0 for none.")
+        int,
+        typer.Option(
+            min=0,
+            help="With a direct reference: interleaved served/direct pairs (at least; and 5 s) that measure what the server adds; 0 for none.",
+        ),
     ] = ServedSettings.overhead_pairs,
     plots: Plots = True,
     ceiling_seconds: CeilingSeconds = 1.5,
@@ -218,9 +279,23 @@ def served(
     from prodgen.client.api import ProdgenClient
 
     settings = _served_settings(
-        concurrency, rate, arrival, request_batch, size, warmup, window, min_requests, stability, max_windows, timeout, max_requests, pairs
+        concurrency,
+        rate,
+        arrival,
+        request_batch,
+        size,
+        warmup,
+        window,
+        min_requests,
+        stability,
+        max_windows,
+        timeout,
+        max_requests,
+        pairs,
     )
-    onnx_path = onnx if onnx is not None else latest_repository_onnx(repository, model) if repository is not None else None
+    onnx_path = (
+        onnx if onnx is not None else latest_repository_onnx(repository, model) if repository is not None else None
+    )
     with ProdgenClient(url) as client:
         client.model(model)  # an unreachable server or an unknown model fails here, before anything is measured
     folder = out or _default_out("served", model)
@@ -233,15 +308,23 @@ def served(
 
 @app.command(name="zoo")
 def zoo_baseline(
-    models: Annotated[Optional[str], typer.Option(help="Comma-separated zoo models (default: the whole zoo).")] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated zoo models (default: the whole zoo).")] = None,
     batch: Batches = "1,4",
     runtimes: Runtimes = DEFAULT_RUNTIME_LIST,
     threads: Threads = 0,
     min_runs: MinRuns = BASELINE_DIRECT.min_runs,
     min_seconds: MinSeconds = BASELINE_DIRECT.min_seconds,
     max_seconds: MaxSeconds = BASELINE_DIRECT.max_seconds,
-    compile: Annotated[bool, typer.Option("--compile/--no-compile", help="Let torch-best try torch.compile (about 35 s per shape on 2 cores).")] = False,
-    served_models: Annotated[str, typer.Option("--served", help="Comma-separated models to serve on the embedded Triton and load; '' for none.")] = SERVED_MODEL,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile", help="Let torch-best try torch.compile (about 35 s per shape on 2 cores)."
+        ),
+    ] = False,
+    served_models: Annotated[
+        str,
+        typer.Option("--served", help="Comma-separated models to serve on the embedded Triton and load; '' for none."),
+    ] = SERVED_MODEL,
     concurrency: Concurrency = ",".join(str(c) for c in BASELINE_SERVED.concurrency),
     window: Window = BASELINE_SERVED.window_s,
     plots: Plots = True,
@@ -252,11 +335,14 @@ def zoo_baseline(
     names = _names(models) if models else tuple(zoo.names())
     served_names = _names(served_models)
     settings = dataclasses.replace(
-        _direct_settings(batch, None, runtimes, threads, min_runs, min_seconds, max_seconds, compile, "auto"), warmup=BASELINE_DIRECT.warmup
+        _direct_settings(batch, None, runtimes, threads, min_runs, min_seconds, max_seconds, compile, "auto"),
+        warmup=BASELINE_DIRECT.warmup,
     )
     for name in (*names, *served_names):
         settings.check(zoo.get(name))
-    served_settings = dataclasses.replace(BASELINE_SERVED, concurrency=_numbers(concurrency, int, "--concurrency", 1), window_s=window)
+    served_settings = dataclasses.replace(
+        BASELINE_SERVED, concurrency=_numbers(concurrency, int, "--concurrency", 1), window_s=window
+    )
     with LiveView(bench_console()) as view:
         report = _start(view, ceiling_seconds)
         sides = ", ".join(f"{name} {side}²" for name in names if (side := baseline_side(zoo.get(name))))

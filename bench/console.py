@@ -36,7 +36,9 @@ class LiveView:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.bars = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console)
+        self.bars = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
+        )
         self.task = self.bars.add_task("starting", total=1.0)
         self.direct: Table | None = None
         self.served: Table | None = None
@@ -53,7 +55,9 @@ class LiveView:
         self.live.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.live.update(self._render(with_bars=False), refresh=True)
         self.live.stop()
         if not self.console.is_terminal:

@@ -246,7 +246,9 @@ def _label(height: int | None, width: int | None) -> str:
     return f"{height}x{width}" if height else "native"
 
 
-def _open_runtimes(settings: DirectSettings, workload: Workload, observer: Observer) -> tuple[list[Runtime], list[Skipped]]:
+def _open_runtimes(
+    settings: DirectSettings, workload: Workload, observer: Observer
+) -> tuple[list[Runtime], list[Skipped]]:
     opened: list[Runtime] = []
     skipped: list[Skipped] = []
     ordered = sorted(settings.runtimes, key=lambda name: name != REFERENCE_RUNTIME)  # the reference runs first
@@ -337,7 +339,9 @@ def _measure_shape(
         try:
             ready.append(_prepare(runtime, inputs, settings, cuda=workload.device == "cuda"))
         except Exception as error:  # noqa: BLE001 - one runtime failing on one model must not end a zoo run
-            message = f"failed at {shape.label}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            message = (
+                f"failed at {shape.label}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            )
             skipped.append(Skipped(runtime.name, message))
             observer.note(f"{model.name} {runtime.name} {message}")
     if not ready:

@@ -34,11 +34,39 @@ from onnx import shape_inference
 DENSE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 ELEMENTWISE_FLOPS: dict[str, int] = {
-    **{op: 1 for op in (
-        "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Exp", "Log", "Neg", "Abs",
-        "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "HardSwish",
-        "Tanh", "Erf", "Softplus", "Clip", "Max", "Min", "Round", "Floor", "Ceil",
-    )},
+    **{
+        op: 1
+        for op in (
+            "Add",
+            "Sub",
+            "Mul",
+            "Div",
+            "Pow",
+            "Sqrt",
+            "Reciprocal",
+            "Exp",
+            "Log",
+            "Neg",
+            "Abs",
+            "Relu",
+            "LeakyRelu",
+            "PRelu",
+            "Elu",
+            "Selu",
+            "Sigmoid",
+            "HardSigmoid",
+            "HardSwish",
+            "Tanh",
+            "Erf",
+            "Softplus",
+            "Clip",
+            "Max",
+            "Min",
+            "Round",
+            "Floor",
+            "Ceil",
+        )
+    },
     "BatchNormalization": 2,
     "InstanceNormalization": 7,
     "LayerNormalization": 7,
@@ -46,12 +74,43 @@ ELEMENTWISE_FLOPS: dict[str, int] = {
     "Softmax": 3,
 }
 
-DATA_MOVEMENT = frozenset({
-    "Identity", "Constant", "ConstantOfShape", "Shape", "Size", "Gather", "GatherElements",
-    "Unsqueeze", "Squeeze", "Concat", "Reshape", "Flatten", "Transpose", "Slice", "Split",
-    "Pad", "Resize", "Upsample", "Cast", "CastLike", "Expand", "Tile", "Mod", "Equal",
-    "Where", "Range", "DepthToSpace", "SpaceToDepth", "Less", "Greater", "Not", "And", "Or",
-})
+DATA_MOVEMENT = frozenset(
+    {
+        "Identity",
+        "Constant",
+        "ConstantOfShape",
+        "Shape",
+        "Size",
+        "Gather",
+        "GatherElements",
+        "Unsqueeze",
+        "Squeeze",
+        "Concat",
+        "Reshape",
+        "Flatten",
+        "Transpose",
+        "Slice",
+        "Split",
+        "Pad",
+        "Resize",
+        "Upsample",
+        "Cast",
+        "CastLike",
+        "Expand",
+        "Tile",
+        "Mod",
+        "Equal",
+        "Where",
+        "Range",
+        "DepthToSpace",
+        "SpaceToDepth",
+        "Less",
+        "Greater",
+        "Not",
+        "And",
+        "Or",
+    }
+)
 
 ShapeMethod = Literal["auto", "infer", "run"]
 
@@ -141,7 +200,9 @@ def _feed(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> dict[s
     return feed
 
 
-def _shapes_by_running(model: onnx.ModelProto, names: list[str], feed: Mapping[str, np.ndarray]) -> dict[str, list[int]]:
+def _shapes_by_running(
+    model: onnx.ModelProto, names: list[str], feed: Mapping[str, np.ndarray]
+) -> dict[str, list[int]]:
     """Run the graph once with a `Shape` node on each wanted value exposed as an output,
     so only small shape vectors are kept, never the activations themselves."""
     import onnxruntime
@@ -217,13 +278,19 @@ def count_flops(
     """
     proto = onnx.load(str(model)) if isinstance(model, Path) else model
     concrete = _with_concrete_inputs(proto, input_shapes)
-    shapes = _inferred_shapes(concrete) if method != "run" else {init.name: list(init.dims) for init in proto.graph.initializer}
+    shapes = (
+        _inferred_shapes(concrete)
+        if method != "run"
+        else {init.name: list(init.dims) for init in proto.graph.initializer}
+    )
     needed = [name for node in concrete.graph.node for name in _needed(node)]
     missing = sorted({name for name in needed if name not in shapes})
     shapes_from = "shape inference"
     if missing:
         if method == "infer":
-            raise ValueError(f"shape inference left {len(missing)} shapes unknown (first: {missing[0]}); use method='run'")
+            raise ValueError(
+                f"shape inference left {len(missing)} shapes unknown (first: {missing[0]}); use method='run'"
+            )
         shapes.update(_shapes_by_running(proto, missing, feed if feed is not None else _feed(proto, input_shapes)))
         shapes_from = "onnxruntime run"
     nodes: list[NodeFlops] = []
@@ -233,7 +300,9 @@ def count_flops(
             nodes.append(NodeFlops(node.name, node.op_type, _DENSE_RULES[node.op_type](node, shapes), dense=True))
         elif node.op_type in ELEMENTWISE_FLOPS:
             per_element = ELEMENTWISE_FLOPS[node.op_type]
-            nodes.append(NodeFlops(node.name, node.op_type, per_element * math.prod(shapes[node.output[0]]), dense=False))
+            nodes.append(
+                NodeFlops(node.name, node.op_type, per_element * math.prod(shapes[node.output[0]]), dense=False)
+            )
         elif node.op_type not in DATA_MOVEMENT:
             uncounted.add(node.op_type)
     by_op: dict[str, int] = {}

@@ -106,7 +106,9 @@ def _error_text(error: Exception) -> str:
     from tritonclient.utils import InferenceServerException
 
     if isinstance(error, InferenceServerException):
-        return f"{error.status() or 'error'}: {(error.message() or '').splitlines()[0] if error.message() else ''}".strip()
+        return (
+            f"{error.status() or 'error'}: {(error.message() or '').splitlines()[0] if error.message() else ''}".strip()
+        )
     return f"{type(error).__name__}: {error}"
 
 
@@ -178,7 +180,15 @@ class ClosedLoop:
 
 
 class OpenLoop:
-    def __init__(self, endpoint: Endpoint, payloads: list[Payload], rate: float, arrival: Arrival, max_in_flight: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        payloads: list[Payload],
+        rate: float,
+        arrival: Arrival,
+        max_in_flight: int,
+        seed: int = 0,
+    ) -> None:
         if rate <= 0:
             raise ValueError("the request rate must be positive")
         self.endpoint = endpoint

@@ -38,7 +38,17 @@ def _memory_gib() -> float | None:
     return None
 
 
-_PACKAGES = ("torch", "onnx", "onnxruntime", "onnxruntime-gpu", "numpy", "tritonclient", "nvidia-pytriton", "tensorrt", "matplotlib")
+_PACKAGES = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "numpy",
+    "tritonclient",
+    "nvidia-pytriton",
+    "tensorrt",
+    "matplotlib",
+)
 
 
 def _versions() -> dict[str, str]:
@@ -101,7 +111,9 @@ class OtherProcessesLoad:
             self._start = None  # type: ignore[assignment]
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if self._start is None:
             return
         (busy0, total0), own0, _ = self._start

@@ -64,9 +64,13 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         peak_kb = _status_kb("VmHWM") if self._resettable else None
-        increment = (peak_kb - self._baseline_kb) / 1024 if peak_kb is not None and self._baseline_kb is not None else None
+        increment = (
+            (peak_kb - self._baseline_kb) / 1024 if peak_kb is not None and self._baseline_kb is not None else None
+        )
         device_peak = device_used = None
         if self.cuda:
             import torch

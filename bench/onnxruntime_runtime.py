@@ -30,7 +30,9 @@ def tuned_session_options(threads: int) -> onnxruntime.SessionOptions:
 
 def cpu_session(model: str | bytes, threads: int) -> onnxruntime.InferenceSession:
     """A tuned CPU session on a model file's path or a serialised model; threads 0: physical cores."""
-    return onnxruntime.InferenceSession(model, tuned_session_options(threads or physical_cores()), providers=["CPUExecutionProvider"])
+    return onnxruntime.InferenceSession(
+        model, tuned_session_options(threads or physical_cores()), providers=["CPUExecutionProvider"]
+    )
 
 
 def providers_for(device: str) -> list[str]:
@@ -69,4 +71,3 @@ class OnnxRuntime(Runtime):
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]
-

@@ -95,7 +95,11 @@ def _timed(call: Callable[[], object], pause_s: float) -> float:
 
 
 def measure_paired_overhead(
-    endpoint: Endpoint, onnx_path: Path, payload: Payload, settings: PairSettings | None = None, observer: Observer | None = None
+    endpoint: Endpoint,
+    onnx_path: Path,
+    payload: Payload,
+    settings: PairSettings | None = None,
+    observer: Observer | None = None,
 ) -> PairedOverhead:
     """Alternate one served request and one direct ONNX Runtime call on `payload` until
     `min_pairs` pairs and `min_seconds` have passed (at most `max_pairs`)."""
@@ -128,7 +132,13 @@ def measure_paired_overhead(
             elapsed = time.perf_counter() - start
             if len(served_ms) >= settings.min_pairs and elapsed >= settings.min_seconds:
                 break
-            observer.progress(min(len(served_ms) / max(settings.min_pairs, 1), elapsed / settings.min_seconds if settings.min_seconds else 1.0), 1.0)
+            observer.progress(
+                min(
+                    len(served_ms) / max(settings.min_pairs, 1),
+                    elapsed / settings.min_seconds if settings.min_seconds else 1.0,
+                ),
+                1.0,
+            )
             if len(served_ms) % 2 == 0:
                 served_ms.append(_timed(served, settings.pause_s))
                 direct_ms.append(_timed(direct, settings.pause_s))

@@ -39,7 +39,11 @@ def as_zoo_model(served: ServedModel) -> ZooModel:
     if zoo_name in zoo.names():
         base = zoo.get(zoo_name)
         return dataclasses.replace(
-            base, inputs=served.inputs, outputs=served.outputs, bounds=served.bounds or base.bounds, extras={**base.extras, **extras}
+            base,
+            inputs=served.inputs,
+            outputs=served.outputs,
+            bounds=served.bounds or base.bounds,
+            extras={**base.extras, **extras},
         )
     task = served.task if served.task in ("generate", "stylize", "upscale") else "generate"
     return ZooModel(
@@ -78,7 +82,9 @@ def request_payloads(served: ServedModel, batch: int, side: int | None, variants
     if batch < 1:
         raise ProdgenError("the request batch must be at least 1")
     if served.max_batch_size > 0 and batch > served.max_batch_size:
-        raise ProdgenError(f"{served.name} takes at most {served.max_batch_size} items a request; --request-batch {batch} given")
+        raise ProdgenError(
+            f"{served.name} takes at most {served.max_batch_size} items a request; --request-batch {batch} given"
+        )
     model = as_zoo_model(served)
     side = image_side(served, side)
     return [sample_inputs(model, batch, side, side, seed=variant * batch) for variant in range(variants)]

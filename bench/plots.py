@@ -66,7 +66,11 @@ def plot_served(result: ServedResult, path: Path) -> Path:
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7.5, 4.8))
     for mode, marker in (("concurrency", "o"), ("rate", "s")):
-        points = [(lv.label, lv.images_per_s, lv.latency) for lv in result.levels if lv.mode == mode and lv.latency is not None]
+        points = [
+            (lv.label, lv.images_per_s, lv.latency)
+            for lv in result.levels
+            if lv.mode == mode and lv.latency is not None
+        ]
         if not points:
             continue
         xs = [x for _, x, _ in points]
@@ -90,6 +94,8 @@ def plot_served(result: ServedResult, path: Path) -> Path:
 
 
 def write_plots(report: BenchReport, folder: Path) -> list[Path]:
-    paths = [plot_direct(result, folder / f"direct-{result.model}.png") for result in report.direct if result.measurements]
+    paths = [
+        plot_direct(result, folder / f"direct-{result.model}.png") for result in report.direct if result.measurements
+    ]
     paths += [plot_served(result, folder / f"served-{result.model}.png") for result in report.served if result.levels]
     return paths

@@ -49,7 +49,12 @@ def reference_batches(served: ServedModel, request_batch: int) -> list[int]:
 
 
 def measure_reference(
-    onnx_path: Path, served: ServedModel, request_batch: int, side: int | None, settings: DirectSettings | None = None, observer: Observer | None = None
+    onnx_path: Path,
+    served: ServedModel,
+    request_batch: int,
+    side: int | None,
+    settings: DirectSettings | None = None,
+    observer: Observer | None = None,
 ) -> DirectReference:
     observer = observer or Silent()
     settings = settings or DirectSettings()

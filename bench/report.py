@@ -38,7 +38,9 @@ class BenchReport:
     served: list[ServedResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
-    created: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    )
 
     @property
     def targets(self) -> list[TargetCheck]:
@@ -147,7 +149,9 @@ def _served_section(result: ServedResult) -> list[str]:
         for message, count in level.error_messages.items():
             lines.append(f"- {level.label}: {count}× {message}")
         if level.late_fraction:
-            lines.append(f"- {level.label}: {100 * level.late_fraction:.0f} % of requests left > 10 ms behind schedule (client-bound)")
+            lines.append(
+                f"- {level.label}: {100 * level.late_fraction:.0f} % of requests left > 10 ms behind schedule (client-bound)"
+            )
     return lines + [""]
 
 

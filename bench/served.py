@@ -20,7 +20,14 @@ from prodgen.bench.overhead import PairedOverhead
 from prodgen.bench.payloads import image_side, request_payloads
 from prodgen.bench.reference import DirectReference
 from prodgen.bench.stats import LatencySummary, WindowFigures, is_stable, spread, summarize, window_figures
-from prodgen.bench.triton_stats import LatencySplit, ModelStatistics, ServerWindow, StatisticsReader, difference, split_latency
+from prodgen.bench.triton_stats import (
+    LatencySplit,
+    ModelStatistics,
+    ServerWindow,
+    StatisticsReader,
+    difference,
+    split_latency,
+)
 from prodgen.errors import ProdgenError
 
 if TYPE_CHECKING:
@@ -171,7 +178,11 @@ def measure_level(
             ok = [s.latency_ms for s in finished if s.ok]
             figure = window_figures(ok, end - edge)
             figures.append(figure)
-            windows.append(WindowRecord(edge, end, len(ok), len(finished) - len(ok), figure.throughput, figure.latency_ms if ok else None))
+            windows.append(
+                WindowRecord(
+                    edge, end, len(ok), len(finished) - len(ok), figure.throughput, figure.latency_ms if ok else None
+                )
+            )
             edge = end
             if is_stable(figures, settings.stability, settings.stable_windows):
                 break
@@ -265,7 +276,9 @@ def run_served(url: str, model: str, settings: ServedSettings, observer: Observe
         if spec.mode == "concurrency":
             generator = ClosedLoop(endpoint, payloads, spec.concurrency or 1)
         else:
-            generator = OpenLoop(endpoint, payloads, spec.rate or 1.0, settings.arrival, settings.max_in_flight, settings.seed)
+            generator = OpenLoop(
+                endpoint, payloads, spec.rate or 1.0, settings.arrival, settings.max_in_flight, settings.seed
+            )
         observer.phase(f"{model} · {spec.label}")
         level = measure_level(generator, endpoint, settings, spec, observer)
         if not level.stable:
@@ -274,7 +287,9 @@ def run_served(url: str, model: str, settings: ServedSettings, observer: Observe
                 f"(throughput ±{100 * level.throughput_spread:.0f} %, p50 ±{100 * level.latency_spread:.0f} %)"
             )
         if level.errors:
-            observer.note(f"{model} {spec.label}: {level.errors} of {level.sent} requests failed: {next(iter(level.error_messages), '')}")
+            observer.note(
+                f"{model} {spec.label}: {level.errors} of {level.sent} requests failed: {next(iter(level.error_messages), '')}"
+            )
         levels.append(level)
         observer.result(level)
     return ServedResult(

@@ -71,7 +71,9 @@ class WindowFigures:
     latency_ms: float
 
 
-def window_figures(completed_latencies_ms: Sequence[float], duration_s: float, metric: LatencyMetric = "p50") -> WindowFigures:
+def window_figures(
+    completed_latencies_ms: Sequence[float], duration_s: float, metric: LatencyMetric = "p50"
+) -> WindowFigures:
     """Throughput (completions per second) and latency of one window's completed requests."""
     if duration_s <= 0:
         raise ValueError("a window must last longer than 0 s")

@@ -42,7 +42,9 @@ DIRECT_COLUMNS: dict[str, Callable[[Measurement], str]] = {
     "peak RSS MB (+Δ)": _memory,
     "GFLOP/s": lambda m: number(m.achieved_gflops, 0),
     "of ceiling": lambda m: number(m.ceiling_fraction, 0, 100, " %"),
-    "within 1 level": lambda m: "reference" if m.agreement_within_one_level is None else number(m.agreement_within_one_level, 2, 100, " %"),
+    "within 1 level": lambda m: (
+        "reference" if m.agreement_within_one_level is None else number(m.agreement_within_one_level, 2, 100, " %")
+    ),
     "other procs CPU": lambda m: number(m.others_cpu_fraction, 0, 100, " %"),
 }
 
@@ -77,12 +79,33 @@ SERVED_COLUMNS: dict[str, Callable[[LoadLevel], str]] = {
 REPORT_DIRECT = tuple(name for name in DIRECT_COLUMNS if name != "model")
 REPORT_SERVED = tuple(name for name in SERVED_COLUMNS if name != "model")
 CONSOLE_DIRECT = (
-    "model", "runtime", "precision", "batch", "size", "images/s", "p50 ms", "p99 ms",
-    "peak RSS MB (+Δ)", "GFLOP/s", "of ceiling", "within 1 level", "other procs CPU",
+    "model",
+    "runtime",
+    "precision",
+    "batch",
+    "size",
+    "images/s",
+    "p50 ms",
+    "p99 ms",
+    "peak RSS MB (+Δ)",
+    "GFLOP/s",
+    "of ceiling",
+    "within 1 level",
+    "other procs CPU",
 )
 CONSOLE_SERVED = (
-    "model", "load", "stable", "completed+errors=sent", "images/s", "p50 ms", "p99 ms",
-    "server", "queue", "infer", "client+network", "avg batch",
+    "model",
+    "load",
+    "stable",
+    "completed+errors=sent",
+    "images/s",
+    "p50 ms",
+    "p99 ms",
+    "server",
+    "queue",
+    "infer",
+    "client+network",
+    "avg batch",
 )
 
 

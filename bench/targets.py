@@ -58,8 +58,16 @@ def _ort_over_eager(result: DirectResult) -> list[TargetCheck]:
             checks.append(TargetCheck("ort≥1.5×eager@b4", result.model, None, f"≥ {ORT_OVER_EAGER}×", None, needs))
             continue
         ratio = ort.images_per_s / eager.images_per_s
-        gap = "" if ratio >= ORT_OVER_EAGER else f"; short by {ORT_OVER_EAGER - ratio:.2f}× ({100 * (1 - ratio / ORT_OVER_EAGER):.0f} %)"
-        if ratio < ORT_OVER_EAGER and eager.ceiling_fraction is not None and ORT_OVER_EAGER * eager.ceiling_fraction > 1:
+        gap = (
+            ""
+            if ratio >= ORT_OVER_EAGER
+            else f"; short by {ORT_OVER_EAGER - ratio:.2f}× ({100 * (1 - ratio / ORT_OVER_EAGER):.0f} %)"
+        )
+        if (
+            ratio < ORT_OVER_EAGER
+            and eager.ceiling_fraction is not None
+            and ORT_OVER_EAGER * eager.ceiling_fraction > 1
+        ):
             gap += (
                 f"; out of reach here: eager already runs at {100 * eager.ceiling_fraction:.0f} % of the GEMM ceiling, "
                 f"so 1.5× eager would need {100 * ORT_OVER_EAGER * eager.ceiling_fraction:.0f} %"
@@ -81,9 +89,13 @@ def _ceiling(result: DirectResult) -> list[TargetCheck]:
     conv_heavy = [label for label, count in result.flops.items() if count.dense_fraction >= CONV_HEAVY_DENSE_FRACTION]
     if not conv_heavy:
         return []
-    fp32 = [m for m in result.measurements if m.device == "cpu" and m.precision == "fp32" and m.ceiling_fraction is not None]
+    fp32 = [
+        m for m in result.measurements if m.device == "cpu" and m.precision == "fp32" and m.ceiling_fraction is not None
+    ]
     if not fp32:
-        return [TargetCheck("≥70% of GEMM ceiling", result.model, None, "≥ 70 %", None, "no FP32 measurement on the CPU")]
+        return [
+            TargetCheck("≥70% of GEMM ceiling", result.model, None, "≥ 70 %", None, "no FP32 measurement on the CPU")
+        ]
     best = max(fp32, key=lambda m: m.ceiling_fraction or 0.0)
     fraction = best.ceiling_fraction or 0.0
     gap = "" if fraction >= CEILING_FRACTION else f"; short by {100 * (CEILING_FRACTION - fraction):.1f} points"

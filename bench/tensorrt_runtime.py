@@ -80,20 +80,27 @@ class TensorRT(Runtime):
             )
         for spec in self.workload.model.outputs:
             shape = tuple(context.get_tensor_shape(spec.name))
-            device_tensors[spec.name] = torch.empty(shape, dtype=_torch_dtype(trt, engine.get_tensor_dtype(spec.name)), device=device)
+            device_tensors[spec.name] = torch.empty(
+                shape, dtype=_torch_dtype(trt, engine.get_tensor_dtype(spec.name)), device=device
+            )
         for name, tensor in device_tensors.items():
             context.set_tensor_address(name, tensor.data_ptr())
-        runner = _EngineRunner(engine, context, host_inputs, device_tensors, [spec.name for spec in self.workload.model.outputs])
+        runner = _EngineRunner(
+            engine, context, host_inputs, device_tensors, [spec.name for spec in self.workload.model.outputs]
+        )
         return Prepared(runner, "fp16", {"tensorrt": trt.__version__, "profile": "the model's declared bounds"})
-
-
 
 
 class _EngineRunner:
     """One end-to-end call: inputs to the GPU, the engine, outputs back; holds the engine alive."""
 
     def __init__(
-        self, engine: Any, context: Any, host_inputs: dict[str, torch.Tensor], device_tensors: dict[str, torch.Tensor], output_names: list[str]
+        self,
+        engine: Any,
+        context: Any,
+        host_inputs: dict[str, torch.Tensor],
+        device_tensors: dict[str, torch.Tensor],
+        output_names: list[str],
     ) -> None:
         self.engine = engine
         self.context = context

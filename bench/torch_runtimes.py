@@ -32,7 +32,11 @@ def _autocast(device: str, dtype: torch.dtype | None) -> contextlib.AbstractCont
 
 
 def torch_runner(
-    module: Callable[..., object], workload: Workload, inputs: Inputs, autocast: torch.dtype | None = None, tuned: bool = False
+    module: Callable[..., object],
+    workload: Workload,
+    inputs: Inputs,
+    autocast: torch.dtype | None = None,
+    tuned: bool = False,
 ) -> Callable[[], Outputs]:
     """Host arrays in, host arrays out: one end-to-end call of `module`. `tuned` lets cuDNN
     time its convolution algorithms for the shape (the shape of a measurement never changes)."""
@@ -48,7 +52,10 @@ def torch_runner(
         with torch.inference_mode(), _autocast(device.type, autocast), cudnn:
             result = module(*(tensor.to(device, non_blocking=True) for tensor in host))
             outputs = result if isinstance(result, (tuple, list)) else (result,)
-            return [output.float().cpu().numpy() if output.is_floating_point() else output.cpu().numpy() for output in outputs]
+            return [
+                output.float().cpu().numpy() if output.is_floating_point() else output.cpu().numpy()
+                for output in outputs
+            ]
 
     return run
 
@@ -80,15 +87,21 @@ class TorchEager(Runtime):
 
     def open(self, workload: Workload) -> None:
         super().open(workload)
-        self.module = workload.module if workload.device == "cpu" else copy.deepcopy(workload.module).to(workload.device)
+        self.module = (
+            workload.module if workload.device == "cpu" else copy.deepcopy(workload.module).to(workload.device)
+        )
 
     def prepare(self, inputs: Inputs) -> Prepared:
-        return Prepared(torch_runner(self.module, self.workload, inputs), "fp32", {"threads": str(self.workload.threads)})
+        return Prepared(
+            torch_runner(self.module, self.workload, inputs), "fp32", {"threads": str(self.workload.threads)}
+        )
 
 
 class TorchBest(Runtime):
     name = "torch-best"
-    description = "PyTorch with the fastest of: channels-last, torch.compile (inductor, frozen weights); FP16 autocast on GPU"
+    description = (
+        "PyTorch with the fastest of: channels-last, torch.compile (inductor, frozen weights); FP16 autocast on GPU"
+    )
 
     def __init__(self, compile: bool = True) -> None:
         self.compile = compile

@@ -61,10 +61,12 @@ class ProdgenClient:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "ProdgenClient":
+    def __enter__(self) -> ProdgenClient:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.close()
 
     def _call(self, what: str, function, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -73,10 +75,18 @@ class ProdgenClient:
         except InferenceServerException as error:
             status = error.status() or ""
             message = error.message() or str(error)
-            if "UNAVAILABLE" in status or "failed to connect" in message.lower() or "connection refused" in message.lower():
-                raise ProdgenError(f"cannot reach Triton at {self.url} ({what}); is `prodgen serve` running?") from error
+            if (
+                "UNAVAILABLE" in status
+                or "failed to connect" in message.lower()
+                or "connection refused" in message.lower()
+            ):
+                raise ProdgenError(
+                    f"cannot reach Triton at {self.url} ({what}); is `prodgen serve` running?"
+                ) from error
             if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
-                raise ProdgenError(f"{what}: no answer from {self.url} within {self.timeout_s:g} s (--timeout)") from error
+                raise ProdgenError(
+                    f"{what}: no answer from {self.url} within {self.timeout_s:g} s (--timeout)"
+                ) from error
             raise ProdgenError(f"{what}: {message}") from error
 
     def health(self) -> Health:
@@ -98,13 +108,15 @@ class ProdgenClient:
                 raise ProdgenError(f"model '{name}' is not served at {self.url} (served: {served})")
             config = self._call(f"config of {name}", self._client.get_model_config, name).config
             parameters = {
-                key[len(PARAMETER_PREFIX):]: value.string_value
+                key[len(PARAMETER_PREFIX) :]: value.string_value
                 for key, value in config.parameters.items()
                 if key.startswith(PARAMETER_PREFIX)
             }
             bounds = None
             if "min_side" in parameters:
-                bounds = ImageBounds(int(parameters["min_side"]), int(parameters["max_side"]), int(parameters["opt_side"]))
+                bounds = ImageBounds(
+                    int(parameters["min_side"]), int(parameters["max_side"]), int(parameters["opt_side"])
+                )
             self._models[name] = ServedModel(
                 name=name,
                 task=parameters.get("task"),
@@ -129,7 +141,9 @@ class ProdgenClient:
         for spec in present:
             array = inputs[spec.name]
             if array.dtype != spec.numpy_dtype:
-                raise ProdgenError(f"{name}: input '{spec.name}' has dtype {array.dtype}, expected {np.dtype(spec.numpy_dtype)}")
+                raise ProdgenError(
+                    f"{name}: input '{spec.name}' has dtype {array.dtype}, expected {np.dtype(spec.numpy_dtype)}"
+                )
         batch = len(inputs[present[0].name])
         step = max(model.max_batch_size, 1)
         chunks: list[dict[str, np.ndarray]] = []
@@ -216,8 +230,12 @@ class ProdgenClient:
             return run(self._image_input(model, name, image, "image"))[0]
         check_image_array("image", image[np.newaxis])
         if min(image.shape[:2]) < bounds.min_side:
-            raise ProdgenError(f"image: {image.shape[1]}×{image.shape[0]} has a side below the model's minimum {bounds.min_side} pixels")
+            raise ProdgenError(
+                f"image: {image.shape[1]}×{image.shape[0]} has a side below the model's minimum {bounds.min_side} pixels"
+            )
         multiple = int(model.parameters.get("side_multiple", "1"))
         side = min(tile or bounds.opt_side, bounds.max_side)
-        tiling = Tiling(tile=side - side % multiple, overlap=overlap, batch=max(model.max_batch_size, 1), multiple_of=multiple)
+        tiling = Tiling(
+            tile=side - side % multiple, overlap=overlap, batch=max(model.max_batch_size, 1), multiple_of=multiple
+        )
         return upscale_tiled(image, run, int(model.parameters["scale"]), tiling)

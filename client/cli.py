@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,9 +28,9 @@ def generate(
     out: Annotated[Path, typer.Option(help="PNG file for the grid of pictures.")] = Path("generated.png"),
     seed: Annotated[int, typer.Option(min=0, help="Image i uses seed+i: the same picture on every server.")] = 0,
     count: Annotated[int, typer.Option(min=1, help="Number of pictures.")] = 16,
-    class_id: Annotated[Optional[int], typer.Option(help="Product category, for conditional generators.")] = None,
-    truncation: Annotated[Optional[float], typer.Option(help="Truncation ψ, for generators that take it.")] = None,
-    columns: Annotated[Optional[int], typer.Option(min=1, help="Grid width in pictures.")] = None,
+    class_id: Annotated[int | None, typer.Option(help="Product category, for conditional generators.")] = None,
+    truncation: Annotated[float | None, typer.Option(help="Truncation ψ, for generators that take it.")] = None,
+    columns: Annotated[int | None, typer.Option(min=1, help="Grid width in pictures.")] = None,
     url: Url = DEFAULT_URL,
     timeout: Timeout = 120.0,
 ) -> None:
@@ -46,8 +46,8 @@ def stylize(
     model: Annotated[str, typer.Argument(help="Served style model name.")],
     images: Annotated[list[Path], typer.Argument(help="Product photos.")],
     out: Annotated[Path, typer.Option(help="Folder for the restyled pictures.")] = Path("stylized"),
-    style: Annotated[Optional[Path], typer.Option(help="Style picture, for arbitrary-style models (AdaIN).")] = None,
-    alpha: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Style strength, for AdaIN.")] = None,
+    style: Annotated[Path | None, typer.Option(help="Style picture, for arbitrary-style models (AdaIN).")] = None,
+    alpha: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Style strength, for AdaIN.")] = None,
     url: Url = DEFAULT_URL,
     timeout: Timeout = 120.0,
 ) -> None:
@@ -66,7 +66,7 @@ def upscale(
     model: Annotated[str, typer.Argument(help="Served upscaler name.")],
     images: Annotated[list[Path], typer.Argument(help="Product photos.")],
     out: Annotated[Path, typer.Option(help="Folder for the upscaled pictures.")] = Path("upscaled"),
-    tile: Annotated[Optional[int], typer.Option(min=16, help="Tile side for images beyond the model's bounds.")] = None,
+    tile: Annotated[int | None, typer.Option(min=16, help="Tile side for images beyond the model's bounds.")] = None,
     overlap: Annotated[int, typer.Option(min=0, help="Pixels neighbouring tiles share.")] = 32,
     url: Url = DEFAULT_URL,
     timeout: Timeout = 300.0,

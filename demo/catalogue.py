@@ -22,13 +22,28 @@ Point = tuple[float, float]
 
 
 def _tshirt(draw: ImageDraw.ImageDraw, box: Callable[[float, float], Point], colour: tuple[int, ...]) -> None:
-    outline = [(0.30, 0.10), (0.42, 0.10), (0.50, 0.18), (0.58, 0.10), (0.70, 0.10), (0.95, 0.32), (0.84, 0.45),
-               (0.74, 0.37), (0.74, 0.92), (0.26, 0.92), (0.26, 0.37), (0.16, 0.45), (0.05, 0.32)]
+    outline = [
+        (0.30, 0.10),
+        (0.42, 0.10),
+        (0.50, 0.18),
+        (0.58, 0.10),
+        (0.70, 0.10),
+        (0.95, 0.32),
+        (0.84, 0.45),
+        (0.74, 0.37),
+        (0.74, 0.92),
+        (0.26, 0.92),
+        (0.26, 0.37),
+        (0.16, 0.45),
+        (0.05, 0.32),
+    ]
     draw.polygon([box(x, y) for x, y in outline], fill=colour)
 
 
 def _mug(draw: ImageDraw.ImageDraw, box: Callable[[float, float], Point], colour: tuple[int, ...]) -> None:
-    draw.ellipse([box(0.58, 0.30), box(0.95, 0.72)], outline=colour, width=max(3, round(box(0.09, 0)[0] - box(0, 0)[0])))
+    draw.ellipse(
+        [box(0.58, 0.30), box(0.95, 0.72)], outline=colour, width=max(3, round(box(0.09, 0)[0] - box(0, 0)[0]))
+    )
     draw.rounded_rectangle([box(0.12, 0.18), box(0.72, 0.90)], radius=6, fill=colour)
 
 
@@ -45,8 +60,13 @@ def _shoe(draw: ImageDraw.ImageDraw, box: Callable[[float, float], Point], colou
 
 
 def _handbag(draw: ImageDraw.ImageDraw, box: Callable[[float, float], Point], colour: tuple[int, ...]) -> None:
-    draw.arc([box(0.28, 0.08), box(0.72, 0.62)], 180, 360, fill=tuple(max(0, c - 50) for c in colour),
-             width=max(3, round(box(0.06, 0)[0] - box(0, 0)[0])))
+    draw.arc(
+        [box(0.28, 0.08), box(0.72, 0.62)],
+        180,
+        360,
+        fill=tuple(max(0, c - 50) for c in colour),
+        width=max(3, round(box(0.06, 0)[0] - box(0, 0)[0])),
+    )
     draw.polygon([box(0.20, 0.36), box(0.80, 0.36), box(0.92, 0.92), box(0.08, 0.92)], fill=colour)
 
 

@@ -29,8 +29,13 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 def training_steps(steps: int, description: str) -> Iterator[tuple[int, Progress, object]]:
     """Yields (step, progress, task) under a rich progress bar; the caller may update the text."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[status]}"))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+    )
     with Progress(*columns) as progress:
         task = progress.add_task(description, total=steps, status="")
         for step in range(steps):
@@ -62,9 +67,14 @@ def save_demo_weights(name: str, network: torch.nn.Module) -> Path:
 
 def write_record(name: str, record: dict[str, object], train_seconds: float) -> Path:
     """`weights/<name>.json`: evaluation numbers, seed, steps, data, and the time and machine."""
-    record = {**record, "train_seconds": round(train_seconds, 1), "threads": THREADS,
-              "torch": torch.__version__, "machine": platform.machine(),
-              "weights_bytes": (WEIGHTS / f"{name}.safetensors").stat().st_size}
+    record = {
+        **record,
+        "train_seconds": round(train_seconds, 1),
+        "threads": THREADS,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "weights_bytes": (WEIGHTS / f"{name}.safetensors").stat().st_size,
+    }
     path = WEIGHTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path

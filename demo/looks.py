@@ -20,11 +20,13 @@ MID_TONE = np.array([0.56, 0.50, 0.43])
 """Where a channel's mean lands: a warm cream."""
 SPREAD = 0.21
 """The standard deviation a normalised photo is given before the grade."""
-WARM = np.array([
-    [1.08, 0.10, -0.02],
-    [0.02, 1.00, 0.02],
-    [-0.04, 0.06, 0.86],
-])
+WARM = np.array(
+    [
+        [1.08, 0.10, -0.02],
+        [0.02, 1.00, 0.02],
+        [-0.04, 0.06, 0.86],
+    ]
+)
 CONTRAST = 0.35
 """How much of the smoothstep S-curve is mixed in."""
 GAMMA = 0.92

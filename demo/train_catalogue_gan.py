@@ -88,7 +88,9 @@ def train() -> nn.Module:
         z = torch.randn(BATCH, LATENT_DIM, 1, 1)
         fake_label = torch.randint(len(CATEGORIES), (BATCH // 2,)).repeat(2)  # halves pair up for mode seeking
         fake = generator(z, fake_label[:, None])
-        d_loss = F.relu(1 - discriminator(real, label)).mean() + F.relu(1 + discriminator(fake.detach(), fake_label)).mean()
+        d_loss = (
+            F.relu(1 - discriminator(real, label)).mean() + F.relu(1 + discriminator(fake.detach(), fake_label)).mean()
+        )
         d_optimizer.zero_grad()
         d_loss.backward()
         d_optimizer.step()
@@ -103,8 +105,15 @@ def train() -> nn.Module:
 
 def classifier(num_classes: int) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
-        nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes),
+        nn.Conv2d(3, 16, 3, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, 2, 1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, num_classes),
     )
 
 
@@ -139,8 +148,10 @@ def figures(images: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, objec
         chosen = labels == index
         product = images[chosen][mask[chosen]]
         colour = product.mean(axis=0) if len(product) else np.zeros(3)
-        result[name] = {"product_share": round(float(mask[chosen].mean()), 3),
-                        "mean_product_rgb": [round(float(c), 1) for c in colour]}
+        result[name] = {
+            "product_share": round(float(mask[chosen].mean()), 3),
+            "mean_product_rgb": [round(float(c), 1) for c in colour],
+        }
     return result
 
 
@@ -183,15 +194,21 @@ def main() -> None:
     checkpoint = save_demo_weights(NAME, generator)
     results = evaluate(checkpoint)
     record = {
-        "architecture": ARCHITECTURE, "categories": list(CATEGORIES), "seed": SEED, "steps": STEPS, "batch": BATCH,
+        "architecture": ARCHITECTURE,
+        "categories": list(CATEGORIES),
+        "seed": SEED,
+        "steps": STEPS,
+        "batch": BATCH,
         "loss": f"hinge, projection discriminator with spectral norm, mode seeking x{MODE_SEEKING}",
         "optimizer": f"Adam lr {LEARNING_RATE}, betas (0.5, 0.999)",
         "data": f"demo.catalogue.catalogue({PER_CATEGORY}, seed={SEED}): {PER_CATEGORY} rendered pictures per category",
         "evaluation": results,
     }
     write_record(NAME, record, train_seconds)
-    print(f"classifier accuracy: rendered held-out {results['classifier_accuracy_rendered_held_out']}, "
-          f"generated {results['classifier_accuracy_generated']} (chance {results['chance']})")
+    print(
+        f"classifier accuracy: rendered held-out {results['classifier_accuracy_rendered_held_out']}, "
+        f"generated {results['classifier_accuracy_generated']} (chance {results['chance']})"
+    )
     print(f"wrote {checkpoint} ({train_seconds:.0f} s training)")
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from demo.common import psnr, save_demo_weights, seed_everything, training_steps, write_record
-from demo.looks import MID_TONE, SPREAD, catalogue_look
+from demo.looks import MID_TONE, catalogue_look
 from demo.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, random_crop, train_photos
 from prodgen import zoo
 from prodgen.photos import photograph
@@ -88,8 +88,10 @@ def evaluate(checkpoint: Path) -> dict[str, dict[str, float]]:
         target = catalogue_look(photo)
         with torch.no_grad():
             styled = graph(torch.from_numpy(photo)[None]).numpy()[0]
-        results[name] = {"psnr_model_db": round(psnr(styled, target), 3),
-                         "psnr_unstyled_photo_db": round(psnr(photo, target), 3)}
+        results[name] = {
+            "psnr_model_db": round(psnr(styled, target), 3),
+            "psnr_unstyled_photo_db": round(psnr(photo, target), 3),
+        }
     return results
 
 
@@ -100,14 +102,24 @@ def main() -> None:
     checkpoint = save_demo_weights(NAME, network)
     results = evaluate(checkpoint)
     record = {
-        "architecture": ARCHITECTURE, "seed": SEED, "steps": STEPS, "batch": BATCH, "crop": CROP,
-        "target": "demo.looks.catalogue_look", "loss": "MSE", "optimizer": f"Adam lr {LEARNING_RATE}, cosine",
-        "train_photos": TRAIN_PHOTOS, "held_out_photos": HELD_OUT_PHOTOS, "held_out": results,
+        "architecture": ARCHITECTURE,
+        "seed": SEED,
+        "steps": STEPS,
+        "batch": BATCH,
+        "crop": CROP,
+        "target": "demo.looks.catalogue_look",
+        "loss": "MSE",
+        "optimizer": f"Adam lr {LEARNING_RATE}, cosine",
+        "train_photos": TRAIN_PHOTOS,
+        "held_out_photos": HELD_OUT_PHOTOS,
+        "held_out": results,
     }
     write_record(NAME, record, train_seconds)
     for name, numbers in results.items():
-        print(f"{name}: network {numbers['psnr_model_db']} dB to the look "
-              f"(the unstyled photo: {numbers['psnr_unstyled_photo_db']} dB)")
+        print(
+            f"{name}: network {numbers['psnr_model_db']} dB to the look "
+            f"(the unstyled photo: {numbers['psnr_unstyled_photo_db']} dB)"
+        )
     print(f"wrote {checkpoint} ({train_seconds:.0f} s training)")
 
 

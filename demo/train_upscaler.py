@@ -50,9 +50,11 @@ def bicubic_up(image: np.ndarray) -> np.ndarray:
 def _cubic_taps(offset: float) -> np.ndarray:
     """Keys' cubic (a = -0.5, PIL's) weights of the LR pixels left, at and right of an output
     pixel `offset` LR pixels from its LR pixel's centre; the fourth tap dropped, renormalised."""
+
     def weight(d: float) -> float:
         d = abs(d)
         return 1.5 * d**3 - 2.5 * d**2 + 1 if d <= 1 else -0.5 * d**3 + 2.5 * d**2 - 4 * d + 2
+
     taps = np.array([weight(offset + 1), weight(offset), weight(offset - 1)])
     return taps / taps.sum()
 
@@ -80,7 +82,9 @@ def start_as_cubic_interpolation(network: torch.nn.Module) -> None:
                 for dx, ox in enumerate(offsets):
                     kernel = np.outer(_cubic_taps(oy), _cubic_taps(ox))
                     kernel[1, 1] -= 1.0
-                    last.weight[channel * upscale * upscale + dy * upscale + dx, channel] += torch.from_numpy(kernel).float()
+                    last.weight[channel * upscale * upscale + dy * upscale + dx, channel] += torch.from_numpy(
+                        kernel
+                    ).float()
 
 
 def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
@@ -122,8 +126,11 @@ def evaluate(checkpoint: Path) -> dict[str, dict[str, float]]:
         with torch.no_grad():
             upscaled = graph(torch.from_numpy(low)[None]).numpy()[0]
         model_db, bicubic_db = psnr(upscaled, high), psnr(bicubic_up(low), high)
-        results[name] = {"psnr_model_db": round(model_db, 3), "psnr_bicubic_db": round(bicubic_db, 3),
-                         "gain_db": round(model_db - bicubic_db, 3)}
+        results[name] = {
+            "psnr_model_db": round(model_db, 3),
+            "psnr_bicubic_db": round(bicubic_db, 3),
+            "gain_db": round(model_db - bicubic_db, 3),
+        }
     return results
 
 
@@ -134,14 +141,24 @@ def main() -> None:
     checkpoint = save_demo_weights(NAME, network)
     results = evaluate(checkpoint)
     record = {
-        "architecture": ARCHITECTURE, "seed": SEED, "steps": STEPS, "batch": BATCH, "crop": CROP,
-        "degradation": "PIL bicubic x1/2", "loss": "L1", "optimizer": f"Adam lr {LEARNING_RATE}, cosine",
-        "train_photos": TRAIN_PHOTOS, "held_out_photos": HELD_OUT_PHOTOS, "held_out": results,
+        "architecture": ARCHITECTURE,
+        "seed": SEED,
+        "steps": STEPS,
+        "batch": BATCH,
+        "crop": CROP,
+        "degradation": "PIL bicubic x1/2",
+        "loss": "L1",
+        "optimizer": f"Adam lr {LEARNING_RATE}, cosine",
+        "train_photos": TRAIN_PHOTOS,
+        "held_out_photos": HELD_OUT_PHOTOS,
+        "held_out": results,
     }
     write_record(NAME, record, train_seconds)
     for name, numbers in results.items():
-        print(f"{name}: model {numbers['psnr_model_db']} dB, bicubic {numbers['psnr_bicubic_db']} dB, "
-              f"gain {numbers['gain_db']:+} dB")
+        print(
+            f"{name}: model {numbers['psnr_model_db']} dB, bicubic {numbers['psnr_bicubic_db']} dB, "
+            f"gain {numbers['gain_db']:+} dB"
+        )
     print(f"wrote {checkpoint} ({train_seconds:.0f} s training)")
 
 

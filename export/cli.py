@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -24,9 +24,13 @@ def _export_one(request: ExportRequest) -> ExportResult:
     out = console()
     if request.checkpoint is None:
         out.print(f"{request.served_name}: no --checkpoint given, using seeded random weights (seed {request.seed})")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out, transient=True
+    ) as progress:
         task = progress.add_task(request.served_name, total=None)
-        result = export_model(request, step=lambda what: progress.update(task, description=f"{request.served_name}: {what}"))
+        result = export_model(
+            request, step=lambda what: progress.update(task, description=f"{request.served_name}: {what}")
+        )
     for note in result.loading_notes:
         out.print(f"{request.served_name}: {note}")
     out.print(f"{request.served_name}: parity ONNX Runtime vs PyTorch: {result.parity.describe()}")
@@ -77,18 +81,18 @@ def _checkpoint_for(files: list[Path]) -> Path | tuple[Path, ...] | None:
 
 @app.command()
 def export(
-    models: Annotated[Optional[list[str]], typer.Argument(metavar="MODEL", help="Zoo model names (see --list).")] = None,
+    models: Annotated[list[str] | None, typer.Argument(metavar="MODEL", help="Zoo model names (see --list).")] = None,
     checkpoint: Annotated[
-        Optional[list[Path]],
+        list[Path] | None,
         typer.Option(
             metavar="PATH",
             help="Trained weights (.pth/.pt/.safetensors); random weights if omitted. Models whose upstream "
             "ships several weight files take one --checkpoint per file, matched by order "
-            "(adain: --checkpoint vgg_normalised.pth --checkpoint decoder.pth)."
+            "(adain: --checkpoint vgg_normalised.pth --checkpoint decoder.pth).",
         ),
     ] = None,
     repository: Annotated[Path, typer.Option(help="Triton model repository to publish into.")] = DEFAULT_REPOSITORY,
-    name: Annotated[Optional[str], typer.Option(help="Served model name; defaults to the zoo name.")] = None,
+    name: Annotated[str | None, typer.Option(help="Served model name; defaults to the zoo name.")] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="Triton max_batch_size.")] = 8,
     max_queue_delay_us: Annotated[int, typer.Option(min=0, help="Dynamic batching queue delay.")] = 100,
     instances: Annotated[int, typer.Option(min=1, help="Model instances per device.")] = 1,
@@ -140,7 +144,9 @@ def export(
     if fp16 and len(chosen) > 1:
         _print_fp16_table(results, failed)
     if failed:
-        raise ProdgenError(f"{len(failed)} of {len(chosen)} models failed: {', '.join(failed)}; the others were published")
+        raise ProdgenError(
+            f"{len(failed)} of {len(chosen)} models failed: {', '.join(failed)}; the others were published"
+        )
 
 
 def main() -> None:

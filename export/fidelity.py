@@ -280,7 +280,11 @@ def layers_losing_precision(fp32_model: onnx.ModelProto, fp16: Fp16Graph, cases:
 
 
 def _keep_worst(
-    fp32_model: onnx.ModelProto, ranked: Sequence[tuple[str, float]], count: int, fp16_nodes: set[str], kept: dict[str, str]
+    fp32_model: onnx.ModelProto,
+    ranked: Sequence[tuple[str, float]],
+    count: int,
+    fp16_nodes: set[str],
+    kept: dict[str, str],
 ) -> dict[str, str]:
     """`kept` plus the `count` worst nodes of `ranked` and the FP16 nodes feeding them: an FP32
     layer fed by an already rounded tensor would keep the loss."""

@@ -127,8 +127,12 @@ def data_dependent(graph: onnx.GraphProto) -> set[str]:
 def _analyse(model: onnx.ModelProto) -> _Analysis:
     graph = model.graph
     for node in graph.node:
-        if any(attribute.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for attribute in node.attribute):
-            raise ProdgenError(f"node '{node.name}' ({node.op_type}) has a subgraph; the FP16 pass supports graphs without control flow")
+        if any(
+            attribute.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for attribute in node.attribute
+        ):
+            raise ProdgenError(
+                f"node '{node.name}' ({node.op_type}) has a subgraph; the FP16 pass supports graphs without control flow"
+            )
     analysis = _Analysis(value_types(model), _constants(graph), data_dependent(graph))
     for node in graph.node:
         for name in node.input:
@@ -250,7 +254,9 @@ def convert_to_fp16(
     keep_names = set(keep_node_names)
     unknown = keep_names - {node.name for node in graph.node}
     if unknown:
-        raise ProdgenError(f"no node named {', '.join(sorted(unknown))} in the graph; keep-in-FP32 names must be node names")
+        raise ProdgenError(
+            f"no node named {', '.join(sorted(unknown))} in the graph; keep-in-FP32 names must be node names"
+        )
     chain = output_chain(graph, analysis.constants) if keep_output_chain else []
     fp16_names, kept = _plan(graph, analysis, set(keep_op_types), keep_names | set(chain))
     fp16_set = set(fp16_names)

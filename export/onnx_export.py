@@ -28,7 +28,9 @@ def dynamic_axes(specs: tuple[TensorSpec, ...]) -> dict[str, dict[int, str]]:
     return axes
 
 
-def export_onnx(graph: nn.Module, model: ZooModel, example: dict[str, np.ndarray], path: Path, opset: int = OPSET) -> onnx.ModelProto:
+def export_onnx(
+    graph: nn.Module, model: ZooModel, example: dict[str, np.ndarray], path: Path, opset: int = OPSET
+) -> onnx.ModelProto:
     """Trace `graph` to `path` and check the result with `onnx.checker`.
 
     The TorchScript-based exporter is used on purpose: it records the shape arithmetic

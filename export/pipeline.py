@@ -20,9 +20,9 @@ import torch
 
 import prodgen
 from prodgen.errors import ProdgenError
-from prodgen.export.onnx_export import export_onnx
 from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Fp16Outcome, fp16_with_fallback
 from prodgen.export.fp16_publish import Fp16Published, publish_fp16
+from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import Parity, run_pytorch, verify_onnx
 from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
 from prodgen.model_repository.publish import PublishedVersion, publish
@@ -106,7 +106,9 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
         step("verifying ONNX Runtime against PyTorch on real inputs")
         parity = verify_onnx(graph, model, onnx_path, cases)
         if not parity.passed:
-            raise ProdgenError(f"{request.served_name}: ONNX parity check failed: {parity.describe()}; nothing was published")
+            raise ProdgenError(
+                f"{request.served_name}: ONNX parity check failed: {parity.describe()}; nothing was published"
+            )
         fp16: Fp16Outcome | None = None
         if request.fp16:
             step("converting to FP16 and checking its fidelity")
@@ -118,7 +120,9 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
 
         def write_version(folder: Path) -> None:
             shutil.copyfile(onnx_path, folder / ONNX_FILE)
-            (folder / PROVENANCE_FILE).write_text(json.dumps(_provenance(request, parity, loading_notes), indent=2) + "\n")
+            (folder / PROVENANCE_FILE).write_text(
+                json.dumps(_provenance(request, parity, loading_notes), indent=2) + "\n"
+            )
 
         def config_text(_version: int) -> str:
             return to_pbtxt(onnxruntime_config(model, request.served_name, request.batching))

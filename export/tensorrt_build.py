@@ -73,9 +73,13 @@ def profile_shapes(model: ZooModel, max_batch: int) -> list[ProfileShapes]:
         high: list[int] = []
         for size in spec.dims:
             if size < 0 and model.bounds is None:
-                raise ProdgenError(f"{model.name}: input '{spec.name}' has a dynamic dimension but the model declares no image bounds")
-            bounds = (size, size, size) if size >= 0 or model.bounds is None else (
-                model.bounds.min_side, model.bounds.opt_side, model.bounds.max_side
+                raise ProdgenError(
+                    f"{model.name}: input '{spec.name}' has a dynamic dimension but the model declares no image bounds"
+                )
+            bounds = (
+                (size, size, size)
+                if size >= 0 or model.bounds is None
+                else (model.bounds.min_side, model.bounds.opt_side, model.bounds.max_side)
             )
             low.append(bounds[0])
             opt.append(bounds[1])
@@ -155,7 +159,7 @@ def _configure_precision(
     network = builder.create_network(0)
 
     def pin(keep_fp32: set[str]) -> None:
-        config.set_flag(getattr(trt_module.BuilderFlag, "FP16"))  # 10.x only: 11.x has no FP16 flag
+        config.set_flag(trt_module.BuilderFlag.FP16)  # 10.x only: 11.x has no FP16 flag
         config.set_flag(trt_module.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         for index in range(network.num_layers):
             layer = network.get_layer(index)

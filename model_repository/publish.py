@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from prodgen.errors import ProdgenError
 
@@ -89,7 +88,9 @@ def publish(
     repository.mkdir(parents=True, exist_ok=True)
     model_dir = repository / name
     if model_dir.exists() and not (model_dir / CONFIG_FILE).is_file():
-        raise ProdgenError(f"{model_dir} exists but is not a Triton model (no {CONFIG_FILE}); refusing to write into it")
+        raise ProdgenError(
+            f"{model_dir} exists but is not a Triton model (no {CONFIG_FILE}); refusing to write into it"
+        )
 
     for _attempt in range(100):
         if not model_dir.exists():

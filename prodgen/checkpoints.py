@@ -60,7 +60,9 @@ def read_checkpoint(path: Path) -> Mapping[str, object]:
             f"checkpoint {path}: not a PyTorch (.pth/.pt) or safetensors checkpoint ({error})"
         ) from error
     if not isinstance(loaded, Mapping):
-        raise ProdgenError(f"checkpoint {path}: holds a {type(loaded).__name__}, expected a state_dict (a dict of tensors)")
+        raise ProdgenError(
+            f"checkpoint {path}: holds a {type(loaded).__name__}, expected a state_dict (a dict of tensors)"
+        )
     return loaded
 
 
@@ -77,7 +79,7 @@ def extract_state_dict(loaded: Mapping[str, object], wrapper_keys: Sequence[str]
         keys = ", ".join(sorted(map(str, loaded.keys()))[:8])
         raise ProdgenError(f"checkpoint holds no tensors at its top level or under a known key (found keys: {keys})")
     if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
 
 
@@ -104,7 +106,5 @@ def load_weights(network: nn.Module, state_dict: StateDict, architecture: str) -
     if mismatched:
         problems.append(f"wrong shapes {_listing(mismatched, 2)}")
     if problems:
-        raise ProdgenError(
-            f"checkpoint does not match architecture '{architecture}': " + "; ".join(problems)
-        )
+        raise ProdgenError(f"checkpoint does not match architecture '{architecture}': " + "; ".join(problems))
     network.load_state_dict(state_dict, strict=True)

@@ -53,8 +53,7 @@ class ImageBounds:
         for label, side in (("height", height), ("width", width)):
             if not self.min_side <= side <= self.max_side:
                 raise ProdgenError(
-                    f"{name}: {label} {side} is outside the model's bounds "
-                    f"{self.min_side}..{self.max_side} pixels"
+                    f"{name}: {label} {side} is outside the model's bounds {self.min_side}..{self.max_side} pixels"
                 )
 
 

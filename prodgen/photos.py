@@ -6,7 +6,7 @@ test inputs (textures, faces, edges, flat areas) and need no download.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PIL import Image
@@ -14,7 +14,7 @@ from PIL import Image
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket")
 
 
-@lru_cache(maxsize=None)
+@cache
 def photograph(name: str) -> np.ndarray:
     """One bundled photograph as uint8 RGB (H, W, 3)."""
     import skimage.data

@@ -87,7 +87,7 @@ class EmbeddedServer:
             *o.extra_args,
         ]
 
-    def start(self) -> "EmbeddedServer":
+    def start(self) -> EmbeddedServer:
         repository = self.options.repository
         if not repository.is_dir():
             raise ProdgenError(f"model repository {repository} does not exist; export a model first (prodgen-export)")
@@ -149,7 +149,9 @@ class EmbeddedServer:
                 time.sleep(0.25)
         finally:
             client.close()
-        raise ProdgenError(f"tritonserver was not ready after {self.options.startup_timeout_s:.0f} s; its log ends:\n{self._log_tail()}")
+        raise ProdgenError(
+            f"tritonserver was not ready after {self.options.startup_timeout_s:.0f} s; its log ends:\n{self._log_tail()}"
+        )
 
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
@@ -174,8 +176,10 @@ class EmbeddedServer:
             shutil.rmtree(self._workspace, ignore_errors=True)
             self._workspace = None
 
-    def __enter__(self) -> "EmbeddedServer":
+    def __enter__(self) -> EmbeddedServer:
         return self.start()
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self.stop()

@@ -27,8 +27,6 @@ def exported_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_server(exported_repository: Path) -> Iterator[EmbeddedServer]:
-    options = ServerOptions(
-        exported_repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port()
-    )
+    options = ServerOptions(exported_repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
     with EmbeddedServer(options) as server:
         yield server

@@ -49,7 +49,13 @@ def encoder() -> nn.Sequential:
 def decoder() -> nn.Sequential:
     """Upstream's `decoder` Sequential: relu4_1 features back to RGB, nearest ×2 three times."""
     layers: list[nn.Module] = _conv(512, 256) + [nn.Upsample(scale_factor=2, mode="nearest")]
-    layers += _conv(256, 256) + _conv(256, 256) + _conv(256, 256) + _conv(256, 128) + [nn.Upsample(scale_factor=2, mode="nearest")]
+    layers += (
+        _conv(256, 256)
+        + _conv(256, 256)
+        + _conv(256, 256)
+        + _conv(256, 128)
+        + [nn.Upsample(scale_factor=2, mode="nearest")]
+    )
     layers += _conv(128, 128) + _conv(128, 64) + [nn.Upsample(scale_factor=2, mode="nearest")]
     layers += _conv(64, 64) + [nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(64, 3, (3, 3))]
     return nn.Sequential(*layers)
@@ -100,6 +106,7 @@ class AdaINServing(nn.Module):
 
 def drop_layers_past_relu4_1(state_dict: StateDict) -> StateDict:
     """`vgg_normalised.pth` holds all 53 VGG layers; keep the 31 the encoder has."""
+
     def used(key: str) -> bool:
         if not key.startswith("vgg."):
             return True

@@ -39,11 +39,15 @@ def _read(model: ZooModel, files: list[Path]) -> tuple[StateDict, Mapping[str, o
     for part, path in zip(model.weight_files, files, strict=True):
         loaded = read_checkpoint(path)
         first = first or loaded
-        combined.update({f"{part}.{key}": value for key, value in extract_state_dict(loaded, model.wrapper_keys).items()})
+        combined.update(
+            {f"{part}.{key}": value for key, value in extract_state_dict(loaded, model.wrapper_keys).items()}
+        )
     return combined, first
 
 
-def instantiate(model: ZooModel, checkpoint: Checkpoint | None = None, seed: int = 0, notes: list[str] | None = None) -> nn.Module:
+def instantiate(
+    model: ZooModel, checkpoint: Checkpoint | None = None, seed: int = 0, notes: list[str] | None = None
+) -> nn.Module:
     """The network in eval mode: the checkpoint's weights, or upstream's init seeded by `seed`.
     What loading decided beyond the weights (see `ZooModel.finish_loading`) is appended to `notes`."""
     with torch.random.fork_rng():
@@ -62,6 +66,8 @@ def instantiate(model: ZooModel, checkpoint: Checkpoint | None = None, seed: int
     return network.eval()
 
 
-def serving_module(model: ZooModel, checkpoint: Checkpoint | None = None, seed: int = 0, notes: list[str] | None = None) -> nn.Module:
+def serving_module(
+    model: ZooModel, checkpoint: Checkpoint | None = None, seed: int = 0, notes: list[str] | None = None
+) -> nn.Module:
     """The network wrapped in the served contract, ready to export or to run as the reference."""
     return model.serving_graph(instantiate(model, checkpoint, seed, notes)).eval()

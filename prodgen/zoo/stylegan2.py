@@ -47,9 +47,15 @@ def make_kernel(taps: tuple[int, ...]) -> torch.Tensor:
 
 def channels_at(resolution: int, channel_multiplier: int) -> int:
     return {
-        4: 512, 8: 512, 16: 512, 32: 512,
-        64: 256 * channel_multiplier, 128: 128 * channel_multiplier, 256: 64 * channel_multiplier,
-        512: 32 * channel_multiplier, 1024: 16 * channel_multiplier,
+        4: 512,
+        8: 512,
+        16: 512,
+        32: 512,
+        64: 256 * channel_multiplier,
+        128: 128 * channel_multiplier,
+        256: 64 * channel_multiplier,
+        512: 32 * channel_multiplier,
+        1024: 16 * channel_multiplier,
     }[resolution]
 
 
@@ -89,7 +95,9 @@ class Blur(nn.Module):
 class EqualLinear(nn.Module):
     """Linear layer with equalised learning rate: weights scaled at run time by lr_mul/√in."""
 
-    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activate: bool = False) -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0, activate: bool = False
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
         self.bias = nn.Parameter(torch.zeros(out_dim).fill_(bias_init))

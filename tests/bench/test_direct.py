@@ -87,7 +87,14 @@ def test_cuda_runs_eager_in_fp32_and_best_in_fp16_with_gpu_memory(tmp_path: Path
         pytest.skip("needs a CUDA GPU")
     ceilings = measure_ceilings("start", seconds=0.2)
     assert {c.key for c in ceilings} >= {"cpu-float32", "cuda-float32", "cuda-float16"}
-    settings = DirectSettings(batches=(2,), runtimes=("torch-eager", "torch-best", "onnxruntime"), warmup=1, min_runs=3, min_seconds=0.0, device="cuda")
+    settings = DirectSettings(
+        batches=(2,),
+        runtimes=("torch-eager", "torch-best", "onnxruntime"),
+        warmup=1,
+        min_runs=3,
+        min_seconds=0.0,
+        device="cuda",
+    )
     result = run_direct(zoo.get("fast-neural-style"), dataclasses.replace(settings, sizes=(64,)), ceilings)
     by_runtime = {m.runtime: m for m in result.measurements}
     eager, best, ort = by_runtime["torch-eager"], by_runtime["torch-best"], by_runtime["onnxruntime"]
@@ -111,8 +118,22 @@ def run_cli(*args: str, script: str = WITHOUT_TRITONCLIENT) -> subprocess.Comple
 def test_cli_direct_writes_a_report_folder(tmp_path: Path) -> None:
     out = tmp_path / "report"
     done = run_cli(
-        "direct", "fast-neural-style", "--batch", "1", "--size", "64", "--runtimes", "torch-eager,onnxruntime",
-        "--min-runs", "2", "--min-seconds", "0", "--ceiling-seconds", "0.1", "--out", str(out),
+        "direct",
+        "fast-neural-style",
+        "--batch",
+        "1",
+        "--size",
+        "64",
+        "--runtimes",
+        "torch-eager,onnxruntime",
+        "--min-runs",
+        "2",
+        "--min-seconds",
+        "0",
+        "--ceiling-seconds",
+        "0.1",
+        "--out",
+        str(out),
     )
     assert done.returncode == 0, done.stderr
     assert "direct" in done.stdout and "onnxruntime" in done.stdout
@@ -145,14 +166,35 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str
 def test_cli_zoo_baseline_runs_direct_and_served_into_one_report(tmp_path: Path) -> None:
     out = tmp_path / "baseline"
     done = run_cli(
-        "zoo", "--models", "dcgan,srvgg-x2-small", "--served", "dcgan", "--batch", "1", "--runtimes", "torch-eager,onnxruntime",
-        "--min-runs", "2", "--min-seconds", "0", "--concurrency", "1", "--window", "0.3", "--ceiling-seconds", "0.05", "--out", str(out),
+        "zoo",
+        "--models",
+        "dcgan,srvgg-x2-small",
+        "--served",
+        "dcgan",
+        "--batch",
+        "1",
+        "--runtimes",
+        "torch-eager,onnxruntime",
+        "--min-runs",
+        "2",
+        "--min-seconds",
+        "0",
+        "--concurrency",
+        "1",
+        "--window",
+        "0.3",
+        "--ceiling-seconds",
+        "0.05",
+        "--out",
+        str(out),
         script=WITH_TRITONCLIENT,
     )
     assert done.returncode == 0, done.stderr
     data = json.loads((out / "report.json").read_text())
     assert [d["model"] for d in data["direct"]] == ["dcgan", "srvgg-x2-small"]
-    assert {m["height"] for m in data["direct"][1]["measurements"]} == {256}  # the small upscaler runs at its tuned side
+    assert {m["height"] for m in data["direct"][1]["measurements"]} == {
+        256
+    }  # the small upscaler runs at its tuned side
     (served,) = data["served"]
     (level,) = served["levels"]
     assert served["model"] == "dcgan" and level["concurrency"] == 1

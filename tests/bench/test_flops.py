@@ -23,16 +23,27 @@ def weight(name: str, *shape: int) -> onnx.TensorProto:
     return numpy_helper.from_array(np.ones(shape, dtype=np.float32), name)
 
 
-def graph_model(nodes: list[onnx.NodeProto], inputs: dict[str, list], output: str, initializers: list[onnx.TensorProto], rank: int = 4) -> onnx.ModelProto:
+def graph_model(
+    nodes: list[onnx.NodeProto],
+    inputs: dict[str, list],
+    output: str,
+    initializers: list[onnx.TensorProto],
+    rank: int = 4,
+) -> onnx.ModelProto:
     """A checked single-output graph; inputs are FP32 except `pads` (INT64)."""
     graph = helper.make_graph(
         nodes,
         "hand",
-        [helper.make_tensor_value_info(name, TensorProto.INT64 if name == "pads" else TensorProto.FLOAT, shape) for name, shape in inputs.items()],
+        [
+            helper.make_tensor_value_info(name, TensorProto.INT64 if name == "pads" else TensorProto.FLOAT, shape)
+            for name, shape in inputs.items()
+        ],
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, [f"d{i}" for i in range(rank)])],
         initializer=initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)  # readable by older ONNX Runtimes too
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8
+    )  # readable by older ONNX Runtimes too
     onnx.checker.check_model(model)
     return model
 
@@ -86,7 +97,9 @@ def test_gemm_with_transposed_b_and_bias() -> None:
 
 
 def test_batched_matmul() -> None:
-    model = graph_model([helper.make_node("MatMul", ["a", "b"], ["y"])], {"a": [2, 3, 4]}, "y", [weight("b", 4, 6)], rank=3)
+    model = graph_model(
+        [helper.make_node("MatMul", ["a", "b"], ["y"])], {"a": [2, 3, 4]}, "y", [weight("b", 4, 6)], rank=3
+    )
     assert count_flops(model, {"a": [2, 3, 4]}).dense == 2 * (2 * 3 * 6) * 4 == 288
 
 

@@ -44,7 +44,9 @@ def assert_accounted(level: LoadLevel) -> None:
     assert level.measured_completed + level.measured_errors <= level.completed + level.errors
 
 
-def test_sweep_and_rate_against_the_embedded_server(embedded_server: EmbeddedServer, exported_repository: Path, tmp_path: Path) -> None:
+def test_sweep_and_rate_against_the_embedded_server(
+    embedded_server: EmbeddedServer, exported_repository: Path, tmp_path: Path
+) -> None:
     url = embedded_server.options.grpc_url
     result = run_served(url, "dcgan", SHORT)
     assert [level.label for level in result.levels] == ["c=1", "c=2", "40/s poisson"]
@@ -54,14 +56,20 @@ def test_sweep_and_rate_against_the_embedded_server(embedded_server: EmbeddedSer
         assert level.windows and level.used_windows >= 1
         assert level.latency is not None and level.latency.p50_ms <= level.latency.p99_ms
         assert level.server is not None and level.server.requests > 0
-        assert level.split is not None and level.split.server_ms is not None and level.split.compute_infer_ms is not None
+        assert (
+            level.split is not None and level.split.server_ms is not None and level.split.compute_infer_ms is not None
+        )
     assert result.levels[2].late_fraction is not None
     assert result.inputs == {"z": [1, 100]}
 
     with ProdgenClient(url) as client:
         served_model = client.model("dcgan")
     result.reference = measure_reference(
-        latest_repository_onnx(exported_repository, "dcgan"), served_model, 1, None, DirectSettings(warmup=1, min_runs=3, min_seconds=0.0)
+        latest_repository_onnx(exported_repository, "dcgan"),
+        served_model,
+        1,
+        None,
+        DirectSettings(warmup=1, min_runs=3, min_seconds=0.0),
     )
     assert [p.batch for p in result.reference.points] == [1, 4]  # the request batch and the server's max batch
 
@@ -72,7 +80,15 @@ def test_sweep_and_rate_against_the_embedded_server(embedded_server: EmbeddedSer
     (served,) = data["served"]
     for level in served["levels"]:
         assert level["completed"] + level["errors"] == level["sent"] == len(level["samples"])
-        parts = {"client_ms", "server_ms", "queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms", "client_and_network_ms"}
+        parts = {
+            "client_ms",
+            "server_ms",
+            "queue_ms",
+            "compute_input_ms",
+            "compute_infer_ms",
+            "compute_output_ms",
+            "client_and_network_ms",
+        }
         assert parts <= set(level["split"])
     verdicts = {t["target"]: t for t in data["targets"]}
     assert verdicts["served c8 ≥90% of direct"]["verdict"] == "not measured"  # no concurrency-8 level in this short run
@@ -89,11 +105,17 @@ def test_paired_overhead_times_every_pair_and_the_server_saw_exactly_those_reque
     endpoint = Endpoint(url, "fast-neural-style", served_model.inputs, served_model.outputs, 30.0)
     (payload,) = request_payloads(served_model, 1, 64, variants=1)
     onnx_path = latest_repository_onnx(exported_repository, "fast-neural-style")
-    overhead = measure_paired_overhead(endpoint, onnx_path, payload, PairSettings(min_pairs=6, min_seconds=0.0, warmup_pairs=1))
+    overhead = measure_paired_overhead(
+        endpoint, onnx_path, payload, PairSettings(min_pairs=6, min_seconds=0.0, warmup_pairs=1)
+    )
     assert overhead.pairs == 6 == overhead.served.count == overhead.direct.count == len(overhead.differences_ms)
-    assert overhead.server is not None and overhead.server.requests == 6  # warm-up pairs fall outside the statistics window
+    assert (
+        overhead.server is not None and overhead.server.requests == 6
+    )  # warm-up pairs fall outside the statistics window
     assert overhead.client_and_network_ms is not None and overhead.backend_over_direct_ms is not None
-    assert min(overhead.differences_ms) <= overhead.added_p50_ms <= overhead.added_p90_ms <= max(overhead.differences_ms)
+    assert (
+        min(overhead.differences_ms) <= overhead.added_p50_ms <= overhead.added_p90_ms <= max(overhead.differences_ms)
+    )
 
 
 def test_image_payloads_are_real_photos_shaped_by_the_served_config(embedded_server: EmbeddedServer) -> None:
@@ -107,7 +129,16 @@ def test_image_payloads_are_real_photos_shaped_by_the_served_config(embedded_ser
         assert image.std() > 20  # photographs, not zeros or a flat colour
     assert not np.array_equal(payloads[0]["input_image"], payloads[1]["input_image"])
 
-    settings = ServedSettings(concurrency=(2,), request_batch=2, size=64, warmup_s=0.2, window_s=0.3, min_window_requests=2, max_windows=2, max_requests=200)
+    settings = ServedSettings(
+        concurrency=(2,),
+        request_batch=2,
+        size=64,
+        warmup_s=0.2,
+        window_s=0.3,
+        min_window_requests=2,
+        max_windows=2,
+        max_requests=200,
+    )
     result = run_served(embedded_server.options.grpc_url, "fast-neural-style", settings)
     (level,) = result.levels
     assert_accounted(level)
@@ -117,7 +148,16 @@ def test_image_payloads_are_real_photos_shaped_by_the_served_config(embedded_ser
 
 
 def test_failed_requests_are_counted_as_errors(embedded_server: EmbeddedServer) -> None:
-    settings = ServedSettings(concurrency=(1,), size=256, warmup_s=0.1, window_s=0.2, max_window_s=0.5, max_windows=2, timeout_s=0.001, max_requests=15)
+    settings = ServedSettings(
+        concurrency=(1,),
+        size=256,
+        warmup_s=0.1,
+        window_s=0.2,
+        max_window_s=0.5,
+        max_windows=2,
+        timeout_s=0.001,
+        max_requests=15,
+    )
     result = run_served(embedded_server.options.grpc_url, "fast-neural-style", settings)
     (level,) = result.levels
     assert_accounted(level)
@@ -126,7 +166,9 @@ def test_failed_requests_are_counted_as_errors(embedded_server: EmbeddedServer) 
     assert not level.stable
 
 
-def test_cli_served_with_a_rate_level_and_a_direct_reference(embedded_server: EmbeddedServer, exported_repository: Path, tmp_path: Path) -> None:
+def test_cli_served_with_a_rate_level_and_a_direct_reference(
+    embedded_server: EmbeddedServer, exported_repository: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "served"
     done = subprocess.run(
         [

@@ -76,7 +76,9 @@ def test_a_window_with_no_requests_has_no_per_request_figures() -> None:
 
 def test_counters_going_backwards_are_reported() -> None:
     with pytest.raises(ValueError, match="backwards"):
-        difference(parse_statistics(snapshot(9, 9, 1, 1, 1), "style"), parse_statistics(snapshot(2, 2, 1, 1, 1), "style"))
+        difference(
+            parse_statistics(snapshot(9, 9, 1, 1, 1), "style"), parse_statistics(snapshot(2, 2, 1, 1, 1), "style")
+        )
 
 
 def test_request_log_budget_and_accounting_under_threads() -> None:

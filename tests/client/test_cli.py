@@ -42,7 +42,9 @@ def test_unknown_model_name() -> None:
 
 
 def test_missing_checkpoint_file_leaves_no_repository(tmp_path: Path) -> None:
-    result = run("prodgen-export", "dcgan", "--checkpoint", str(tmp_path / "netG.pth"), "--repository", str(tmp_path / "models"))
+    result = run(
+        "prodgen-export", "dcgan", "--checkpoint", str(tmp_path / "netG.pth"), "--repository", str(tmp_path / "models")
+    )
     assert_one_line_error(result, "no file at")
     assert list(tmp_path.iterdir()) == []
 
@@ -50,14 +52,18 @@ def test_missing_checkpoint_file_leaves_no_repository(tmp_path: Path) -> None:
 def test_checkpoint_of_another_architecture_publishes_nothing(tmp_path: Path) -> None:
     torch.save(zoo.get("dcgan").build().state_dict(), tmp_path / "netG.pth")
     repository = tmp_path / "models"
-    result = run("prodgen-export", "cyclegan", "--checkpoint", str(tmp_path / "netG.pth"), "--repository", str(repository))
+    result = run(
+        "prodgen-export", "cyclegan", "--checkpoint", str(tmp_path / "netG.pth"), "--repository", str(repository)
+    )
     assert_one_line_error(result, "does not match architecture 'cyclegan'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["netG.pth"]
 
 
 def test_pickled_code_in_a_checkpoint_is_refused(tmp_path: Path) -> None:
     torch.save({"state_dict": zoo.get("dcgan").build().state_dict(), "extra": Path("/etc")}, tmp_path / "evil.pth")
-    result = run("prodgen-export", "dcgan", "--checkpoint", str(tmp_path / "evil.pth"), "--repository", str(tmp_path / "models"))
+    result = run(
+        "prodgen-export", "dcgan", "--checkpoint", str(tmp_path / "evil.pth"), "--repository", str(tmp_path / "models")
+    )
     assert_one_line_error(result, "refuses to load")
 
 
@@ -70,7 +76,21 @@ def test_debug_shows_the_traceback() -> None:
 @pytest.mark.e2e
 def test_generate_writes_the_seeded_pictures(embedded_server: EmbeddedServer, tmp_path: Path) -> None:
     out = tmp_path / "grid.png"
-    result = run("prodgen", "generate", "dcgan", "--seed", "5", "--count", "4", "--columns", "2", "--out", str(out), "--url", embedded_server.options.grpc_url)
+    result = run(
+        "prodgen",
+        "generate",
+        "dcgan",
+        "--seed",
+        "5",
+        "--count",
+        "4",
+        "--columns",
+        "2",
+        "--out",
+        str(out),
+        "--url",
+        embedded_server.options.grpc_url,
+    )
     assert result.returncode == 0, result.stderr
     model = zoo.get("dcgan")
     (expected,) = run_pytorch(serving_module(model), model, {"z": latents_from_seed(5, 4, 100)})
@@ -82,7 +102,16 @@ def test_generate_writes_the_seeded_pictures(embedded_server: EmbeddedServer, tm
 @pytest.mark.e2e
 def test_stylize_writes_one_picture_per_photo(embedded_server: EmbeddedServer, tmp_path: Path) -> None:
     photos = sorted((Path(__file__).parents[2] / "examples" / "photos").glob("*.jpg"))[:2]
-    result = run("prodgen", "stylize", "fast-neural-style", *map(str, photos), "--out", str(tmp_path), "--url", embedded_server.options.grpc_url)
+    result = run(
+        "prodgen",
+        "stylize",
+        "fast-neural-style",
+        *map(str, photos),
+        "--out",
+        str(tmp_path),
+        "--url",
+        embedded_server.options.grpc_url,
+    )
     assert result.returncode == 0, result.stderr
     for photo in photos:
         written = Image.open(tmp_path / f"{photo.stem}.png")
@@ -97,13 +126,19 @@ def test_bad_images_and_unknown_models_through_the_client_cli(embedded_server: E
     assert_one_line_error(run("prodgen", "stylize", "cyclegan", str(not_image), "--url", url), "not an image file")
     small = tmp_path / "small.png"
     Image.fromarray(np.zeros((20, 300, 3), dtype=np.uint8)).save(small)
-    assert_one_line_error(run("prodgen", "stylize", "cyclegan", str(small), "--url", url), "height 20 is outside the model's bounds")
-    assert_one_line_error(run("prodgen", "generate", "no-such-model", "--url", url), "model 'no-such-model' is not served")
+    assert_one_line_error(
+        run("prodgen", "stylize", "cyclegan", str(small), "--url", url), "height 20 is outside the model's bounds"
+    )
+    assert_one_line_error(
+        run("prodgen", "generate", "no-such-model", "--url", url), "model 'no-such-model' is not served"
+    )
     assert_one_line_error(run("prodgen", "generate", "cyclegan", "--url", url), "not a generator")
 
 
 def test_unreachable_server() -> None:
-    assert_one_line_error(run("prodgen", "health", "--url", f"127.0.0.1:{free_port()}", "--timeout", "3"), "cannot reach Triton")
+    assert_one_line_error(
+        run("prodgen", "health", "--url", f"127.0.0.1:{free_port()}", "--timeout", "3"), "cannot reach Triton"
+    )
 
 
 @pytest.mark.e2e

@@ -84,7 +84,9 @@ def test_bad_requests_get_clear_errors_and_the_server_stays_up(embedded_server: 
     tiny = np.zeros((1, 16, 16, 3), dtype=np.uint8)
     request = grpcclient.InferInput("input_image", list(tiny.shape), "UINT8")
     request.set_data_from_numpy(tiny)
-    with pytest.raises(InferenceServerException, match=r"input 'input_image': height 16 is outside the model's bounds 64\.\.2048"):
+    with pytest.raises(
+        InferenceServerException, match=r"input 'input_image': height 16 is outside the model's bounds 64\.\.2048"
+    ):
         raw.infer("cyclegan", [request])
     floats = np.zeros((1, 64, 64, 3), dtype=np.float32)
     wrong_dtype = grpcclient.InferInput("input_image", list(floats.shape), "FP32")
@@ -102,7 +104,9 @@ def test_bad_requests_get_clear_errors_and_the_server_stays_up(embedded_server: 
 def test_a_version_published_while_serving_is_picked_up(exported_repository: Path, tmp_path: Path) -> None:
     repository = tmp_path / "models"
     shutil.copytree(exported_repository / "dcgan", repository / "dcgan")
-    options = ServerOptions(repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), poll_interval_s=1)
+    options = ServerOptions(
+        repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), poll_interval_s=1
+    )
     with EmbeddedServer(options) as server:
         export_model(ExportRequest(zoo.get("dcgan"), repository, "dcgan", seed=9, batching=BatchingOptions(4)))
         server.sync()

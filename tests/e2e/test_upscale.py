@@ -55,8 +55,19 @@ def test_photo_larger_than_the_bounds_is_tiled_to_the_single_pass_result(upscale
 def test_upscale_cli_writes_pictures_twice_the_size(upscaler_server: EmbeddedServer, tmp_path: Path) -> None:
     photo = Path(__file__).parents[2] / "examples" / "photos" / "chelsea.jpg"
     result = subprocess.run(
-        [console_script("prodgen"), "upscale", UPSCALER, str(photo), "--out", str(tmp_path), "--url", upscaler_server.options.grpc_url],
-        capture_output=True, text=True, timeout=300,
+        [
+            console_script("prodgen"),
+            "upscale",
+            UPSCALER,
+            str(photo),
+            "--out",
+            str(tmp_path),
+            "--url",
+            upscaler_server.options.grpc_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     width, height = Image.open(photo).size

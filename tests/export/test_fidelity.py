@@ -182,7 +182,10 @@ def test_every_zoo_model_passes_the_fp16_gate_and_its_fp16_onnx_runs(name: str, 
     assert outcome.graph.fp16_nodes
     onnx.checker.check_model(outcome.graph.model, full_check=True)
     io = [(i.name, i.type.tensor_type.elem_type) for i in [*fp32.graph.input, *fp32.graph.output]]
-    assert [(i.name, i.type.tensor_type.elem_type) for i in [*outcome.graph.model.graph.input, *outcome.graph.model.graph.output]] == io
+    assert [
+        (i.name, i.type.tensor_type.elem_type)
+        for i in [*outcome.graph.model.graph.input, *outcome.graph.model.graph.output]
+    ] == io
     path = tmp_path / "model_fp16.onnx"
     onnx.save(outcome.graph.model, str(path))
     actual = onnx_session(path).run([spec.name for spec in model.outputs], cases[1])

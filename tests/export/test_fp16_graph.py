@@ -21,7 +21,9 @@ from prodgen.zoo.samples import sample_inputs
 def _fp32_onnx(name: str, tmp_path: Path) -> onnx.ModelProto:
     model = zoo.get(name)
     side = max(32, model.bounds.min_side) if model.bounds else None
-    return export_onnx(serving_module(model), model, sample_inputs(model, batch=1, height=side), tmp_path / "model.onnx")
+    return export_onnx(
+        serving_module(model), model, sample_inputs(model, batch=1, height=side), tmp_path / "model.onnx"
+    )
 
 
 def _io_types(model: onnx.ModelProto) -> list[tuple[str, int]]:
@@ -80,7 +82,9 @@ def test_the_uint8_output_chain_stays_fp32_and_the_network_runs_fp16(tmp_path: P
     fp32 = _fp32_onnx("dcgan", tmp_path)
     names = [node.name for node in fp32.graph.node]
     tanh = next(index for index, node in enumerate(fp32.graph.node) if node.op_type == "Tanh")
-    after = [node for node in fp32.graph.node[tanh + 1 :] if node.op_type in ("Sub", "Add", "Mul", "Div", "Round", "Clip")]
+    after = [
+        node for node in fp32.graph.node[tanh + 1 :] if node.op_type in ("Sub", "Add", "Mul", "Div", "Round", "Clip")
+    ]
 
     converted = convert_to_fp16(fp32)
     assert after and set(converted.output_chain) == {node.name for node in after}

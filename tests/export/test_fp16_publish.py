@@ -70,15 +70,17 @@ def test_the_cpu_server_mirror_serves_the_fp16_onnx_and_skips_plans(
     assert mirrored.backend == "python" and not mirrored.HasField("optimization")
 
 
-def test_fp16_onnx_serves_the_same_contract_on_cpu(fp16_repository: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_fp16_onnx_serves_the_same_contract_on_cpu(
+    fp16_repository: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
     import onnxruntime
 
     repository, _ = fp16_repository
     z = np.random.default_rng(0).standard_normal((3, 100)).astype(np.float32)
     outputs = [
-        onnxruntime.InferenceSession(str(repository / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"]).run(
-            None, {"z": z}
-        )[0]
+        onnxruntime.InferenceSession(
+            str(repository / name / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+        ).run(None, {"z": z})[0]
         for name in ("dcgan", "dcgan_fp16")
     ]
     assert outputs[1].dtype == np.uint8 and outputs[1].shape == outputs[0].shape == (3, 64, 64, 3)
@@ -94,7 +96,9 @@ def test_a_model_failing_the_gate_does_not_stop_the_others(tmp_path: Path) -> No
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == ["error: 1 of 2 models failed: srvgg-x2-small; the others were published"]
+    assert result.stderr.strip().splitlines() == [
+        "error: 1 of 2 models failed: srvgg-x2-small; the others were published"
+    ]
     assert "srvgg-x2-small: FP16 fidelity gate failed" in " ".join(result.stdout.split())
     assert sorted(p.name for p in repository.iterdir()) == ["dcgan", "dcgan_fp16"]
     rows = [line.split("│")[1:3] for line in result.stdout.splitlines() if line.startswith("│")]

@@ -50,7 +50,9 @@ def test_fp16_onnx_and_tensorrt_plan_configs_parse_with_the_same_tensors_and_par
     assert fp16.backend == "onnxruntime" and fp16.default_model_filename == "model.onnx"
     (accelerator,) = fp16.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt" and accelerator.parameters["precision_mode"] == "FP16"
-    assert accelerator.parameters["trt_engine_cache_enable"] == "true" and accelerator.parameters["trt_engine_cache_path"]
+    assert (
+        accelerator.parameters["trt_engine_cache_enable"] == "true" and accelerator.parameters["trt_engine_cache_path"]
+    )
     assert int(accelerator.parameters["max_workspace_size_bytes"]) > 0
     assert plan.platform == "tensorrt_plan" and not plan.backend and plan.default_model_filename == "model.plan"
     for config in (fp16, plan):

@@ -47,8 +47,16 @@ def alive(pid: int) -> bool:
 def test_serve_reports_ready_and_leaves_no_process_behind(exported_repository: Path, stop_signal: int) -> None:
     grpc_port = free_port()
     command = [
-        console_script("prodgen"), "serve", "--repository", str(exported_repository),
-        "--grpc-port", str(grpc_port), "--http-port", str(free_port()), "--metrics-port", str(free_port()),
+        console_script("prodgen"),
+        "serve",
+        "--repository",
+        str(exported_repository),
+        "--grpc-port",
+        str(grpc_port),
+        "--http-port",
+        str(free_port()),
+        "--metrics-port",
+        str(free_port()),
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -35,14 +35,34 @@ from prodgen.zoo.samples import verification_cases
 from tests_support import console_script, free_port
 
 VGG_CONVS = {
-    0: (3, 3, 1), 2: (64, 3, 3), 5: (64, 64, 3), 9: (128, 64, 3), 12: (128, 128, 3),
-    16: (256, 128, 3), 19: (256, 256, 3), 22: (256, 256, 3), 25: (256, 256, 3), 29: (512, 256, 3),
-    32: (512, 512, 3), 35: (512, 512, 3), 38: (512, 512, 3), 42: (512, 512, 3), 45: (512, 512, 3),
-    48: (512, 512, 3), 51: (512, 512, 3),
+    0: (3, 3, 1),
+    2: (64, 3, 3),
+    5: (64, 64, 3),
+    9: (128, 64, 3),
+    12: (128, 128, 3),
+    16: (256, 128, 3),
+    19: (256, 256, 3),
+    22: (256, 256, 3),
+    25: (256, 256, 3),
+    29: (512, 256, 3),
+    32: (512, 512, 3),
+    35: (512, 512, 3),
+    38: (512, 512, 3),
+    42: (512, 512, 3),
+    45: (512, 512, 3),
+    48: (512, 512, 3),
+    51: (512, 512, 3),
 }
 DECODER_CONVS = {
-    1: (256, 512), 5: (256, 256), 8: (256, 256), 11: (256, 256), 14: (128, 256),
-    18: (128, 128), 21: (64, 128), 25: (64, 64), 28: (3, 64),
+    1: (256, 512),
+    5: (256, 256),
+    8: (256, 256),
+    11: (256, 256),
+    14: (128, 256),
+    18: (128, 128),
+    21: (64, 128),
+    25: (64, 64),
+    28: (3, 64),
 }
 ENCODER_LAST = 29  # relu4_1's conv; upstream cuts vgg at [:31]
 
@@ -105,8 +125,17 @@ def test_wrong_number_or_order_of_files_is_refused_in_one_line(tmp_path: Path) -
 def test_export_cli_refuses_a_missing_weight_file_in_one_line(tmp_path: Path) -> None:
     vgg_path, _ = save_upstream_files(tmp_path)
     result = subprocess.run(
-        [console_script("prodgen-export"), "adain", "--checkpoint", str(vgg_path), "--repository", str(tmp_path / "models")],
-        capture_output=True, text=True, timeout=120,
+        [
+            console_script("prodgen-export"),
+            "adain",
+            "--checkpoint",
+            str(vgg_path),
+            "--repository",
+            str(tmp_path / "models"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode != 0 and "Traceback" not in result.stderr
@@ -118,10 +147,18 @@ def test_export_cli_takes_one_checkpoint_per_weight_file_in_order(tmp_path: Path
     vgg_path, decoder_path = save_upstream_files(tmp_path)
     result = subprocess.run(
         [
-            console_script("prodgen-export"), "adain", "--checkpoint", str(vgg_path), "--checkpoint", str(decoder_path),
-            "--repository", str(tmp_path / "models"),
+            console_script("prodgen-export"),
+            "adain",
+            "--checkpoint",
+            str(vgg_path),
+            "--checkpoint",
+            str(decoder_path),
+            "--repository",
+            str(tmp_path / "models"),
         ],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     provenance = json.loads((tmp_path / "models" / "adain" / "1" / "prodgen-export.json").read_text())
@@ -148,9 +185,15 @@ def test_alpha_zero_ignores_the_style_and_sizes_may_differ(tmp_path: Path) -> No
     graph = serving_module(model, save_upstream_files(tmp_path))
     content = photo_batch(1, 45, 70, offset=0)
     alpha = np.zeros((1, 1), np.float32)
-    (first,) = run_pytorch(graph, model, {"input_image": content, "style_image": photo_batch(1, 64, 64, 1), "alpha": alpha})
-    (second,) = run_pytorch(graph, model, {"input_image": content, "style_image": photo_batch(1, 40, 90, 2), "alpha": alpha})
-    (styled,) = run_pytorch(graph, model, {"input_image": content, "style_image": photo_batch(1, 40, 90, 2), "alpha": alpha + 1})
+    (first,) = run_pytorch(
+        graph, model, {"input_image": content, "style_image": photo_batch(1, 64, 64, 1), "alpha": alpha}
+    )
+    (second,) = run_pytorch(
+        graph, model, {"input_image": content, "style_image": photo_batch(1, 40, 90, 2), "alpha": alpha}
+    )
+    (styled,) = run_pytorch(
+        graph, model, {"input_image": content, "style_image": photo_batch(1, 40, 90, 2), "alpha": alpha + 1}
+    )
     assert first.shape == (1, 45, 70, 3)
     assert np.array_equal(first, second)
     assert not np.array_equal(second, styled)
@@ -175,7 +218,9 @@ def test_onnx_matches_pytorch_on_photos_of_different_sizes(tmp_path: Path) -> No
 @pytest.fixture(scope="module")
 def adain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     folder = tmp_path_factory.mktemp("adain")
-    request = ExportRequest(small(), folder / "models", "adain", checkpoint=save_upstream_files(folder), batching=BatchingOptions(4))
+    request = ExportRequest(
+        small(), folder / "models", "adain", checkpoint=save_upstream_files(folder), batching=BatchingOptions(4)
+    )
     export_model(request)
     options = ServerOptions(folder / "models", grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
     with EmbeddedServer(options) as server:
@@ -189,16 +234,32 @@ def test_stylize_cli_with_style_and_alpha_matches_pytorch(adain_server: Embedded
     Image.fromarray(style).save(tmp_path / "style.png")
     result = subprocess.run(
         [
-            console_script("prodgen"), "stylize", "adain", str(tmp_path / "photo.png"), "--style", str(tmp_path / "style.png"),
-            "--alpha", "0.8", "--out", str(tmp_path / "out"), "--url", adain_server.options.grpc_url,
+            console_script("prodgen"),
+            "stylize",
+            "adain",
+            str(tmp_path / "photo.png"),
+            "--style",
+            str(tmp_path / "style.png"),
+            "--alpha",
+            "0.8",
+            "--out",
+            str(tmp_path / "out"),
+            "--url",
+            adain_server.options.grpc_url,
         ],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     served = np.asarray(Image.open(tmp_path / "out" / "photo.png").convert("RGB"))
     model = small()
     graph = serving_module(model, save_upstream_files(tmp_path))
-    inputs = {"input_image": photo[np.newaxis].copy(), "style_image": style[np.newaxis].copy(), "alpha": np.full((1, 1), 0.8, np.float32)}
+    inputs = {
+        "input_image": photo[np.newaxis].copy(),
+        "style_image": style[np.newaxis].copy(),
+        "alpha": np.full((1, 1), 0.8, np.float32),
+    }
     (expected,) = run_pytorch(graph, model, inputs)
     assert served.shape == (72, 96, 3)
     assert np.mean(np.abs(served.astype(int) - expected[0].astype(int)) <= 1) >= 0.999

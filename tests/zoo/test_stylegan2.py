@@ -58,7 +58,15 @@ UPSTREAM_KEY_COUNT = {"stylegan2-256": 135, "stylegan2-64": 99}
 
 
 def upstream_shapes(size: int, channel_multiplier: int) -> dict[str, tuple[int, ...]]:
-    channels = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier, 128: 128 * channel_multiplier, 256: 64 * channel_multiplier}
+    channels = {
+        4: 512,
+        8: 512,
+        16: 512,
+        32: 512,
+        64: 256 * channel_multiplier,
+        128: 128 * channel_multiplier,
+        256: 64 * channel_multiplier,
+    }
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in range(1, 9):
         shapes[f"style.{layer}.weight"] = (512, 512)
@@ -117,7 +125,10 @@ def random_state_dict(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str
 def tiny() -> zoo.ZooModel:
     """A Generator(8, ·) variant of the zoo entry: the same code, an 8×8 picture, a small file."""
     return dataclasses.replace(
-        zoo.get("stylegan2-64"), name="stylegan2-8", build=lambda: Generator(8, 1), outputs=(image_spec("output_image", 8),)
+        zoo.get("stylegan2-64"),
+        name="stylegan2-8",
+        build=lambda: Generator(8, 1),
+        outputs=(image_spec("output_image", 8),),
     )
 
 
@@ -131,7 +142,9 @@ def reference_upfirdn2d(image: np.ndarray, kernel: np.ndarray, up: int, down: in
     upsampled[::up, ::up] = image
     before, after = pad
     padded = np.pad(upsampled, ((max(before, 0), max(after, 0)), (max(before, 0), max(after, 0))))
-    padded = padded[max(-before, 0) : padded.shape[0] - max(-after, 0), max(-before, 0) : padded.shape[1] - max(-after, 0)]
+    padded = padded[
+        max(-before, 0) : padded.shape[0] - max(-after, 0), max(-before, 0) : padded.shape[1] - max(-after, 0)
+    ]
     return convolve2d(padded, kernel, mode="valid")[::down, ::down]
 
 
@@ -147,7 +160,9 @@ def test_upfirdn2d_matches_zero_insertion_and_true_convolution(up: int, down: in
     got = upfirdn2d(x, kernel, up=up, down=down, pad=pad).numpy()
     for n in range(2):
         for c in range(3):
-            want = reference_upfirdn2d(x[n, c].numpy().astype(np.float64), kernel.numpy().astype(np.float64), up, down, pad)
+            want = reference_upfirdn2d(
+                x[n, c].numpy().astype(np.float64), kernel.numpy().astype(np.float64), up, down, pad
+            )
             assert got[n, c].shape == want.shape
             np.testing.assert_allclose(got[n, c], want, rtol=1e-5, atol=1e-5)
 
@@ -172,12 +187,16 @@ def per_sample_weight_conv(conv: ModulatedConv2d, x: torch.Tensor, w: torch.Tens
         weight = weight.transpose(1, 2).reshape(batch * cin, -1, k, k)
         out = F.conv_transpose2d(x.reshape(1, batch * cin, height, width), weight, stride=2, groups=batch)
         return conv.blur(out.reshape(batch, -1, out.shape[2], out.shape[3]))
-    out = F.conv2d(x.reshape(1, batch * cin, height, width), weight.reshape(-1, cin, k, k), padding=k // 2, groups=batch)
+    out = F.conv2d(
+        x.reshape(1, batch * cin, height, width), weight.reshape(-1, cin, k, k), padding=k // 2, groups=batch
+    )
     return out.reshape(batch, -1, height, width)
 
 
 @pytest.mark.parametrize(("kernel", "demodulate", "upsample"), [(3, True, False), (3, True, True), (1, False, False)])
-def test_modulated_conv_equals_upstreams_per_sample_weight_formulation(kernel: int, demodulate: bool, upsample: bool) -> None:
+def test_modulated_conv_equals_upstreams_per_sample_weight_formulation(
+    kernel: int, demodulate: bool, upsample: bool
+) -> None:
     torch.manual_seed(0)
     conv = ModulatedConv2d(16, 8, kernel, demodulate=demodulate, upsample=upsample)
     x, w = torch.randn(3, 16, 6, 6), torch.randn(3, 512)
