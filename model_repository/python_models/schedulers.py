@@ -1,0 +1,528 @@
+"""DDIM, Euler and DPM-Solver++(2M) schedulers in numpy, step for step as diffusers 0.42.1 computes them.
+
+This file is copied next to the diffusion pipeline's `model.py` in a published Triton model folder and runs
+in the python backend of a production Triton, so it imports numpy only (no torch, no diffusers, no prodgen).
+
+A scheduler is built from the checkpoint's `scheduler/scheduler_config.json` dict the way diffusers'
+`<SchedulerClass>.from_config(config)` reads it: keys the class does not know (`_class_name`,
+`skip_prk_steps`, ...) are ignored, missing keys take that class's own default (so a Stable Diffusion
+config without `timestep_spacing` gives "leading" for DDIM but "linspace" for Euler and DPM-Solver, as in
+diffusers), and a value this module does not implement is a `ValueError` naming the key.
+
+Arithmetic follows diffusers' float32 torch code operation by operation, in float32, with every scalar held
+as `np.float32` (a Python float would promote numpy 1.x arithmetic to float64). Where torch works in double
+so does this module: `torch.cumprod` accumulates float32 in double on CPU, and the sigma interpolation runs
+in float64 numpy in diffusers too. The betas reproduce `torch.linspace`'s float32 values exactly. What can
+still differ is the last bit of float32 sqrt/log/exp between numpy's and torch's math libraries.
+
+Usage, as diffusers' Stable Diffusion pipelines drive a scheduler:
+
+    s = make_scheduler("euler", config)
+    s.set_timesteps(25, strength=0.6)          # strength < 1: the img2img tail of the 25-step schedule
+    latents = s.add_noise(image_latents, noise, s.timesteps[0])   # or noise * s.init_noise_sigma
+    for t in s.timesteps:
+        eps = unet(s.scale_model_input(latents, t), t, text)
+        latents = s.step(eps, t, latents)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+SCHEDULERS = ("ddim", "euler", "dpmpp-2m")
+
+_F32 = np.float32
+_ZERO = _F32(0.0)
+_HALF = _F32(0.5)
+_ONE = _F32(1.0)
+
+# diffusers' __init__ defaults shared by DDIMScheduler, EulerDiscreteScheduler and DPMSolverMultistepScheduler
+_COMMON_DEFAULTS: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.0001,
+    "beta_end": 0.02,
+    "beta_schedule": "linear",
+    "trained_betas": None,
+    "prediction_type": "epsilon",
+    "steps_offset": 0,
+    "rescale_betas_zero_snr": False,
+}
+
+
+class Scheduler:
+    """The beta/alpha schedule every scheduler shares, the img2img tail of a schedule, and config checks.
+
+    Subclasses set `kind`, `DEFAULTS` (the diffusers class's own defaults for the keys it reads),
+    `SUPPORTED` (key -> the values this module implements), and build their schedule in `_schedule`.
+    """
+
+    kind = ""
+    DEFAULTS: dict[str, Any] = {}
+    SUPPORTED: dict[str, tuple[Any, ...]] = {
+        "beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
+        "prediction_type": ("epsilon", "v_prediction"),
+        "timestep_spacing": ("leading", "trailing", "linspace"),
+        "rescale_betas_zero_snr": (False,),
+    }
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        if not isinstance(config, dict):
+            raise ValueError(f"scheduler config: expected a dict (scheduler_config.json), got {type(config).__name__}")
+        self.config = {key: config.get(key, default) for key, default in self.DEFAULTS.items()}
+        for key, allowed in self.SUPPORTED.items():
+            if self.config[key] not in allowed:
+                choices = ", ".join(repr(value) for value in allowed)
+                raise ValueError(
+                    f"scheduler config: {key}={self.config[key]!r} is not supported by the {self.kind} scheduler; "
+                    f"expected one of {choices}"
+                )
+        self.num_train_timesteps = _positive_int(self.config["num_train_timesteps"], "num_train_timesteps")
+        self.alphas_cumprod = _alphas_cumprod(self.config, self.num_train_timesteps)
+        self.init_noise_sigma = 1.0
+        self.timesteps: np.ndarray = np.zeros(0, dtype=np.int64)
+        self.num_inference_steps = 0
+        self._schedule_timesteps: np.ndarray = self.timesteps
+        self._begin_index = 0
+
+    def set_timesteps(self, num_inference_steps: int, strength: float = 1.0) -> None:
+        """The schedule for `num_inference_steps` steps; with strength < 1 only its last steps, as diffusers'
+        img2img and inpainting pipelines run them (`get_timesteps`: int(steps × strength) steps are kept)."""
+        steps = _positive_int(num_inference_steps, "num_inference_steps")
+        if steps > self.num_train_timesteps:
+            raise ValueError(
+                f"num_inference_steps={steps} is larger than the {self.num_train_timesteps} training timesteps "
+                "of this scheduler config"
+            )
+        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength={strength!r}: expected a number in (0, 1]")
+        kept = min(int(steps * strength), steps)
+        if kept < 1:
+            raise ValueError(
+                f"strength={strength} keeps no step of {steps} (int(steps × strength) = 0); "
+                f"use a strength of at least {1 / steps:g} or more steps"
+            )
+        schedule = self._schedule(steps)
+        if schedule.max() > self.num_train_timesteps - 1:
+            raise ValueError(
+                f"{steps} steps with timestep_spacing={self.config['timestep_spacing']!r} and steps_offset="
+                f"{self.config['steps_offset']} reach timestep {schedule.max():g}, beyond the "
+                f"{self.num_train_timesteps} training timesteps"
+            )
+        self.num_inference_steps = steps
+        self._schedule_timesteps = schedule
+        self._begin_index = steps - kept
+        self.timesteps = self._schedule_timesteps[self._begin_index :].copy()
+        self._after_set_timesteps()
+
+    def scale_model_input(self, sample: np.ndarray, t: float) -> np.ndarray:
+        """The UNet's input at timestep t; DDIM and DPM-Solver use the sample unchanged."""
+        self._index(t)
+        return _as_f32(sample)
+
+    def step(self, noise_pred: np.ndarray, t: float, sample: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def _schedule(self, steps: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _after_set_timesteps(self) -> None:
+        """Hook for state that restarts with each schedule (DPM-Solver's history of model outputs)."""
+
+    def _index(self, t: float) -> int:
+        """Position of timestep t in the full schedule (diffusers' step_index); t must be one of `timesteps`."""
+        if self.num_inference_steps == 0:
+            raise ValueError("call set_timesteps before scale_model_input, step or add_noise")
+        matches = np.flatnonzero(self.timesteps == t)
+        if matches.size == 0:
+            raise ValueError(f"timestep {t!r} is not in this schedule's timesteps {self.timesteps.tolist()}")
+        return self._begin_index + int(matches[0])
+
+
+class DDIMScheduler(Scheduler):
+    """diffusers' DDIMScheduler with eta = 0 (deterministic), as the Stable Diffusion pipelines call it."""
+
+    kind = "ddim"
+    DEFAULTS = {
+        **_COMMON_DEFAULTS,
+        "clip_sample": True,
+        "set_alpha_to_one": True,
+        "thresholding": False,
+        "dynamic_thresholding_ratio": 0.995,
+        "clip_sample_range": 1.0,
+        "sample_max_value": 1.0,
+        "timestep_spacing": "leading",
+    }
+    SUPPORTED = {**Scheduler.SUPPORTED, "thresholding": (False,)}
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.final_alpha_cumprod = _ONE if self.config["set_alpha_to_one"] else self.alphas_cumprod[0]
+        self.clip_sample_range = _F32(self.config["clip_sample_range"])
+
+    def _schedule(self, steps: int) -> np.ndarray:
+        return _spaced_timesteps(self.config, self.num_train_timesteps, steps)
+
+    def step(self, noise_pred: np.ndarray, t: float, sample: np.ndarray) -> np.ndarray:
+        self._index(t)
+        model_output, sample = _as_f32(noise_pred), _as_f32(sample)
+        # diffusers steps back by num_train_timesteps // steps whatever the spacing, and keeps the full step
+        # count for an img2img tail
+        prev_t = int(t) - self.num_train_timesteps // self.num_inference_steps
+        alpha_prod_t = self.alphas_cumprod[int(t)]
+        alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.final_alpha_cumprod
+        beta_prod_t = _ONE - alpha_prod_t
+        if self.config["prediction_type"] == "epsilon":
+            pred_original = (sample - np.sqrt(beta_prod_t) * model_output) / np.sqrt(alpha_prod_t)
+            pred_epsilon = model_output
+        else:
+            pred_original = np.sqrt(alpha_prod_t) * sample - np.sqrt(beta_prod_t) * model_output
+            pred_epsilon = np.sqrt(alpha_prod_t) * model_output + np.sqrt(beta_prod_t) * sample
+        if self.config["clip_sample"]:
+            pred_original = np.clip(pred_original, -self.clip_sample_range, self.clip_sample_range)
+        # eta = 0: the variance term std_dev_t² is exactly 0, so it drops out of the direction
+        direction = np.sqrt(_ONE - alpha_prod_t_prev - _ZERO) * pred_epsilon
+        return (np.sqrt(alpha_prod_t_prev) * pred_original + direction).astype(np.float32)
+
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
+        self._index(t)
+        alpha_prod = self.alphas_cumprod[int(t)]
+        return (np.sqrt(alpha_prod) * _as_f32(original) + np.sqrt(_ONE - alpha_prod) * _as_f32(noise)).astype(
+            np.float32
+        )
+
+
+class _SigmaScheduler(Scheduler):
+    """Schedulers that work on sigma = sqrt((1 - ᾱ) / ᾱ), interpolated at the schedule's timesteps."""
+
+    SUPPORTED = {
+        **Scheduler.SUPPORTED,
+        "final_sigmas_type": ("zero", "sigma_min"),
+        "use_karras_sigmas": (False, None),
+        "use_exponential_sigmas": (False, None),
+        "use_beta_sigmas": (False, None),
+    }
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.sigmas = np.zeros(0, dtype=np.float32)
+
+    def _interpolated_sigmas(self, timesteps: np.ndarray) -> np.ndarray:
+        """float32 sigmas at the (possibly fractional) timesteps plus the final sigma, as diffusers' numpy code."""
+        train_sigmas = np.sqrt((_ONE - self.alphas_cumprod) / self.alphas_cumprod)
+        sigmas = np.interp(timesteps, np.arange(0, len(train_sigmas)), train_sigmas)
+        if self.config["final_sigmas_type"] == "sigma_min":
+            last = train_sigmas[0]
+        else:
+            last = 0
+        return np.concatenate([sigmas, [last]]).astype(np.float32)
+
+
+class EulerScheduler(_SigmaScheduler):
+    """diffusers' EulerDiscreteScheduler without churn (s_churn = 0), as the Stable Diffusion pipelines call it."""
+
+    kind = "euler"
+    DEFAULTS = {
+        **_COMMON_DEFAULTS,
+        "interpolation_type": "linear",
+        "use_karras_sigmas": False,
+        "use_exponential_sigmas": False,
+        "use_beta_sigmas": False,
+        "sigma_min": None,
+        "sigma_max": None,
+        "timestep_spacing": "linspace",
+        "timestep_type": "discrete",
+        "final_sigmas_type": "zero",
+    }
+    SUPPORTED = {
+        **_SigmaScheduler.SUPPORTED,
+        "interpolation_type": ("linear",),
+        "timestep_type": ("discrete", "continuous"),
+    }
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        if self.config["timestep_type"] == "continuous" and self.config["prediction_type"] == "v_prediction":
+            # diffusers then feeds the UNet 0.25·log(sigma) instead of the timestep (EDM-style models)
+            raise ValueError(
+                "scheduler config: timestep_type='continuous' with prediction_type='v_prediction' is not supported "
+                "by the euler scheduler; expected timestep_type='discrete'"
+            )
+
+    def _schedule(self, steps: int) -> np.ndarray:
+        # Euler keeps fractional timesteps for "linspace" (999.0, 946.4737, ...), all as float32
+        timesteps = _spaced_timesteps(self.config, self.num_train_timesteps, steps, fractional=True)
+        self.sigmas = self._interpolated_sigmas(timesteps)
+        return timesteps
+
+    def _after_set_timesteps(self) -> None:
+        max_sigma = self.sigmas.max()
+        if self.config["timestep_spacing"] in ("linspace", "trailing"):
+            self.init_noise_sigma = float(max_sigma)
+        else:
+            self.init_noise_sigma = float(np.sqrt(max_sigma * max_sigma + _ONE))
+
+    def scale_model_input(self, sample: np.ndarray, t: float) -> np.ndarray:
+        sigma = self.sigmas[self._index(t)]
+        return (_as_f32(sample) / np.sqrt(sigma * sigma + _ONE)).astype(np.float32)
+
+    def step(self, noise_pred: np.ndarray, t: float, sample: np.ndarray) -> np.ndarray:
+        index = self._index(t)
+        model_output, sample = _as_f32(noise_pred), _as_f32(sample)
+        sigma = self.sigmas[index]
+        sigma_hat = sigma * _ONE  # (gamma + 1) with gamma = 0: no churn
+        if self.config["prediction_type"] == "epsilon":
+            pred_original = sample - sigma_hat * model_output
+        else:
+            pred_original = model_output * (-sigma / np.sqrt(sigma * sigma + _ONE)) + sample / (sigma * sigma + _ONE)
+        derivative = (sample - pred_original) / sigma_hat
+        dt = self.sigmas[index + 1] - sigma_hat
+        return (sample + derivative * dt).astype(np.float32)
+
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
+        sigma = self.sigmas[self._index(t)]
+        return (_as_f32(original) + _as_f32(noise) * sigma).astype(np.float32)
+
+
+class DPMSolverPlusPlus2MScheduler(_SigmaScheduler):
+    """diffusers' DPMSolverMultistepScheduler with algorithm_type="dpmsolver++" and solver_order=2.
+
+    The kind fixes the algorithm and the order, so a config's own `algorithm_type`/`solver_order` are
+    overridden, as `DPMSolverMultistepScheduler.from_config(config, algorithm_type=..., solver_order=2)` does.
+    It is a multistep method: each step uses the previous step's model output, so steps must follow
+    `timesteps` in order, and `set_timesteps` starts a fresh history.
+    """
+
+    kind = "dpmpp-2m"
+    DEFAULTS = {
+        **_COMMON_DEFAULTS,
+        "thresholding": False,
+        "dynamic_thresholding_ratio": 0.995,
+        "sample_max_value": 1.0,
+        "solver_type": "midpoint",
+        "lower_order_final": True,
+        "euler_at_final": False,
+        "use_karras_sigmas": False,
+        "use_exponential_sigmas": False,
+        "use_beta_sigmas": False,
+        "use_lu_lambdas": False,
+        "use_flow_sigmas": False,
+        "flow_shift": 1.0,
+        "final_sigmas_type": "zero",
+        "lambda_min_clipped": -math.inf,
+        "variance_type": None,
+        "timestep_spacing": "linspace",
+        "use_dynamic_shifting": False,
+        "time_shift_type": "exponential",
+    }
+    SUPPORTED = {
+        **_SigmaScheduler.SUPPORTED,
+        "thresholding": (False,),
+        "solver_type": ("midpoint", "heun"),
+        "use_lu_lambdas": (False,),
+        "use_flow_sigmas": (False,),
+        "variance_type": (None,),
+        "use_dynamic_shifting": (False,),
+    }
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self._previous_output: np.ndarray | None = None
+        self._next_index = 0
+
+    def _schedule(self, steps: int) -> np.ndarray:
+        last_timestep = self.num_train_timesteps - self._clipped_index()
+        spacing = self.config["timestep_spacing"]
+        if spacing == "linspace":
+            timesteps = np.linspace(0, last_timestep - 1, steps + 1).round()[::-1][:-1].copy().astype(np.int64)
+        elif spacing == "leading":
+            spaced = (np.arange(0, steps + 1) * (last_timestep // (steps + 1))).round()[::-1][:-1].astype(np.int64)
+            timesteps = spaced + int(self.config["steps_offset"])
+        else:
+            spaced = np.arange(last_timestep, 0, -self.num_train_timesteps / steps).round().astype(np.int64)
+            timesteps = spaced - 1
+        self.sigmas = self._interpolated_sigmas(timesteps)
+        return timesteps
+
+    def _clipped_index(self) -> int:
+        """How many of the noisiest training timesteps `lambda_min_clipped` cuts off (none by default)."""
+        alpha_t = np.sqrt(self.alphas_cumprod)
+        sigma_t = np.sqrt(_ONE - self.alphas_cumprod)
+        with np.errstate(divide="ignore"):
+            lambda_t = np.log(alpha_t) - np.log(sigma_t)
+        return int(np.searchsorted(lambda_t[::-1], self.config["lambda_min_clipped"]))
+
+    def _after_set_timesteps(self) -> None:
+        self._previous_output = None
+        self._next_index = self._begin_index
+
+    def step(self, noise_pred: np.ndarray, t: float, sample: np.ndarray) -> np.ndarray:
+        index = self._index(t)
+        if index != self._next_index:
+            raise ValueError(
+                f"dpmpp-2m steps must follow the timesteps in order: got t={t!r} out of turn "
+                "(call set_timesteps to start again)"
+            )
+        sample = _as_f32(sample)
+        total = len(self._schedule_timesteps)
+        lower_order_final = index == total - 1 and (
+            self.config["euler_at_final"]
+            or (self.config["lower_order_final"] and total < 15)
+            or self.config["final_sigmas_type"] == "zero"
+        )
+        # with order 2, diffusers' `lower_order_second` check cannot change the choice below
+        x0_pred = self._predicted_original(_as_f32(noise_pred), sample, index)
+        with np.errstate(divide="ignore"):
+            if self._previous_output is None or lower_order_final:
+                prev_sample = self._first_order(x0_pred, sample, index)
+            else:
+                prev_sample = self._second_order(x0_pred, self._previous_output, sample, index)
+        self._previous_output = x0_pred
+        self._next_index = index + 1
+        return prev_sample.astype(np.float32)
+
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
+        alpha_t, sigma_t = _alpha_sigma(self.sigmas[self._index(t)])
+        return (alpha_t * _as_f32(original) + sigma_t * _as_f32(noise)).astype(np.float32)
+
+    def _predicted_original(self, model_output: np.ndarray, sample: np.ndarray, index: int) -> np.ndarray:
+        alpha_t, sigma_t = _alpha_sigma(self.sigmas[index])
+        if self.config["prediction_type"] == "epsilon":
+            return (sample - sigma_t * model_output) / alpha_t
+        return alpha_t * sample - sigma_t * model_output
+
+    def _first_order(self, x0_pred: np.ndarray, sample: np.ndarray, index: int) -> np.ndarray:
+        alpha_t, sigma_t = _alpha_sigma(self.sigmas[index + 1])
+        alpha_s, sigma_s = _alpha_sigma(self.sigmas[index])
+        h = (np.log(alpha_t) - np.log(sigma_t)) - (np.log(alpha_s) - np.log(sigma_s))
+        return (sigma_t / sigma_s) * sample - (alpha_t * (np.exp(-h) - _ONE)) * x0_pred
+
+    def _second_order(self, m0: np.ndarray, m1: np.ndarray, sample: np.ndarray, index: int) -> np.ndarray:
+        alpha_t, sigma_t = _alpha_sigma(self.sigmas[index + 1])
+        alpha_s0, sigma_s0 = _alpha_sigma(self.sigmas[index])
+        alpha_s1, sigma_s1 = _alpha_sigma(self.sigmas[index - 1])
+        lambda_t = np.log(alpha_t) - np.log(sigma_t)
+        lambda_s0 = np.log(alpha_s0) - np.log(sigma_s0)
+        lambda_s1 = np.log(alpha_s1) - np.log(sigma_s1)
+        h, h_0 = lambda_t - lambda_s0, lambda_s0 - lambda_s1
+        r0 = h_0 / h
+        d0, d1 = m0, (_ONE / r0) * (m0 - m1)
+        if self.config["solver_type"] == "midpoint":
+            return (
+                (sigma_t / sigma_s0) * sample
+                - (alpha_t * (np.exp(-h) - _ONE)) * d0
+                - _HALF * (alpha_t * (np.exp(-h) - _ONE)) * d1
+            )
+        return (
+            (sigma_t / sigma_s0) * sample
+            - (alpha_t * (np.exp(-h) - _ONE)) * d0
+            + (alpha_t * ((np.exp(-h) - _ONE) / h + _ONE)) * d1
+        )
+
+
+_KINDS: dict[str, type[Scheduler]] = {
+    "ddim": DDIMScheduler,
+    "euler": EulerScheduler,
+    "dpmpp-2m": DPMSolverPlusPlus2MScheduler,
+}
+
+
+def make_scheduler(kind: str, config: dict[str, Any]) -> Scheduler:
+    """A scheduler of `kind` (one of SCHEDULERS) from a checkpoint's scheduler_config.json dict."""
+    if kind not in _KINDS:
+        raise ValueError(f"unknown scheduler {kind!r}; expected one of {', '.join(SCHEDULERS)}")
+    return _KINDS[kind](config)
+
+
+def _as_f32(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array, dtype=np.float32)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}={value!r}: expected a positive integer")
+    return int(value)
+
+
+def _alpha_sigma(sigma: np.float32) -> tuple[np.float32, np.float32]:
+    """(α_t, σ_t) of the variance-preserving process for a sigma of the variance-exploding one."""
+    alpha_t = _ONE / np.sqrt(sigma * sigma + _ONE)
+    return alpha_t, sigma * alpha_t
+
+
+def _alphas_cumprod(config: dict[str, Any], num_train_timesteps: int) -> np.ndarray:
+    """ᾱ_t as diffusers computes it: float32 betas, and a cumulative product accumulated in double as
+    torch.cumprod does on CPU, rounded to float32."""
+    if config["trained_betas"] is not None:
+        betas = np.asarray(config["trained_betas"], dtype=np.float32)
+        if betas.shape != (num_train_timesteps,):
+            raise ValueError(
+                f"scheduler config: trained_betas has {betas.size} values, expected num_train_timesteps="
+                f"{num_train_timesteps}"
+            )
+    else:
+        beta_start, beta_end = float(config["beta_start"]), float(config["beta_end"])
+        schedule = config["beta_schedule"]
+        if schedule == "linear":
+            betas = _torch_linspace_f32(beta_start, beta_end, num_train_timesteps)
+        elif schedule == "scaled_linear":
+            roots = _torch_linspace_f32(beta_start**0.5, beta_end**0.5, num_train_timesteps)
+            betas = roots * roots
+        else:
+            betas = _cosine_betas(num_train_timesteps)
+    alphas = _ONE - betas
+    return np.cumprod(alphas.astype(np.float64)).astype(np.float32)
+
+
+def _torch_linspace_f32(start: float, end: float, count: int) -> np.ndarray:
+    """`torch.linspace(start, end, count, dtype=torch.float32)` value for value.
+
+    torch computes a float32 step, then start + step·i for the first half and end − step·(count−1−i) for the
+    second, each as one fused multiply-add on FMA-capable CPUs (exact product and sum, one rounding). In
+    float64 the product of a float32 step and an index below 2²⁴ is exact, and so is its sum with a float32
+    bound at the magnitudes of beta schedules, so one rounding to float32 gives torch's value. numpy's own
+    linspace differs from it by an ulp in about a third of the values.
+    """
+    first, last = _F32(start), _F32(end)
+    if count == 1:
+        return np.array([first], dtype=np.float32)
+    step = np.float64((last - first) / _F32(count - 1))
+    index = np.arange(count, dtype=np.float64)
+    rising = np.float64(first) + step * index
+    falling = np.float64(last) - step * (count - 1 - index)
+    return np.where(index < count // 2, rising, falling).astype(np.float32)
+
+
+def _cosine_betas(num_train_timesteps: int, max_beta: float = 0.999) -> np.ndarray:
+    """The "squaredcos_cap_v2" schedule (Nichol & Dhariwal 2021), in double as diffusers' betas_for_alpha_bar."""
+
+    def alpha_bar(t: float) -> float:
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = [
+        min(1 - alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps), max_beta)
+        for i in range(num_train_timesteps)
+    ]
+    return np.asarray(betas, dtype=np.float32)
+
+
+def _spaced_timesteps(
+    config: dict[str, Any], num_train_timesteps: int, steps: int, fractional: bool = False
+) -> np.ndarray:
+    """DDIM's and Euler's timestep spacings: int64 for DDIM, float32 (fractional for "linspace") for Euler."""
+    spacing = config["timestep_spacing"]
+    if spacing == "linspace":
+        if fractional:
+            return np.linspace(0, num_train_timesteps - 1, steps, dtype=np.float32)[::-1].copy()
+        return np.linspace(0, num_train_timesteps - 1, steps).round()[::-1].copy().astype(np.int64)
+    dtype = np.float32 if fractional else np.int64
+    if spacing == "leading":
+        spaced: np.ndarray = (np.arange(0, steps) * (num_train_timesteps // steps)).round()[::-1].astype(dtype)
+        return spaced + int(config["steps_offset"])
+    spaced = np.round(np.arange(num_train_timesteps, 0, -num_train_timesteps / steps)).astype(dtype)
+    return spaced - 1
