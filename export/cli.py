@@ -52,7 +52,7 @@ def _kept_text(kept: tuple[str, ...], output_chain: tuple[str, ...]) -> str:
 def _print_fp16_table(results: list[ExportResult], failed: list[str]) -> None:
     table = Table(title="FP16 fidelity (FP16 emulation vs FP32 PyTorch)")
     table.add_column("model", no_wrap=True)
-    for column in ("PSNR dB", "max |Δ|", "NaN/Inf", "kept FP32", "artefacts"):
+    for column in ("PSNR dB", "lowest SSIM", "max |Δ|", "NaN/Inf", "kept FP32", "artefacts"):
         table.add_column(column, overflow="fold")
     for result in results:
         if result.fp16 is None or result.fp16_published is None:
@@ -62,13 +62,14 @@ def _print_fp16_table(results: list[ExportResult], failed: list[str]) -> None:
         table.add_row(
             result.published.model_dir.name,
             f"{final.psnr_db:.2f}",
+            "n/a" if final.lowest_ssim is None else f"{final.lowest_ssim:.5f}",
             f"{final.max_abs_diff:g}",
             str(final.nonfinite),
             _kept_text(result.fp16.kept_fp32, result.fp16.graph.output_chain),
             ", ".join(f"{p.model_dir.name}/{p.version}" for p in published),
         )
     for served_name in failed:
-        table.add_row(served_name, "failed", "", "", "", "none (error above)")
+        table.add_row(served_name, "failed", "", "", "", "", "none (error above)")
     console().print(table)
 
 

@@ -24,13 +24,14 @@ kept in FP32 with the nodes that feed them, 1, 2, 4, … at a time, until the ga
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from skimage.metrics import structural_similarity
 
 from prodgen.errors import ProdgenError
 from prodgen.export.fp16_graph import FP16_MAX, Fp16Graph, convert_to_fp16, data_dependent, plan_fp16, value_types
@@ -64,6 +65,8 @@ class Fidelity:
     nonfinite: int
     """NaN/Inf values in the float tensors the outputs are quantised from."""
     min_psnr_db: float
+    lowest_ssim: float | None
+    """SSIM of the least similar picture over all cases; None when the outputs are smaller than its window."""
 
     @property
     def passed(self) -> bool:
@@ -72,8 +75,8 @@ class Fidelity:
     def describe(self) -> str:
         psnr = "inf" if math.isinf(self.psnr_db) else f"{self.psnr_db:.2f}"
         return (
-            f"PSNR {psnr} dB (required ≥ {self.min_psnr_db:g} dB), max |Δ| {self.max_abs_diff:g}, "
-            f"NaN/Inf {self.nonfinite}"
+            f"PSNR {psnr} dB (required ≥ {self.min_psnr_db:g} dB), {describe_ssim(self.lowest_ssim)}, "
+            f"max |Δ| {self.max_abs_diff:g}, NaN/Inf {self.nonfinite}"
         )
 
 
@@ -147,12 +150,70 @@ def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelPro
     return exposed
 
 
+def _data_range(reference: np.ndarray) -> float:
+    """The peak PSNR and SSIM measure against: 255 for uint8 images, the reference's own range for floats."""
+    if reference.dtype == np.uint8:
+        return 255.0
+    ref = reference.astype(np.float64)
+    return float(ref.max() - ref.min()) or 1.0
+
+
 def _psnr(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
-    """(squared error sum, peak²) of one output; uint8 images peak at 255."""
+    """(squared error sum, peak²) of one output."""
     ref = reference.astype(np.float64)
     got = candidate.astype(np.float64)
-    peak = 255.0 if reference.dtype == np.uint8 else float(ref.max() - ref.min()) or 1.0
+    peak = _data_range(reference)
     return float(np.square(ref - got).sum()), peak * peak
+
+
+SSIM_WINDOW = 11
+"""SSIM as Wang et al. (2004) define it: an 11×11 gaussian window (σ = 1.5), K1 = 0.01, K2 = 0.03."""
+
+
+def lowest_ssim(reference: np.ndarray, candidate: np.ndarray) -> float | None:
+    """SSIM of the least similar picture in one batched output, through scikit-image.
+
+    uint8 outputs are NHWC images: SSIM per channel over the range 255, averaged over the channels. Float
+    outputs (latents, noise predictions: NCHW) count each plane of their last two axes as a picture, over
+    the reference's data range as PSNR uses. None when the pictures are smaller than the window.
+    """
+    if reference.ndim < 2:
+        return None
+    colour = reference.dtype == np.uint8 and reference.ndim == 4
+    spatial = reference.shape[1:3] if colour else reference.shape[-2:]
+    if min(spatial) < SSIM_WINDOW:
+        return None
+    if colour:
+        pictures = zip(reference, candidate, strict=True)
+    else:
+        pictures = zip(reference.reshape(-1, *spatial), candidate.reshape(-1, *spatial), strict=True)
+    data_range = _data_range(reference)
+    channel_axis = -1 if colour else None
+    values = [
+        structural_similarity(
+            want,
+            got,
+            data_range=data_range,
+            channel_axis=channel_axis,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+        for want, got in pictures
+    ]
+    return float(np.min(values))
+
+
+def lowest_of(values: Iterable[float | None]) -> float | None:
+    """The lowest SSIM over several outputs; a NaN (from a non-finite output) wins, None ones are skipped."""
+    known = [value for value in values if value is not None]
+    return float(np.min(known)) if known else None
+
+
+def describe_ssim(value: float | None) -> str:
+    if value is None:
+        return f"SSIM n/a (outputs smaller than its {SSIM_WINDOW}×{SSIM_WINDOW} window)"
+    return f"lowest SSIM {value:.5f}"
 
 
 def measure_fidelity(
@@ -169,6 +230,7 @@ def measure_fidelity(
     output_names = [spec.name for spec in model.outputs]
     squared, count, worst, nonfinite = 0.0, 0, 0.0, 0
     peak_squared = 0.0
+    ssims: list[float | None] = []
     for inputs, expected in zip(cases, reference, strict=True):
         results = session.run(output_names + watched, inputs)
         for want, got in zip(expected, results[: len(output_names)], strict=True):
@@ -179,12 +241,13 @@ def measure_fidelity(
             count += want.size
             peak_squared = max(peak_squared, peak2)
             worst = max(worst, float(np.abs(want.astype(np.float64) - got.astype(np.float64)).max()))
+            ssims.append(lowest_ssim(want, got))
             if got.dtype.kind == "f":
                 nonfinite += int(np.count_nonzero(~np.isfinite(got)))
         nonfinite += sum(int(np.count_nonzero(~np.isfinite(extra))) for extra in results[len(output_names) :])
     mse = squared / max(count, 1)
     psnr = math.inf if mse == 0 else 10 * math.log10(peak_squared / mse)
-    return Fidelity(psnr, worst, nonfinite, min_psnr_db)
+    return Fidelity(psnr, worst, nonfinite, min_psnr_db, lowest_of(ssims))
 
 
 def _tensor_values(

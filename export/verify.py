@@ -10,6 +10,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from prodgen.export.fidelity import describe_ssim, lowest_of, lowest_ssim
 from prodgen.zoo.spec import ZooModel
 
 
@@ -22,6 +23,8 @@ class Parity:
     mean_abs_diff: float
     fraction_within_one_level: float
     required_fraction: float
+    lowest_ssim: float | None
+    """SSIM of the least similar picture over all cases; None when the outputs are smaller than its window."""
 
     @property
     def passed(self) -> bool:
@@ -31,7 +34,7 @@ class Parity:
         return (
             f"{100 * self.fraction_within_one_level:.4f} % of {self.values:,} output values within 1 uint8 level "
             f"(required ≥ {100 * self.required_fraction:.1f} %), max |Δ| {self.max_abs_diff}, "
-            f"mean |Δ| {self.mean_abs_diff:.5f}"
+            f"mean |Δ| {self.mean_abs_diff:.5f}, {describe_ssim(self.lowest_ssim)}"
         )
 
 
@@ -45,6 +48,7 @@ def compare_outputs(reference: list[np.ndarray], candidate: list[np.ndarray], re
         mean_abs_diff=float(diffs.mean()),
         fraction_within_one_level=float(np.mean(diffs <= 1)),
         required_fraction=required_fraction,
+        lowest_ssim=lowest_of(lowest_ssim(r, c) for r, c in zip(reference, candidate, strict=True)),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -48,6 +49,15 @@ def test_fp16_publishes_a_gpu_model_beside_the_unchanged_fp32_one(
     assert recipe["trtexec_shapes"] == ["--minShapes=z:1x100", "--optShapes=z:2x100", "--maxShapes=z:4x100"]
     assert parse_pbtxt(recipe["plan_config_pbtxt"]).platform == "tensorrt_plan"
     assert "FP16 fidelity: PSNR" in result.stdout
+    assert 0.99 <= record["fp16"]["published"]["lowest_ssim"] <= 1.0
+    assert 0.99 <= record["parity_onnxruntime_vs_pytorch"]["lowest_ssim"] <= 1.0
+    printed = " ".join(result.stdout.split())
+    for line, recorded in (
+        ("parity ONNX Runtime vs PyTorch:", record["parity_onnxruntime_vs_pytorch"]),
+        ("FP16 fidelity: PSNR", record["fp16"]["published"]),
+    ):
+        reported = re.search(f"{line} [^:]*?lowest SSIM ([0-9.]+)", printed)
+        assert reported is not None and reported[1] == f"{recorded['lowest_ssim']:.5f}", printed
     if not tensorrt_available():
         assert not (repository / "dcgan_trt").exists()
         assert "tensorrt not importable here: published dcgan_fp16" in " ".join(result.stdout.split())
@@ -101,7 +111,8 @@ def test_a_model_failing_the_gate_does_not_stop_the_others(tmp_path: Path) -> No
     ]
     assert "srvgg-x2-small: FP16 fidelity gate failed" in " ".join(result.stdout.split())
     assert sorted(p.name for p in repository.iterdir()) == ["dcgan", "dcgan_fp16"]
-    rows = [line.split("│")[1:3] for line in result.stdout.splitlines() if line.startswith("│")]
-    named = {name.strip(): psnr.strip() for name, psnr in rows if name.strip()}
+    rows = [line.split("│")[1:4] for line in result.stdout.splitlines() if line.startswith("│")]
+    named = {name.strip(): (psnr.strip(), ssim.strip()) for name, psnr, ssim in rows if name.strip()}
     assert list(named) == ["dcgan", "srvgg-x2-small"]
-    assert float(named["dcgan"]) >= 70 and named["srvgg-x2-small"] == "failed"
+    assert float(named["dcgan"][0]) >= 70 and named["srvgg-x2-small"][0] == "failed"
+    assert 0.99 <= float(named["dcgan"][1]) <= 1.0
