@@ -12,6 +12,7 @@ from rich.table import Table
 from prodgen import zoo
 from prodgen.cli_support import console, run_app
 from prodgen.errors import ProdgenError
+from prodgen.export.fidelity import ssim_text
 from prodgen.export.pipeline import ExportRequest, ExportResult, export_model
 from prodgen.model_repository.config import BatchingOptions
 
@@ -62,7 +63,7 @@ def _print_fp16_table(results: list[ExportResult], failed: list[str]) -> None:
         table.add_row(
             result.published.model_dir.name,
             f"{final.psnr_db:.2f}",
-            "n/a" if final.lowest_ssim is None else f"{final.lowest_ssim:.5f}",
+            ssim_text(final.lowest_ssim),
             f"{final.max_abs_diff:g}",
             str(final.nonfinite),
             _kept_text(result.fp16.kept_fp32, result.fp16.graph.output_chain),

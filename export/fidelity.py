@@ -210,10 +210,19 @@ def lowest_of(values: Iterable[float | None]) -> float | None:
     return float(np.min(known)) if known else None
 
 
+def ssim_text(value: float | None) -> str:
+    """Five decimals rounded down, so that 0.9999998 does not print as a perfect 1.00000."""
+    if value is None:
+        return "n/a"
+    if math.isnan(value):
+        return "nan"
+    return f"{math.floor(value * 100_000) / 100_000:.5f}"
+
+
 def describe_ssim(value: float | None) -> str:
     if value is None:
         return f"SSIM n/a (outputs smaller than its {SSIM_WINDOW}×{SSIM_WINDOW} window)"
-    return f"lowest SSIM {value:.5f}"
+    return f"lowest SSIM {ssim_text(value)}"
 
 
 def measure_fidelity(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from prodgen.export.fidelity import describe_ssim, lowest_of, lowest_ssim
+from prodgen.export.fidelity import describe_ssim, lowest_of, lowest_ssim, ssim_text
 from prodgen.export.verify import compare_outputs
 from prodgen.photos import photo_batch
 
@@ -63,4 +63,10 @@ def test_export_parity_reports_the_lowest_ssim() -> None:
     noisy = degraded(photos, sigma=1.0)
     parity = compare_outputs([photos], [noisy], required_fraction=0.9)
     assert parity.lowest_ssim == lowest_ssim(photos, noisy)
-    assert f"lowest SSIM {parity.lowest_ssim:.5f}" in parity.describe()
+    assert f"lowest SSIM {ssim_text(parity.lowest_ssim)}" in parity.describe()
+
+
+def test_printed_ssim_is_rounded_down_so_a_near_miss_never_reads_as_perfect() -> None:
+    assert ssim_text(0.99999988) == "0.99999"
+    assert ssim_text(1.0) == "1.00000"
+    assert ssim_text(None) == "n/a" and ssim_text(float("nan")) == "nan"
