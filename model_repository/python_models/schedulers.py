@@ -65,7 +65,7 @@ class Scheduler:
         "beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
         "prediction_type": ("epsilon", "v_prediction"),
         "timestep_spacing": ("leading", "trailing", "linspace"),
-        "rescale_betas_zero_snr": (False,),
+        "rescale_betas_zero_snr": (False, True),
     }
 
     def __init__(self, config: dict[str, Any]) -> None:
@@ -210,6 +210,9 @@ class _SigmaScheduler(Scheduler):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
+        if self.config["rescale_betas_zero_snr"]:
+            # ᾱ = 0 would make the last sigma infinite; diffusers sets it to 2⁻²⁴ instead (DDIM keeps 0)
+            self.alphas_cumprod[-1] = _F32(2**-24)
         self.sigmas = np.zeros(0, dtype=np.float32)
 
     def _interpolated_sigmas(self, timesteps: np.ndarray) -> np.ndarray:
@@ -475,8 +478,24 @@ def _alphas_cumprod(config: dict[str, Any], num_train_timesteps: int) -> np.ndar
             betas = roots * roots
         else:
             betas = _cosine_betas(num_train_timesteps)
-    alphas = _ONE - betas
-    return np.cumprod(alphas.astype(np.float64)).astype(np.float32)
+    if config["rescale_betas_zero_snr"]:
+        betas = _zero_terminal_snr(betas)
+    return _cumprod(_ONE - betas)
+
+
+def _cumprod(values: np.ndarray) -> np.ndarray:
+    """float32 cumulative product accumulated in double, as torch.cumprod does on CPU."""
+    return np.cumprod(values.astype(np.float64)).astype(np.float32)
+
+
+def _zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Betas rescaled so that the last timestep is pure noise (Lin et al. 2023, algorithm 1), in float32."""
+    alphas_bar_sqrt = np.sqrt(_cumprod(_ONE - betas))
+    first, last = alphas_bar_sqrt[0], alphas_bar_sqrt[-1]
+    alphas_bar_sqrt = (alphas_bar_sqrt - last) * (first / (first - last))
+    alphas_bar = alphas_bar_sqrt * alphas_bar_sqrt
+    alphas = np.concatenate([alphas_bar[0:1], alphas_bar[1:] / alphas_bar[:-1]])
+    return _ONE - alphas
 
 
 def _torch_linspace_f32(start: float, end: float, count: int) -> np.ndarray:

@@ -165,6 +165,15 @@ def test_schedule_and_every_step_match_diffusers(
         ("dpmpp-2m", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}, 10, 1.0),  # the kind decides
         ("dpmpp-2m", {"num_train_timesteps": 100, "steps_offset": 0}, 30, 0.6),
         ("ddim", {"trained_betas": np.linspace(1e-4, 0.02, 1000).tolist()}, 10, 1.0),
+        # zero terminal SNR: the last training timestep is pure noise (ᾱ = 0, so DDIM needs v-prediction there)
+        (
+            "ddim",
+            {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing", "prediction_type": "v_prediction"},
+            8,
+            1.0,
+        ),
+        ("euler", {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}, 8, 1.0),
+        ("dpmpp-2m", {"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}, 8, 0.6),
     ],
 )
 def test_config_options_match_diffusers(kind: str, overrides: dict[str, Any], steps: int, strength: float) -> None:
@@ -203,7 +212,6 @@ def test_img2img_with_a_tiny_strength_keeps_the_last_step() -> None:
             "timestep_type='continuous' with prediction_type='v_prediction' is not supported",
         ),
         ("dpmpp-2m", {**SD15_CONFIG, "timestep_spacing": "uniform"}, "timestep_spacing='uniform' is not supported"),
-        ("ddim", {**SD15_CONFIG, "rescale_betas_zero_snr": True}, "rescale_betas_zero_snr=True is not supported"),
         ("ddim", {**SD15_CONFIG, "num_train_timesteps": 0}, "num_train_timesteps=0: expected a positive integer"),
         ("ddim", {**SD15_CONFIG, "trained_betas": [0.1, 0.2]}, "trained_betas has 2 values"),
         ("euler", "scheduler_config.json", "expected a dict"),
