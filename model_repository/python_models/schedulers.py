@@ -7,7 +7,11 @@ A scheduler is built from the checkpoint's `scheduler/scheduler_config.json` dic
 `<SchedulerClass>.from_config(config)` reads it: keys the class does not know (`_class_name`,
 `skip_prk_steps`, ...) are ignored, missing keys take that class's own default (so a Stable Diffusion
 config without `timestep_spacing` gives "leading" for DDIM but "linspace" for Euler and DPM-Solver, as in
-diffusers), and a value this module does not implement is a `ValueError` naming the key.
+diffusers), and a value this module does not implement is a `ValueError` naming the key. Implemented:
+linear, scaled_linear and squaredcos_cap_v2 betas or trained_betas, zero-terminal-SNR rescaling, epsilon
+and v_prediction, the three timestep spacings with steps_offset, DDIM's clipping and final alpha, Euler's
+and DPM-Solver's final sigma and Karras sigmas, DPM-Solver's lower-order final steps, solver type and
+lambda clipping. Not implemented: thresholding, exponential/beta/flow sigmas, learned variance, churn, eta.
 
 Arithmetic follows diffusers' float32 torch code operation by operation, in float32, with every scalar held
 as `np.float32` (a Python float would promote numpy 1.x arithmetic to float64). Where torch works in double
@@ -86,6 +90,9 @@ class Scheduler:
         self.num_inference_steps = 0
         self._schedule_timesteps: np.ndarray = self.timesteps
         self._begin_index = 0
+        self._next = 0
+        """Position in `timesteps` of the next step: a timestep that appears twice (Karras sigmas rounded to
+        the same integer) is the one at this position, as diffusers counts its step_index."""
 
     def set_timesteps(self, num_inference_steps: int, strength: float = 1.0) -> None:
         """The schedule for `num_inference_steps` steps; with strength < 1 only its last steps, as diffusers'
@@ -115,6 +122,7 @@ class Scheduler:
         self._schedule_timesteps = schedule
         self._begin_index = steps - kept
         self.timesteps = self._schedule_timesteps[self._begin_index :].copy()
+        self._next = 0
         self._after_set_timesteps()
 
     def scale_model_input(self, sample: np.ndarray, t: float) -> np.ndarray:
@@ -123,6 +131,13 @@ class Scheduler:
         return _as_f32(sample)
 
     def step(self, noise_pred: np.ndarray, t: float, sample: np.ndarray) -> np.ndarray:
+        """The sample at the next timestep (diffusers' prev_sample) from the UNet's prediction at t."""
+        index = self._index(t)
+        prev_sample = self._step(index, _as_f32(noise_pred), _as_f32(sample))
+        self._next = index - self._begin_index + 1
+        return prev_sample.astype(np.float32)
+
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
@@ -138,6 +153,8 @@ class Scheduler:
         """Position of timestep t in the full schedule (diffusers' step_index); t must be one of `timesteps`."""
         if self.num_inference_steps == 0:
             raise ValueError("call set_timesteps before scale_model_input, step or add_noise")
+        if self._next < len(self.timesteps) and self.timesteps[self._next] == t:
+            return self._begin_index + self._next
         matches = np.flatnonzero(self.timesteps == t)
         if matches.size == 0:
             raise ValueError(f"timestep {t!r} is not in this schedule's timesteps {self.timesteps.tolist()}")
@@ -168,13 +185,12 @@ class DDIMScheduler(Scheduler):
     def _schedule(self, steps: int) -> np.ndarray:
         return _spaced_timesteps(self.config, self.num_train_timesteps, steps)
 
-    def step(self, noise_pred: np.ndarray, t: float, sample: np.ndarray) -> np.ndarray:
-        self._index(t)
-        model_output, sample = _as_f32(noise_pred), _as_f32(sample)
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
+        t = int(self._schedule_timesteps[index])
         # diffusers steps back by num_train_timesteps // steps whatever the spacing, and keeps the full step
         # count for an img2img tail
-        prev_t = int(t) - self.num_train_timesteps // self.num_inference_steps
-        alpha_prod_t = self.alphas_cumprod[int(t)]
+        prev_t = t - self.num_train_timesteps // self.num_inference_steps
+        alpha_prod_t = self.alphas_cumprod[t]
         alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.final_alpha_cumprod
         beta_prod_t = _ONE - alpha_prod_t
         if self.config["prediction_type"] == "epsilon":
@@ -187,7 +203,7 @@ class DDIMScheduler(Scheduler):
             pred_original = np.clip(pred_original, -self.clip_sample_range, self.clip_sample_range)
         # eta = 0: the variance term std_dev_t² is exactly 0, so it drops out of the direction
         direction = np.sqrt(_ONE - alpha_prod_t_prev - _ZERO) * pred_epsilon
-        return (np.sqrt(alpha_prod_t_prev) * pred_original + direction).astype(np.float32)
+        return np.sqrt(alpha_prod_t_prev) * pred_original + direction
 
     def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
         self._index(t)
@@ -198,12 +214,13 @@ class DDIMScheduler(Scheduler):
 
 
 class _SigmaScheduler(Scheduler):
-    """Schedulers that work on sigma = sqrt((1 - ᾱ) / ᾱ), interpolated at the schedule's timesteps."""
+    """Schedulers that work on sigma = sqrt((1 - ᾱ) / ᾱ): interpolated at the schedule's timesteps, or with
+    `use_karras_sigmas` spaced as Karras et al. (2022) and mapped back to (fractional) timesteps."""
 
     SUPPORTED = {
         **Scheduler.SUPPORTED,
         "final_sigmas_type": ("zero", "sigma_min"),
-        "use_karras_sigmas": (False, None),
+        "use_karras_sigmas": (False, None, True),
         "use_exponential_sigmas": (False, None),
         "use_beta_sigmas": (False, None),
     }
@@ -215,15 +232,23 @@ class _SigmaScheduler(Scheduler):
             self.alphas_cumprod[-1] = _F32(2**-24)
         self.sigmas = np.zeros(0, dtype=np.float32)
 
+    def _train_sigmas(self) -> np.ndarray:
+        return np.sqrt((_ONE - self.alphas_cumprod) / self.alphas_cumprod)
+
     def _interpolated_sigmas(self, timesteps: np.ndarray) -> np.ndarray:
-        """float32 sigmas at the (possibly fractional) timesteps plus the final sigma, as diffusers' numpy code."""
-        train_sigmas = np.sqrt((_ONE - self.alphas_cumprod) / self.alphas_cumprod)
-        sigmas = np.interp(timesteps, np.arange(0, len(train_sigmas)), train_sigmas)
-        if self.config["final_sigmas_type"] == "sigma_min":
-            last = train_sigmas[0]
-        else:
-            last = 0
-        return np.concatenate([sigmas, [last]]).astype(np.float32)
+        """float64 sigmas at (possibly fractional) timesteps, as diffusers' numpy code interpolates them."""
+        train_sigmas = self._train_sigmas()
+        return np.interp(timesteps, np.arange(0, len(train_sigmas)), train_sigmas)
+
+    def _karras_timesteps(self, sigmas: np.ndarray) -> np.ndarray:
+        """The fractional training timestep of each sigma, interpolating log sigma (diffusers' _sigma_to_t)."""
+        log_sigmas = np.log(self._train_sigmas())
+        return np.array([_sigma_to_t(float(sigma), log_sigmas) for sigma in sigmas])
+
+    def _set_sigmas(self, sigmas: np.ndarray) -> None:
+        """The step sigmas in float32, with the final one (0, or the smallest training sigma) appended."""
+        last = self._train_sigmas()[0] if self.config["final_sigmas_type"] == "sigma_min" else 0
+        self.sigmas = np.concatenate([sigmas, [last]]).astype(np.float32)
 
 
 class EulerScheduler(_SigmaScheduler):
@@ -260,7 +285,14 @@ class EulerScheduler(_SigmaScheduler):
     def _schedule(self, steps: int) -> np.ndarray:
         # Euler keeps fractional timesteps for "linspace" (999.0, 946.4737, ...), all as float32
         timesteps = _spaced_timesteps(self.config, self.num_train_timesteps, steps, fractional=True)
-        self.sigmas = self._interpolated_sigmas(timesteps)
+        sigmas = self._interpolated_sigmas(timesteps)
+        if self.config["use_karras_sigmas"]:
+            # the spaced schedule's end points unless the config pins them
+            sigma_min = sigmas[-1] if self.config["sigma_min"] is None else self.config["sigma_min"]
+            sigma_max = sigmas[0] if self.config["sigma_max"] is None else self.config["sigma_max"]
+            sigmas = _karras_sigmas(float(sigma_min), float(sigma_max), steps)
+            timesteps = self._karras_timesteps(sigmas).astype(np.float32)
+        self._set_sigmas(sigmas)
         return timesteps
 
     def _after_set_timesteps(self) -> None:
@@ -274,9 +306,7 @@ class EulerScheduler(_SigmaScheduler):
         sigma = self.sigmas[self._index(t)]
         return (_as_f32(sample) / np.sqrt(sigma * sigma + _ONE)).astype(np.float32)
 
-    def step(self, noise_pred: np.ndarray, t: float, sample: np.ndarray) -> np.ndarray:
-        index = self._index(t)
-        model_output, sample = _as_f32(noise_pred), _as_f32(sample)
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
         sigma = self.sigmas[index]
         sigma_hat = sigma * _ONE  # (gamma + 1) with gamma = 0: no churn
         if self.config["prediction_type"] == "epsilon":
@@ -285,7 +315,7 @@ class EulerScheduler(_SigmaScheduler):
             pred_original = model_output * (-sigma / np.sqrt(sigma * sigma + _ONE)) + sample / (sigma * sigma + _ONE)
         derivative = (sample - pred_original) / sigma_hat
         dt = self.sigmas[index + 1] - sigma_hat
-        return (sample + derivative * dt).astype(np.float32)
+        return sample + derivative * dt
 
     def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
         sigma = self.sigmas[self._index(t)]
@@ -336,9 +366,18 @@ class DPMSolverPlusPlus2MScheduler(_SigmaScheduler):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self._previous_output: np.ndarray | None = None
-        self._next_index = 0
 
     def _schedule(self, steps: int) -> np.ndarray:
+        if self.config["use_karras_sigmas"]:
+            # over the whole training range, whatever the spacing; rounded to integer timesteps except for
+            # the cosine schedule, and then possibly repeated at the low-noise end
+            train_sigmas = self._train_sigmas()
+            sigmas = _karras_sigmas(float(train_sigmas[0]), float(train_sigmas[-1]), steps)
+            fractional = self._karras_timesteps(sigmas)
+            if self.config["beta_schedule"] != "squaredcos_cap_v2":
+                fractional = fractional.round()
+            self._set_sigmas(sigmas)
+            return fractional.astype(np.int64)
         last_timestep = self.num_train_timesteps - self._clipped_index()
         spacing = self.config["timestep_spacing"]
         if spacing == "linspace":
@@ -349,7 +388,7 @@ class DPMSolverPlusPlus2MScheduler(_SigmaScheduler):
         else:
             spaced = np.arange(last_timestep, 0, -self.num_train_timesteps / steps).round().astype(np.int64)
             timesteps = spaced - 1
-        self.sigmas = self._interpolated_sigmas(timesteps)
+        self._set_sigmas(self._interpolated_sigmas(timesteps))
         return timesteps
 
     def _clipped_index(self) -> int:
@@ -362,16 +401,13 @@ class DPMSolverPlusPlus2MScheduler(_SigmaScheduler):
 
     def _after_set_timesteps(self) -> None:
         self._previous_output = None
-        self._next_index = self._begin_index
 
-    def step(self, noise_pred: np.ndarray, t: float, sample: np.ndarray) -> np.ndarray:
-        index = self._index(t)
-        if index != self._next_index:
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
+        if index != self._begin_index + self._next:
             raise ValueError(
-                f"dpmpp-2m steps must follow the timesteps in order: got t={t!r} out of turn "
-                "(call set_timesteps to start again)"
+                f"dpmpp-2m steps must follow the timesteps in order: got t={self._schedule_timesteps[index]!r} "
+                "out of turn (call set_timesteps to start again)"
             )
-        sample = _as_f32(sample)
         total = len(self._schedule_timesteps)
         lower_order_final = index == total - 1 and (
             self.config["euler_at_final"]
@@ -379,15 +415,14 @@ class DPMSolverPlusPlus2MScheduler(_SigmaScheduler):
             or self.config["final_sigmas_type"] == "zero"
         )
         # with order 2, diffusers' `lower_order_second` check cannot change the choice below
-        x0_pred = self._predicted_original(_as_f32(noise_pred), sample, index)
+        x0_pred = self._predicted_original(model_output, sample, index)
         with np.errstate(divide="ignore"):
             if self._previous_output is None or lower_order_final:
                 prev_sample = self._first_order(x0_pred, sample, index)
             else:
                 prev_sample = self._second_order(x0_pred, self._previous_output, sample, index)
         self._previous_output = x0_pred
-        self._next_index = index + 1
-        return prev_sample.astype(np.float32)
+        return prev_sample
 
     def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
         alpha_t, sigma_t = _alpha_sigma(self.sigmas[self._index(t)])
@@ -496,6 +531,26 @@ def _zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
     alphas_bar = alphas_bar_sqrt * alphas_bar_sqrt
     alphas = np.concatenate([alphas_bar[0:1], alphas_bar[1:] / alphas_bar[:-1]])
     return _ONE - alphas
+
+
+def _karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7.0) -> np.ndarray:
+    """Karras et al. (2022) noise levels: evenly spaced in sigma^(1/rho), in float64 as diffusers computes them."""
+    ramp = np.linspace(0, 1, steps)
+    min_inv_rho = sigma_min ** (1 / rho)
+    max_inv_rho = sigma_max ** (1 / rho)
+    return (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho
+
+
+def _sigma_to_t(sigma: float, log_sigmas: np.ndarray) -> float:
+    """The fractional training timestep whose interpolated log sigma is log(sigma).
+
+    diffusers runs this under numpy 1.x promotion, where its float64 log sigma meets the float32 table as
+    float32; the casts below keep that arithmetic under numpy 2 as well.
+    """
+    log_sigma = _F32(np.log(max(sigma, 1e-10)))
+    low = min(int(np.cumsum(log_sigma - log_sigmas >= 0).argmax()), len(log_sigmas) - 2)
+    weight = np.clip((log_sigmas[low] - log_sigma) / (log_sigmas[low] - log_sigmas[low + 1]), _ZERO, _ONE)
+    return float(np.float64(_ONE - weight) * low + np.float64(weight) * (low + 1))
 
 
 def _torch_linspace_f32(start: float, end: float, count: int) -> np.ndarray:
