@@ -103,7 +103,8 @@ class Scheduler:
                 f"num_inference_steps={steps} is larger than the {self.num_train_timesteps} training timesteps "
                 "of this scheduler config"
             )
-        if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
+        number = (int, float, np.integer, np.floating)
+        if isinstance(strength, bool) or not isinstance(strength, number) or not 0.0 < strength <= 1.0:
             raise ValueError(f"strength={strength!r}: expected a number in (0, 1]")
         kept = min(int(steps * strength), steps)
         if kept < 1:
@@ -113,6 +114,7 @@ class Scheduler:
             )
         schedule = self._schedule(steps)
         if schedule.max() > self.num_train_timesteps - 1:
+            self.num_inference_steps = 0  # _schedule has replaced the sigmas: nothing may step until a new schedule
             raise ValueError(
                 f"{steps} steps with timestep_spacing={self.config['timestep_spacing']!r} and steps_offset="
                 f"{self.config['steps_offset']} reach timestep {schedule.max():g}, beyond the "
