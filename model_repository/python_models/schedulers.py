@@ -143,6 +143,10 @@ class Scheduler:
         raise NotImplementedError
 
     def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
+        """`original` noised to timestep t (the start of img2img, the kept region while inpainting)."""
+        return self._add_noise(self._index(t), _as_f32(original), _as_f32(noise)).astype(np.float32)
+
+    def _add_noise(self, index: int, original: np.ndarray, noise: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
     def _schedule(self, steps: int) -> np.ndarray:
@@ -203,16 +207,13 @@ class DDIMScheduler(Scheduler):
             pred_epsilon = np.sqrt(alpha_prod_t) * model_output + np.sqrt(beta_prod_t) * sample
         if self.config["clip_sample"]:
             pred_original = np.clip(pred_original, -self.clip_sample_range, self.clip_sample_range)
-        # eta = 0: the variance term std_dev_t² is exactly 0, so it drops out of the direction
-        direction = np.sqrt(_ONE - alpha_prod_t_prev - _ZERO) * pred_epsilon
+        # eta = 0: no variance term in the direction and no fresh noise
+        direction = np.sqrt(_ONE - alpha_prod_t_prev) * pred_epsilon
         return np.sqrt(alpha_prod_t_prev) * pred_original + direction
 
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
-        self._index(t)
-        alpha_prod = self.alphas_cumprod[int(t)]
-        return (np.sqrt(alpha_prod) * _as_f32(original) + np.sqrt(_ONE - alpha_prod) * _as_f32(noise)).astype(
-            np.float32
-        )
+    def _add_noise(self, index: int, original: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        alpha_prod = self.alphas_cumprod[int(self._schedule_timesteps[index])]
+        return np.sqrt(alpha_prod) * original + np.sqrt(_ONE - alpha_prod) * noise
 
 
 class _SigmaScheduler(Scheduler):
@@ -319,9 +320,8 @@ class EulerScheduler(_SigmaScheduler):
         dt = self.sigmas[index + 1] - sigma_hat
         return sample + derivative * dt
 
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
-        sigma = self.sigmas[self._index(t)]
-        return (_as_f32(original) + _as_f32(noise) * sigma).astype(np.float32)
+    def _add_noise(self, index: int, original: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return original + noise * self.sigmas[index]
 
 
 class DPMSolverPlusPlus2MScheduler(_SigmaScheduler):
@@ -426,9 +426,9 @@ class DPMSolverPlusPlus2MScheduler(_SigmaScheduler):
         self._previous_output = x0_pred
         return prev_sample
 
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
-        alpha_t, sigma_t = _alpha_sigma(self.sigmas[self._index(t)])
-        return (alpha_t * _as_f32(original) + sigma_t * _as_f32(noise)).astype(np.float32)
+    def _add_noise(self, index: int, original: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        alpha_t, sigma_t = _alpha_sigma(self.sigmas[index])
+        return alpha_t * original + sigma_t * noise
 
     def _predicted_original(self, model_output: np.ndarray, sample: np.ndarray, index: int) -> np.ndarray:
         alpha_t, sigma_t = _alpha_sigma(self.sigmas[index])
