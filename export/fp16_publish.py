@@ -10,7 +10,6 @@ from pathlib import Path
 
 from prodgen.export.fidelity import Fp16Outcome
 from prodgen.export.tensorrt_build import (
-    PLAN_FILE,
     TIMING_CACHE_FILE,
     build_plan,
     profile_shapes,
@@ -19,6 +18,8 @@ from prodgen.export.tensorrt_build import (
     write_plan_record,
 )
 from prodgen.model_repository.config import (
+    ONNX_FILE,
+    PLAN_FILE,
     BatchingOptions,
     onnxruntime_tensorrt_fp16_config,
     tensorrt_plan_config,
@@ -27,7 +28,6 @@ from prodgen.model_repository.config import (
 from prodgen.model_repository.publish import PublishedVersion, publish
 from prodgen.zoo.spec import ZooModel
 
-ONNX_FILE = "model.onnx"
 FIDELITY_FILE = "prodgen-fp16.json"
 PLAN_RECIPE_FILE = "tensorrt-build.json"
 """What docker/build_plan.sh reads: trtexec shapes and the plan model's config, so nobody types them."""

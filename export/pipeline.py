@@ -24,7 +24,7 @@ from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Fp16Outcome, fp16_with_
 from prodgen.export.fp16_publish import Fp16Published, publish_fp16
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import Parity, run_pytorch, verify_onnx
-from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
+from prodgen.model_repository.config import ONNX_FILE, BatchingOptions, onnxruntime_config, to_pbtxt
 from prodgen.model_repository.publish import PublishedVersion, publish
 from prodgen.zoo.loading import Checkpoint, serving_module
 from prodgen.zoo.samples import verification_cases
@@ -32,7 +32,6 @@ from prodgen.zoo.spec import ZooModel
 
 Step = Callable[[str], None]
 
-ONNX_FILE = "model.onnx"
 PROVENANCE_FILE = "prodgen-export.json"
 
 
@@ -69,7 +68,7 @@ def _sha256(path: Path) -> str:
 
 
 def _per_file(checkpoint: Checkpoint | None, describe: Callable[[Path], str]) -> str | list[str] | None:
-    """One value for a single weight file (as before), a list for models with several."""
+    """One value for a single weight file, a list for models with several (one per named part)."""
     if checkpoint is None:
         return None
     return describe(checkpoint) if isinstance(checkpoint, Path) else [describe(path) for path in checkpoint]
