@@ -9,7 +9,7 @@ TORCH_CONSTRAINTS ?= constraints/cpu.txt
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.prodgen-installed
 
-.PHONY: install demo demo-weights test test-fast check format clean
+.PHONY: install demo demo-weights test test-fast check lint typecheck format clean
 
 $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -40,9 +40,13 @@ test-fast: install
 # mypy cannot follow the editable install's import hook that maps export/ to prodgen.export
 # (and so on), so it reads the package through a tree of links laid out as the import names.
 TYPECHECK := $(VENV)/typecheck
-check: install
+check: lint typecheck
+
+lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: install
 	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/prodgen
 	for entry in prodgen/*; do ln -s "$(abspath .)/$$entry" $(TYPECHECK)/prodgen/; done
 	for part in export model_repository serve client bench; do ln -s "$(abspath .)/$$part" $(TYPECHECK)/prodgen/$$part; done
