@@ -31,8 +31,7 @@ from prodgen.bench.torch_runtimes import TorchBest, TorchBf16, TorchEager
 from prodgen.errors import ProdgenError
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import compare_outputs
-from prodgen.model_repository.config import ONNX_FILE
-from prodgen.model_repository.publish import versions
+from prodgen.model_repository.publish import ONNX_FILE, versions
 from prodgen.zoo.loading import serving_module
 from prodgen.zoo.samples import sample_inputs
 from prodgen.zoo.spec import ZooModel

@@ -18,14 +18,12 @@ from prodgen.export.tensorrt_build import (
     write_plan_record,
 )
 from prodgen.model_repository.config import (
-    ONNX_FILE,
-    PLAN_FILE,
     BatchingOptions,
     onnxruntime_tensorrt_fp16_config,
     tensorrt_plan_config,
     to_pbtxt,
 )
-from prodgen.model_repository.publish import PublishedVersion, publish
+from prodgen.model_repository.publish import ONNX_FILE, PLAN_FILE, PublishedVersion, publish
 from prodgen.zoo.spec import ZooModel
 
 FIDELITY_FILE = "prodgen-fp16.json"

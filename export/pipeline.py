@@ -24,8 +24,8 @@ from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Fp16Outcome, fp16_with_
 from prodgen.export.fp16_publish import Fp16Published, publish_fp16
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import Parity, run_pytorch, verify_onnx
-from prodgen.model_repository.config import ONNX_FILE, BatchingOptions, onnxruntime_config, to_pbtxt
-from prodgen.model_repository.publish import PublishedVersion, publish
+from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
+from prodgen.model_repository.publish import ONNX_FILE, PublishedVersion, publish
 from prodgen.zoo.loading import Checkpoint, serving_module
 from prodgen.zoo.samples import verification_cases
 from prodgen.zoo.spec import ZooModel

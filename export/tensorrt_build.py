@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prodgen.errors import ProdgenError
-from prodgen.model_repository.config import DEFAULT_WORKSPACE_BYTES, PLAN_FILE
+from prodgen.model_repository.publish import PLAN_FILE
+from prodgen.tensorrt_defaults import DEFAULT_WORKSPACE_BYTES
 from prodgen.zoo.spec import ZooModel
 
 if TYPE_CHECKING:

@@ -15,6 +15,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.contract import TensorSpec
 from prodgen.model_facts import PARAMETER_PREFIX, PublishedFacts, to_parameters
+from prodgen.model_repository.publish import ONNX_FILE, PLAN_FILE
+from prodgen.tensorrt_defaults import DEFAULT_WORKSPACE_BYTES
 
 if TYPE_CHECKING:  # the zoo imports torch; clients read configs through this module without it
     from prodgen.zoo.spec import ZooModel
@@ -27,22 +29,6 @@ _DATA_TYPES = {
     "BYTES": mc.TYPE_STRING,
 }
 DATA_TYPE_NAMES = {value: key for key, value in _DATA_TYPES.items()}
-
-ONNX_FILE = "model.onnx"
-"""The file in each version folder that the onnxruntime backend (and the embedded server) loads."""
-PLAN_FILE = "model.plan"
-"""The serialised TensorRT engine the tensorrt_plan platform loads."""
-
-__all__ = [
-    "ONNX_FILE",
-    "PARAMETER_PREFIX",
-    "PLAN_FILE",
-    "BatchingOptions",
-    "onnxruntime_config",
-    "parse_pbtxt",
-    "tensor_specs",
-    "to_pbtxt",
-]
 
 
 @dataclass(frozen=True)
@@ -110,9 +96,6 @@ def tensor_specs(tensors: list[mc.ModelInput] | list[mc.ModelOutput]) -> tuple[T
     )
 
 
-DEFAULT_WORKSPACE_BYTES = 4 << 30
-"""TensorRT's builder workspace, the same for a plan built by prodgen-export and for the engines
-ONNX Runtime's TensorRT accelerator builds on a GPU Triton: room for tactics, far below a GPU's memory."""
 TRT_ENGINE_CACHE_PATH = "/tmp/prodgen-trt-engine-cache"
 
 

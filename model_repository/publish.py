@@ -24,6 +24,10 @@ from pathlib import Path
 from prodgen.errors import ProdgenError
 
 CONFIG_FILE = "config.pbtxt"
+ONNX_FILE = "model.onnx"
+"""The file in each version folder that the onnxruntime backend (and the embedded server) loads."""
+PLAN_FILE = "model.plan"
+"""The serialised TensorRT engine the tensorrt_plan platform loads."""
 
 
 @dataclass(frozen=True)

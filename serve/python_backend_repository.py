@@ -19,8 +19,15 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from prodgen.model_repository.config import ONNX_FILE, PARAMETER_PREFIX, parse_pbtxt, to_pbtxt
-from prodgen.model_repository.publish import CONFIG_FILE, model_names, staging_dir, versions, write_text_atomically
+from prodgen.model_repository.config import PARAMETER_PREFIX, parse_pbtxt, to_pbtxt
+from prodgen.model_repository.publish import (
+    CONFIG_FILE,
+    ONNX_FILE,
+    model_names,
+    staging_dir,
+    versions,
+    write_text_atomically,
+)
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("onnx_model.py")
 

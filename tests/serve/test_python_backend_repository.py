@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from prodgen.model_repository.config import ONNX_FILE
+from prodgen.model_repository.publish import ONNX_FILE
 from prodgen.serve.python_backend_repository import sync_mirror
 
 CONFIG = 'name: "m"\nbackend: "onnxruntime"\nmax_batch_size: 4\n'
