@@ -1,7 +1,8 @@
 """Triton gRPC request pieces from the served tensor specs: one way for the client and the benchmarks.
 
-tritonclient is imported when a request is built, not with this module, so that code
-sharing the spec types (the benchmarks' direct mode) runs where tritonclient is not installed.
+tritonclient and numpy are imported when a request is built, not with this module, so that
+the benchmarks' direct mode runs where tritonclient is not installed and the `prodgen` CLI
+reads the default URL without loading either.
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from prodgen.contract import TensorSpec
-
 if TYPE_CHECKING:
+    import numpy as np
     import tritonclient.grpc as grpcclient
+
+    from prodgen.contract import TensorSpec
 
 DEFAULT_URL = "localhost:8001"
 """Triton's gRPC endpoint on this machine, where `prodgen serve` listens by default."""
@@ -22,6 +22,7 @@ DEFAULT_URL = "localhost:8001"
 
 def infer_inputs(specs: Sequence[TensorSpec], arrays: Mapping[str, np.ndarray]) -> list[grpcclient.InferInput]:
     """One `InferInput` for each spec that `arrays` has a value for (optional inputs may be left out)."""
+    import numpy as np
     import tritonclient.grpc as grpcclient
 
     tensors = []

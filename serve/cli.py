@@ -11,7 +11,7 @@ import typer
 
 from prodgen.cli_support import console
 from prodgen.errors import ProdgenError
-from prodgen.serve.server import EmbeddedServer, ServerOptions
+from prodgen.serve.options import ServerOptions
 
 DEFAULT_REPOSITORY = Path("models")
 POLL_SECONDS = 5.0
@@ -36,6 +36,8 @@ def serve(
     log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level.")] = ServerOptions.log_verbose,
 ) -> None:
     """Serve a model repository on the Triton server bundled with nvidia-pytriton (CPU is fine)."""
+    from prodgen.serve.server import EmbeddedServer  # not needed for `prodgen --help` or the client commands
+
     out = console()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

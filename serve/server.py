@@ -14,47 +14,18 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 from prodgen.errors import ProdgenError
+from prodgen.serve.options import LOOPBACK, ServerOptions, free_port
 from prodgen.serve.python_backend_repository import MirrorResult, sync_mirror
 from prodgen.serve.triton_distribution import find_distribution, prepare_backends, server_environment
 
-LOOPBACK = "127.0.0.1"
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now (the kernel's pick), for servers started
-    beside others: tests, benchmarks. Another process may take it before it is bound again."""
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    repository: Path
-    host: str = LOOPBACK
-    grpc_port: int = 8001
-    http_port: int = 8000
-    metrics_port: int = 8002
-    intra_op_threads: int = 0
-    poll_interval_s: float = 0.0
-    """Re-read the repository this often and load new models and versions (0: never)."""
-    startup_timeout_s: float = 180.0
-    log_verbose: int = 0
-    extra_args: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def grpc_url(self) -> str:
-        host = "localhost" if self.host in ("0.0.0.0", "::") else self.host
-        return f"{host}:{self.grpc_port}"
+__all__ = ["LOOPBACK", "EmbeddedServer", "ServerOptions", "free_port"]
 
 
 class EmbeddedServer:
