@@ -5,9 +5,11 @@
         images = client.generate("dcgan", seed=7, count=4)      # (4, 64, 64, 3) uint8
         styled = client.stylize("fast-neural-style", photo)     # (H, W, 3) uint8
 
-Everything about a model (tensor names, dims, max batch, image bounds, task) is read
-from the server's model config, so the client works against the embedded server and a
-production Triton alike.
+Everything about a model (tensor names, dims, max batch, image bounds, task and the typed
+facts of `prodgen.model_facts`) is read from the server's model config, decoded once per
+model, so the client works against the embedded server and a production Triton alike and
+needs neither torch nor the zoo. Inputs are filled by their kind (image, latent, class id,
+scalar setting), not by their names.
 """
 
 from __future__ import annotations
