@@ -29,7 +29,7 @@ from prodgen.bench.baseline import (
     serve_and_measure,
     served_with_reference,
 )
-from prodgen.bench.ceiling import measure_ceilings
+from prodgen.bench.ceiling import CEILING_SECONDS, measure_ceilings
 from prodgen.bench.console import LiveView, bench_console
 from prodgen.bench.direct import (
     DEFAULT_RUNTIMES,
@@ -175,7 +175,7 @@ def direct(
     compile: Compile = DirectSettings.compile,
     plots: Plots = True,
     targets: Targets = False,
-    ceiling_seconds: CeilingSeconds = 1.5,
+    ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
     out: Out = None,
 ) -> None:
     """One model through every runtime available here, side by side in one run."""
@@ -249,7 +249,7 @@ def served(
     ] = ServedSettings.overhead_pairs,
     plots: Plots = True,
     targets: Targets = False,
-    ceiling_seconds: CeilingSeconds = 1.5,
+    ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
     out: Out = None,
 ) -> None:
     """A model on a Triton gRPC endpoint under a concurrency sweep and/or request rates."""
@@ -307,7 +307,7 @@ def zoo_baseline(
     window: Window = BASELINE_SERVED.window_s,
     plots: Plots = True,
     targets: Targets = False,
-    ceiling_seconds: CeilingSeconds = 1.5,
+    ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("bench/reports/cpu-baseline"),
 ) -> None:
     """The baseline: every zoo model in direct mode (heavy ones at a smaller side), then served models under load."""

@@ -14,10 +14,9 @@ from prodgen.cli_support import console, run_app
 from prodgen.errors import ProdgenError
 from prodgen.export.pipeline import ExportRequest, ExportResult, export_model
 from prodgen.model_repository.config import BatchingOptions
+from prodgen.model_repository.publish import DEFAULT_REPOSITORY
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-
-DEFAULT_REPOSITORY = Path("models")
 
 
 def _export_one(request: ExportRequest) -> ExportResult:

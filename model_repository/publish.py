@@ -23,6 +23,8 @@ from pathlib import Path
 
 from prodgen.errors import ProdgenError
 
+DEFAULT_REPOSITORY = Path("models")
+"""Where prodgen-export publishes and prodgen serve serves when no --repository is given."""
 CONFIG_FILE = "config.pbtxt"
 ONNX_FILE = "model.onnx"
 """The file in each version folder that the onnxruntime backend (and the embedded server) loads."""

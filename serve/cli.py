@@ -11,9 +11,9 @@ import typer
 
 from prodgen.cli_support import console
 from prodgen.errors import ProdgenError
+from prodgen.model_repository.publish import DEFAULT_REPOSITORY
 from prodgen.serve.options import ServerOptions
 
-DEFAULT_REPOSITORY = Path("models")
 POLL_SECONDS = 5.0
 """A server run from the command line picks up what `prodgen-export` publishes while it runs;
 a server embedded in a program (`ServerOptions`) loads once unless told to poll."""
