@@ -35,7 +35,7 @@ BASELINE_SIDES: dict[str, int] = {
 """Sides below the tuned one for the models that are heavy on a small CPU."""
 
 SERVED_MODEL = "fast-neural-style"
-"""Served in the baseline at its tuned 256×256: the size issue 5's serving targets name."""
+"""Served in the baseline at its tuned 256×256: the size the serving targets (bench/targets.py) are set for."""
 
 BASELINE_DIRECT = DirectSettings(batches=(1, 4), warmup=0, min_runs=3, min_seconds=1.0, max_seconds=10.0, compile=False)
 """Short measurements; no warm-up beyond each runtime's first (untimed) run for the shape."""
@@ -76,14 +76,14 @@ def serve_and_measure(
     embedded server, and measure each model with a direct ONNX Runtime reference."""
     from prodgen.export.pipeline import ExportRequest, export_model
     from prodgen.model_repository.config import BatchingOptions
-    from prodgen.serve.server import EmbeddedServer, ServerOptions
+    from prodgen.serve.server import EmbeddedServer, ServerOptions, free_port
 
     with tempfile.TemporaryDirectory(prefix="prodgen-bench-serve-") as work:
         repository = Path(work) / "models"
         for name in names:
             observer.phase(f"{name}: exporting, verifying and publishing for the server")
             export_model(ExportRequest(zoo.get(name), repository, name, batching=BatchingOptions(max_batch_size=8)))
-        options = ServerOptions(repository, grpc_port=_free_port(), http_port=_free_port(), metrics_port=_free_port())
+        options = ServerOptions(repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
         observer.phase("starting the embedded Triton server")
         with EmbeddedServer(options):
             for name in names:
@@ -124,11 +124,3 @@ def served_with_reference(
         )
         result.overhead = measure_paired_overhead(endpoint, onnx_path, payload, pairs, observer)
     return result
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -137,7 +137,11 @@ def cpu_has_bf16_matrix_units() -> bool:
     return "amx_bf16" in flags.split() or "avx512_bf16" in flags.split()
 
 
-def measure_ceilings(when: str, seconds: float = 1.5) -> list[Ceiling]:
+CEILING_SECONDS = 1.5
+"""Seconds spent measuring the ceilings at each end of a run: enough products for a stable best."""
+
+
+def measure_ceilings(when: str, seconds: float = CEILING_SECONDS) -> list[Ceiling]:
     """FP32 on the CPU (and BF16 where the CPU has matrix units for it); FP32 (TF32 off) and
     FP16 on a CUDA GPU as well, when there is one."""
     ceilings = [

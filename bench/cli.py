@@ -29,7 +29,7 @@ from prodgen.bench.baseline import (
     serve_and_measure,
     served_with_reference,
 )
-from prodgen.bench.ceiling import measure_ceilings
+from prodgen.bench.ceiling import CEILING_SECONDS, measure_ceilings
 from prodgen.bench.console import LiveView, bench_console
 from prodgen.bench.direct import (
     DEFAULT_RUNTIMES,
@@ -45,6 +45,7 @@ from prodgen.bench.report import BenchReport, command_line, write_report
 from prodgen.bench.served import ServedSettings
 from prodgen.cli_support import run_app
 from prodgen.errors import ProdgenError
+from prodgen.triton_request import DEFAULT_URL
 
 app = typer.Typer(
     add_completion=False,
@@ -70,12 +71,15 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _listed(values: tuple[object, ...]) -> str:
+    """A settings tuple as the comma-separated text its option takes."""
+    return ",".join(str(value) for value in values)
+
+
 def _default_out(kind: str, model: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("bench-results") / f"{kind}-{model}-{stamp}"
 
-
-DEFAULT_RUNTIME_LIST = ",".join(DEFAULT_RUNTIMES)
 
 Batches = Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")]
 Sizes = Annotated[
@@ -86,6 +90,7 @@ Out = Annotated[
     Path | None, typer.Option("--out", help="Report folder (default: bench-results/<command>-<model>-<time>).")
 ]
 Threads = Annotated[int, typer.Option(min=0, help="PyTorch and ONNX Runtime threads (0: physical cores).")]
+Url = Annotated[str, typer.Option(help="Triton gRPC endpoint.")]
 MinRuns = Annotated[int, typer.Option(min=1, help="Timed runs at least, per runtime and shape.")]
 MinSeconds = Annotated[float, typer.Option(min=0.0, help="Timed seconds at least, per runtime and shape.")]
 MaxSeconds = Annotated[float, typer.Option(min=0.1, help="Timed seconds at most, per runtime and shape.")]
@@ -98,68 +103,17 @@ Concurrency = Annotated[
 ]
 Rates = Annotated[str | None, typer.Option("--rate", help="Open-loop levels: requests per second, comma-separated.")]
 Window = Annotated[float, typer.Option("--window", min=0.1, help="Measurement window, seconds (at least).")]
+Targets = Annotated[
+    bool,
+    typer.Option(
+        "--targets/--no-targets",
+        help="Also judge the run against prodgen's acceptance targets (ONNX Runtime over eager, served over direct, "
+        "server overhead, share of the GEMM ceiling).",
+    ),
+]
 CeilingSeconds = Annotated[
     float, typer.Option(min=0.05, help="Seconds spent measuring the GEMM ceiling, at the start and at the end.")
 ]
-
-
-def _direct_settings(
-    batch: str,
-    size: str | None,
-    runtimes: str,
-    threads: int,
-    min_runs: int,
-    min_seconds: float,
-    max_seconds: float,
-    compile: bool,
-    device: str,
-) -> DirectSettings:
-    return DirectSettings(
-        batches=_numbers(batch, int, "--batch", 1),
-        sizes=_numbers(size, int, "--size", 1) if size else (),
-        runtimes=_names(runtimes),
-        threads=threads,
-        min_runs=min_runs,
-        min_seconds=min_seconds,
-        max_seconds=max(max_seconds, min_seconds),
-        compile=compile,
-        device=device,
-    )
-
-
-def _served_settings(
-    concurrency: str,
-    rate: str | None,
-    arrival: str,
-    request_batch: int,
-    size: int | None,
-    warmup: float,
-    window: float,
-    min_requests: int,
-    stability: float,
-    max_windows: int,
-    timeout: float,
-    max_requests: int,
-    pairs: int = ServedSettings.overhead_pairs,
-) -> ServedSettings:
-    if arrival not in ("constant", "poisson"):
-        raise ProdgenError(f"--arrival must be constant or poisson, got '{arrival}'")
-    return ServedSettings(
-        concurrency=_numbers(concurrency, int, "--concurrency", 1),
-        rates=_numbers(rate, float, "--rate", 1e-3) if rate else (),
-        arrival=arrival,  # type: ignore[arg-type]
-        request_batch=request_batch,
-        size=size,
-        warmup_s=warmup,
-        window_s=window,
-        min_window_requests=min_requests,
-        max_window_s=max(window * 6, 30.0),
-        stability=stability / 100,
-        max_windows=max_windows,
-        timeout_s=timeout,
-        max_requests=max_requests,
-        overhead_pairs=pairs,
-    )
 
 
 def _finish(report: BenchReport, out: Path, plots: bool, view: Observer, ceiling_seconds: float) -> list[Path]:
@@ -171,7 +125,7 @@ def _finish(report: BenchReport, out: Path, plots: bool, view: Observer, ceiling
     if above:
         report.notes.append(
             f"{len(above)} measurement(s) exceed the measured ceiling: it was measured while the machine was busy, or this "
-            "CPU's model kernels outrun its GEMM and convolution probes; the fractions (and target 4) are not trustworthy in this run"
+            "CPU's model kernels outrun its GEMM and convolution probes; the ceiling fractions are not trustworthy in this run"
         )
     view.phase(f"writing the report to {out}")
     return write_report(report, out, plots)
@@ -184,7 +138,7 @@ def _summary(report: BenchReport, written: list[Path]) -> None:
     out.print(f"report: {', '.join(str(path) for path in written)}")
 
 
-def _start(view: Observer, ceiling_seconds: float) -> BenchReport:
+def _start(view: Observer, ceiling_seconds: float, targets: bool) -> BenchReport:
     notes: list[str] = []
     machine = describe_machine()
     load, cpus = os.getloadavg()[0], os.cpu_count() or 1
@@ -194,7 +148,11 @@ def _start(view: Observer, ceiling_seconds: float) -> BenchReport:
         view.note(message)
     view.phase("measuring the GEMM ceiling (start of run)")
     return BenchReport(
-        command=command_line(), machine=machine, ceilings=measure_ceilings("start", ceiling_seconds), notes=notes
+        command=command_line(),
+        machine=machine,
+        ceilings=measure_ceilings("start", ceiling_seconds),
+        notes=notes,
+        check_targets=targets,
     )
 
 
@@ -206,17 +164,18 @@ def direct(
     repository: Annotated[
         Path | None, typer.Option(help="Take model.onnx from the latest version of MODEL in this repository.")
     ] = None,
-    batch: Batches = "1,4",
+    batch: Batches = _listed(DirectSettings.batches),
     size: Sizes = None,
-    runtimes: Runtimes = DEFAULT_RUNTIME_LIST,
-    threads: Threads = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    min_runs: MinRuns = 5,
-    min_seconds: MinSeconds = 3.0,
-    max_seconds: MaxSeconds = 30.0,
-    compile: Compile = True,
+    runtimes: Runtimes = _listed(DEFAULT_RUNTIMES),
+    threads: Threads = DirectSettings.threads,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = DirectSettings.device,
+    min_runs: MinRuns = DirectSettings.min_runs,
+    min_seconds: MinSeconds = DirectSettings.min_seconds,
+    max_seconds: MaxSeconds = DirectSettings.max_seconds,
+    compile: Compile = DirectSettings.compile,
     plots: Plots = True,
-    ceiling_seconds: CeilingSeconds = 1.5,
+    targets: Targets = False,
+    ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
     out: Out = None,
 ) -> None:
     """One model through every runtime available here, side by side in one run."""
@@ -228,12 +187,22 @@ def direct(
     )
     if onnx_path is not None and not onnx_path.is_file():
         raise ProdgenError(f"{onnx_path} does not exist")
-    settings = _direct_settings(batch, size, runtimes, threads, min_runs, min_seconds, max_seconds, compile, device)
+    settings = DirectSettings(
+        batches=_numbers(batch, int, "--batch", 1),
+        sizes=_numbers(size, int, "--size", 1) if size else (),
+        runtimes=_names(runtimes),
+        threads=threads,
+        min_runs=min_runs,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        compile=compile,
+        device=device,
+    )
     settings.check(entry)
     settings.resolved_device()
     folder = out or _default_out("direct", model)
     with LiveView(bench_console()) as view:
-        report = _start(view, ceiling_seconds)
+        report = _start(view, ceiling_seconds, targets)
         report.direct.append(run_direct(entry, settings, report.ceilings, checkpoint, onnx_path, view))
         written = _finish(report, folder, plots, view, ceiling_seconds)
     _summary(report, written)
@@ -242,21 +211,28 @@ def direct(
 @app.command()
 def served(
     model: Annotated[str, typer.Argument(help="Served model name.")],
-    url: Annotated[str, typer.Option(help="Triton gRPC endpoint.")] = "localhost:8001",
-    concurrency: Concurrency = "1,2,4,8",
+    url: Url = DEFAULT_URL,
+    concurrency: Concurrency = _listed(ServedSettings.concurrency),
     rate: Rates = None,
-    arrival: Annotated[str, typer.Option(help="Open-loop arrivals: constant or poisson.")] = "constant",
-    request_batch: Annotated[int, typer.Option(min=1, help="Images (or latents) per request.")] = 1,
+    arrival: Annotated[str, typer.Option(help="Open-loop arrivals: constant or poisson.")] = ServedSettings.arrival,
+    request_batch: Annotated[
+        int, typer.Option(min=1, help="Images (or latents) per request.")
+    ] = ServedSettings.request_batch,
     size: Annotated[
         int | None, typer.Option(help="Image side to send (default: the served model's tuned side).")
-    ] = None,
-    warmup: Annotated[float, typer.Option(min=0.0, help="Warm-up seconds per level.")] = 2.0,
-    window: Window = 5.0,
-    min_requests: Annotated[int, typer.Option(min=1, help="Requests a window must see at least.")] = 10,
-    stability: Annotated[float, typer.Option(min=0.1, help="Stability tolerance, percent.")] = 10.0,
-    max_windows: Annotated[int, typer.Option(min=1, help="Windows per level at most.")] = 10,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request before it counts as an error.")] = 60.0,
-    max_requests: Annotated[int, typer.Option(min=1, help="Requests per level at most.")] = 50_000,
+    ] = ServedSettings.size,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Warm-up seconds per level.")] = ServedSettings.warmup_s,
+    window: Window = ServedSettings.window_s,
+    min_requests: Annotated[
+        int, typer.Option(min=1, help="Requests a window must see at least.")
+    ] = ServedSettings.min_window_requests,
+    stability: Annotated[float, typer.Option(min=0.1, help="Stability tolerance, percent.")] = 100
+    * ServedSettings.stability,
+    max_windows: Annotated[int, typer.Option(min=1, help="Windows per level at most.")] = ServedSettings.max_windows,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds per request before it counts as an error.")
+    ] = ServedSettings.timeout_s,
+    max_requests: Annotated[int, typer.Option(min=1, help="Requests per level at most.")] = ServedSettings.max_requests,
     repository: Annotated[
         Path | None,
         typer.Option(help="Repository holding the served model.onnx: adds a direct ONNX Runtime reference."),
@@ -272,26 +248,28 @@ def served(
         ),
     ] = ServedSettings.overhead_pairs,
     plots: Plots = True,
-    ceiling_seconds: CeilingSeconds = 1.5,
+    targets: Targets = False,
+    ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
     out: Out = None,
 ) -> None:
     """A model on a Triton gRPC endpoint under a concurrency sweep and/or request rates."""
     from prodgen.client.api import ProdgenClient
 
-    settings = _served_settings(
-        concurrency,
-        rate,
-        arrival,
-        request_batch,
-        size,
-        warmup,
-        window,
-        min_requests,
-        stability,
-        max_windows,
-        timeout,
-        max_requests,
-        pairs,
+    settings = ServedSettings(
+        concurrency=_numbers(concurrency, int, "--concurrency", 1),
+        rates=_numbers(rate, float, "--rate", 1e-3) if rate else (),
+        arrival=arrival,  # type: ignore[arg-type]  # checked in ServedSettings
+        request_batch=request_batch,
+        size=size,
+        warmup_s=warmup,
+        window_s=window,
+        min_window_requests=min_requests,
+        max_window_s=max(window * 6, ServedSettings.max_window_s),
+        stability=stability / 100,
+        max_windows=max_windows,
+        timeout_s=timeout,
+        max_requests=max_requests,
+        overhead_pairs=pairs,
     )
     onnx_path = (
         onnx if onnx is not None else latest_repository_onnx(repository, model) if repository is not None else None
@@ -300,7 +278,7 @@ def served(
         client.model(model)  # an unreachable server or an unknown model fails here, before anything is measured
     folder = out or _default_out("served", model)
     with LiveView(bench_console()) as view:
-        report = _start(view, ceiling_seconds)
+        report = _start(view, ceiling_seconds, targets)
         report.served.append(served_with_reference(url, model, settings, onnx_path, view))
         written = _finish(report, folder, plots, view, ceiling_seconds)
     _summary(report, written)
@@ -309,9 +287,9 @@ def served(
 @app.command(name="zoo")
 def zoo_baseline(
     models: Annotated[str | None, typer.Option(help="Comma-separated zoo models (default: the whole zoo).")] = None,
-    batch: Batches = "1,4",
-    runtimes: Runtimes = DEFAULT_RUNTIME_LIST,
-    threads: Threads = 0,
+    batch: Batches = _listed(BASELINE_DIRECT.batches),
+    runtimes: Runtimes = _listed(BASELINE_DIRECT.runtimes),
+    threads: Threads = BASELINE_DIRECT.threads,
     min_runs: MinRuns = BASELINE_DIRECT.min_runs,
     min_seconds: MinSeconds = BASELINE_DIRECT.min_seconds,
     max_seconds: MaxSeconds = BASELINE_DIRECT.max_seconds,
@@ -320,23 +298,30 @@ def zoo_baseline(
         typer.Option(
             "--compile/--no-compile", help="Let torch-best try torch.compile (about 35 s per shape on 2 cores)."
         ),
-    ] = False,
+    ] = BASELINE_DIRECT.compile,
     served_models: Annotated[
         str,
         typer.Option("--served", help="Comma-separated models to serve on the embedded Triton and load; '' for none."),
     ] = SERVED_MODEL,
-    concurrency: Concurrency = ",".join(str(c) for c in BASELINE_SERVED.concurrency),
+    concurrency: Concurrency = _listed(BASELINE_SERVED.concurrency),
     window: Window = BASELINE_SERVED.window_s,
     plots: Plots = True,
-    ceiling_seconds: CeilingSeconds = 1.5,
+    targets: Targets = False,
+    ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("bench/reports/cpu-baseline"),
 ) -> None:
     """The baseline: every zoo model in direct mode (heavy ones at a smaller side), then served models under load."""
     names = _names(models) if models else tuple(zoo.names())
     served_names = _names(served_models)
     settings = dataclasses.replace(
-        _direct_settings(batch, None, runtimes, threads, min_runs, min_seconds, max_seconds, compile, "auto"),
-        warmup=BASELINE_DIRECT.warmup,
+        BASELINE_DIRECT,
+        batches=_numbers(batch, int, "--batch", 1),
+        runtimes=_names(runtimes),
+        threads=threads,
+        min_runs=min_runs,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        compile=compile,
     )
     for name in (*names, *served_names):
         settings.check(zoo.get(name))
@@ -344,7 +329,7 @@ def zoo_baseline(
         BASELINE_SERVED, concurrency=_numbers(concurrency, int, "--concurrency", 1), window_s=window
     )
     with LiveView(bench_console()) as view:
-        report = _start(view, ceiling_seconds)
+        report = _start(view, ceiling_seconds, targets)
         sides = ", ".join(f"{name} {side}²" for name in names if (side := baseline_side(zoo.get(name))))
         report.notes.append(f"image sides in direct mode: {sides}; torch.compile {'on' if compile else 'off'}")
         run_zoo_direct(names, settings, report, view)

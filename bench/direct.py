@@ -31,7 +31,7 @@ from prodgen.bench.torch_runtimes import TorchBest, TorchBf16, TorchEager
 from prodgen.errors import ProdgenError
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import compare_outputs
-from prodgen.model_repository.publish import versions
+from prodgen.model_repository.publish import ONNX_FILE, versions
 from prodgen.zoo.loading import serving_module
 from prodgen.zoo.samples import sample_inputs
 from prodgen.zoo.spec import ZooModel
@@ -64,21 +64,24 @@ class DirectSettings:
     device: str = "auto"
     seed: int = 0
 
-    def check(self, model: ZooModel) -> None:
-        """Fail fast, before anything is measured, on runtimes or sizes that cannot work."""
+    def __post_init__(self) -> None:
         unknown = [name for name in self.runtimes if name not in RUNTIMES]
         if unknown:
             raise ProdgenError(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
         if not self.runtimes or not self.batches:
             raise ProdgenError("give at least one runtime and one batch size")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ProdgenError(f"--device must be auto, cpu or cuda, got '{self.device}'")
+        object.__setattr__(self, "max_seconds", max(self.max_seconds, self.min_seconds))  # at least the minimum
+
+    def check(self, model: ZooModel) -> None:
+        """Fail fast, before anything is measured, on sizes the model cannot take."""
         _shapes(model, self)
 
     def resolved_threads(self) -> int:
         return self.threads or physical_cores()
 
     def resolved_device(self) -> str:
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ProdgenError(f"--device must be auto, cpu or cuda, got '{self.device}'")
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -168,7 +171,7 @@ def latest_repository_onnx(repository: Path, name: str) -> Path:
     found = versions(repository / name)
     if not found:
         raise ProdgenError(f"{repository} has no versions of model '{name}'")
-    path = repository / name / str(found[-1]) / "model.onnx"
+    path = repository / name / str(found[-1]) / ONNX_FILE
     if not path.is_file():
         raise ProdgenError(f"{path} does not exist (a TensorRT-only version?); give --onnx")
     return path
@@ -211,7 +214,7 @@ def run_direct(
     with tempfile.TemporaryDirectory(prefix="prodgen-bench-") as work:
         if onnx_path is None:
             observer.phase(f"{model.name}: exporting ONNX")
-            onnx_path, source = Path(work) / "model.onnx", "exported in this run"
+            onnx_path, source = Path(work) / ONNX_FILE, "exported in this run"
             export_onnx(module, model, sample_inputs(model, 1, seed=settings.seed), onnx_path)
         else:
             source = str(onnx_path)

@@ -207,6 +207,8 @@ def _shapes_by_running(
     so only small shape vectors are kept, never the activations themselves."""
     import onnxruntime
 
+    from prodgen.onnx_sessions import onnx_session
+
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     shape_outputs = [f"{name}__prodgen_shape" for name in names]
@@ -215,7 +217,7 @@ def _shapes_by_running(
         probe.graph.output.append(onnx.ValueInfoProto(name=shape_name))
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = onnxruntime.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(probe, options)
     values = session.run(shape_outputs, dict(feed))
     return {name: [int(d) for d in value] for name, value in zip(names, values, strict=True)}
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from prodgen import triton_request
 from prodgen.bench.payloads import Payload
 from prodgen.contract import TensorSpec
 
@@ -113,23 +114,11 @@ def _error_text(error: Exception) -> str:
 
 
 def infer_inputs(endpoint: Endpoint, payload: Payload) -> list[grpcclient.InferInput]:
-    import tritonclient.grpc as grpcclient
-
-    tensors = []
-    for spec in endpoint.inputs:
-        if spec.name not in payload:
-            continue
-        array = np.ascontiguousarray(payload[spec.name])
-        tensor = grpcclient.InferInput(spec.name, list(array.shape), spec.dtype)
-        tensor.set_data_from_numpy(array)
-        tensors.append(tensor)
-    return tensors
+    return triton_request.infer_inputs(endpoint.inputs, payload)
 
 
 def requested_outputs(endpoint: Endpoint) -> list[grpcclient.InferRequestedOutput]:
-    import tritonclient.grpc as grpcclient
-
-    return [grpcclient.InferRequestedOutput(spec.name) for spec in endpoint.outputs]
+    return triton_request.requested_outputs(endpoint.outputs)
 
 
 class ClosedLoop:

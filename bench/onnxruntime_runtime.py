@@ -16,6 +16,7 @@ from __future__ import annotations
 import onnxruntime
 
 from prodgen.bench.runtime import Inputs, Outputs, Prepared, Runtime, Workload, physical_cores
+from prodgen.onnx_sessions import onnx_session
 
 
 def tuned_session_options(threads: int) -> onnxruntime.SessionOptions:
@@ -30,9 +31,7 @@ def tuned_session_options(threads: int) -> onnxruntime.SessionOptions:
 
 def cpu_session(model: str | bytes, threads: int) -> onnxruntime.InferenceSession:
     """A tuned CPU session on a model file's path or a serialised model; threads 0: physical cores."""
-    return onnxruntime.InferenceSession(
-        model, tuned_session_options(threads or physical_cores()), providers=["CPUExecutionProvider"]
-    )
+    return onnx_session(model, tuned_session_options(threads or physical_cores()))
 
 
 def providers_for(device: str) -> list[str]:
@@ -48,9 +47,7 @@ class OnnxRuntime(Runtime):
     def open(self, workload: Workload) -> None:
         super().open(workload)
         self.providers = providers_for(workload.device)
-        self.session = onnxruntime.InferenceSession(
-            str(workload.onnx_path), tuned_session_options(workload.threads), providers=self.providers
-        )
+        self.session = onnx_session(workload.onnx_path, tuned_session_options(workload.threads), self.providers)
         self.output_names = [spec.name for spec in workload.model.outputs]
 
     def prepare(self, inputs: Inputs) -> Prepared:
@@ -70,4 +67,4 @@ class OnnxRuntime(Runtime):
         return Prepared(run, "fp32", settings, device="cuda" if provider == "CUDAExecutionProvider" else "cpu")
 
     def close(self) -> None:
-        self.session = None  # type: ignore[assignment]
+        self.session = None

@@ -82,7 +82,7 @@ def paired_differences(served_ms: list[float], direct_ms: list[float]) -> tuple[
     """Median and p90 of the per-pair differences served − direct."""
     if len(served_ms) != len(direct_ms) or not served_ms:
         raise ValueError("pairs need as many served as direct latencies, and at least one")
-    differences = [s - d for s, d in zip(served_ms, direct_ms)]
+    differences = [s - d for s, d in zip(served_ms, direct_ms, strict=True)]
     return statistics.median(differences), percentile(differences, 90)
 
 
@@ -159,5 +159,5 @@ def measure_paired_overhead(
         added_p90_ms=added_p90,
         server=server,
         threads=threads,
-        differences_ms=[s - d for s, d in zip(served_ms, direct_ms)],
+        differences_ms=[s - d for s, d in zip(served_ms, direct_ms, strict=True)],
     )

@@ -60,7 +60,7 @@ class Runtime(ABC):
     def prepare(self, inputs: Inputs) -> Prepared:
         """A callable that runs one batch of `inputs` end to end."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: runtimes that hold nothing keep this
         """Release what `open` and `prepare` built."""
 
 

@@ -59,6 +59,10 @@ class ServedSettings:
     """With a direct reference: at least this many interleaved served/direct pairs (0: none)."""
     overhead_seconds: float = 5.0
 
+    def __post_init__(self) -> None:
+        if self.arrival not in ("constant", "poisson"):
+            raise ProdgenError(f"--arrival must be constant or poisson, got '{self.arrival}'")
+
 
 @dataclass(frozen=True)
 class LevelSpec:
@@ -104,11 +108,15 @@ class LoadLevel:
     images_per_s: float
     latency: LatencySummary | None
     split: LatencySplit | None
-    server: ServerWindow | None
+    """The server's statistics over the measured windows, with the client's share beside them."""
     error_messages: dict[str, int]
     late_fraction: float | None
     """Open loop: share of requests that left more than 10 ms behind schedule (client could not keep up)."""
     samples: list[RequestSample] = field(repr=False)
+
+    @property
+    def server(self) -> ServerWindow | None:
+        return self.split
 
     @property
     def label(self) -> str:
@@ -208,11 +216,10 @@ def _summarize_level(
     ok = [s.latency_ms for s in measured if s.ok]
     duration = windows[-1].end_s - windows[-used].start_s if used else 0.0
     latency = summarize(ok) if ok else None
-    server: ServerWindow | None = None
+    split: LatencySplit | None = None
     before, after = (snapshots[-used - 1], snapshots[-1]) if used else (None, None)
     if before is not None and after is not None:
-        server = difference(before, after)
-    split = split_latency(latency.mean_ms, server) if latency is not None and server is not None else None
+        split = split_latency(latency.mean_ms if latency is not None else None, difference(before, after))
     lags = [s.lag_ms for s in log.samples if s.lag_ms is not None]
     throughput_spread, latency_spread = spread(figures, used) if used else (float("inf"), float("inf"))
     return LoadLevel(
@@ -236,7 +243,6 @@ def _summarize_level(
         images_per_s=len(ok) * settings.request_batch / duration if duration > 0 else 0.0,
         latency=latency,
         split=split,
-        server=server,
         error_messages=dict(log.error_messages),
         late_fraction=sum(lag > 10.0 for lag in lags) / len(lags) if lags else None,
         samples=sorted(log.samples, key=lambda s: s.sent_s),

@@ -1,16 +1,18 @@
-"""Issue 5's four targets, evaluated on what a run measured (reported, never asserted).
+"""Four acceptance targets for CPU and GPU runs, judged on what a run measured when asked
+(`prodgen-bench … --targets`); reported, never asserted, and off by default because they are
+the project's goals for its reference machines, not a user's.
 
 1. ONNX Runtime ≥ 1.5× PyTorch eager throughput at batch 4, per model.
 2. The served model at concurrency 8 reaches ≥ 90 % of direct ONNX Runtime throughput.
 3. The embedded server adds ≤ 1.5 ms p50 per request over a direct ONNX Runtime call
-   (the issue states it for a 256×256 image; other sizes are reported as measured).
+   (set for a 256×256 image; other sizes are reported as measured).
 4. Conv-heavy models reach ≥ 70 % of the measured GEMM ceiling on CPU (best FP32 runtime).
 
 Target 1 compares runtimes on the same device only: on a GPU machine whose ONNX Runtime
 is the CPU build, it is "not measured" rather than a comparison of CPU with GPU.
 
 A missed target states by how much; why, and what would close it, is for the reader of
-the report and the closing note, since it depends on the machine.
+the report, since it depends on the machine.
 """
 
 from __future__ import annotations

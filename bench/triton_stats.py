@@ -11,7 +11,7 @@ what the client measured beyond that is client-side work (serialising, gRPC) and
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 _DURATIONS = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
@@ -104,32 +104,21 @@ def difference(before: ModelStatistics, after: ModelStatistics) -> ServerWindow:
 
 
 @dataclass(frozen=True)
-class LatencySplit:
-    """Where a request's mean latency went: the server's parts and the rest."""
+class LatencySplit(ServerWindow):
+    """Where a request's mean latency went: the server's window (its parts) and the rest.
 
-    client_ms: float
-    server_ms: float | None
-    queue_ms: float | None
-    compute_input_ms: float | None
-    compute_infer_ms: float | None
-    compute_output_ms: float | None
-    server_overhead_ms: float | None
+    It extends the window rather than copying its figures, so a report stores them once."""
+
+    client_ms: float | None
+    """The client's mean latency over the same window; None when no request succeeded."""
     client_and_network_ms: float | None
     """Client mean latency minus the server's mean request time: serialising, gRPC, network."""
 
 
-def split_latency(client_mean_ms: float, server: ServerWindow) -> LatencySplit:
-    rest = client_mean_ms - server.server_ms if server.server_ms is not None else None
-    return LatencySplit(
-        client_ms=client_mean_ms,
-        server_ms=server.server_ms,
-        queue_ms=server.queue_ms,
-        compute_input_ms=server.compute_input_ms,
-        compute_infer_ms=server.compute_infer_ms,
-        compute_output_ms=server.compute_output_ms,
-        server_overhead_ms=server.server_overhead_ms,
-        client_and_network_ms=rest,
-    )
+def split_latency(client_mean_ms: float | None, server: ServerWindow) -> LatencySplit:
+    rest = client_mean_ms - server.server_ms if client_mean_ms is not None and server.server_ms is not None else None
+    window = {item.name: getattr(server, item.name) for item in fields(server)}
+    return LatencySplit(**window, client_ms=client_mean_ms, client_and_network_ms=rest)
 
 
 class StatisticsReader:

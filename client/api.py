@@ -5,41 +5,56 @@
         images = client.generate("dcgan", seed=7, count=4)      # (4, 64, 64, 3) uint8
         styled = client.stylize("fast-neural-style", photo)     # (H, W, 3) uint8
 
-Everything about a model (tensor names, dims, max batch, image bounds, task) is read
-from the server's model config, so the client works against the embedded server and a
-production Triton alike.
+Everything about a model (tensor names, dims, max batch, image bounds, task and the typed
+facts of `prodgen.model_facts`) is read from the server's model config, decoded once per
+model, so the client works against the embedded server and a production Triton alike and
+needs neither torch nor the zoo. Inputs are filled by their kind (image, latent, class id,
+scalar setting), not by their names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any, TypeVar
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from prodgen.client.tiling import Tiling, upscale_tiled
-from prodgen.contract import ImageBounds, TensorSpec, check_image_array
+from prodgen.contract import ImageBounds, InputKind, TensorSpec, check_image_array
 from prodgen.errors import ProdgenError
-from prodgen.model_repository.config import PARAMETER_PREFIX, tensor_specs
+from prodgen.model_facts import ModelFacts, published_facts
+from prodgen.model_repository.config import tensor_specs
 from prodgen.seeding import latents_from_seed
+from prodgen.triton_request import DEFAULT_URL, infer_inputs, requested_outputs
 
-DEFAULT_URL = "localhost:8001"
+__all__ = ["DEFAULT_URL", "Health", "ProdgenClient", "ServedModel"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class ServedModel:
+    """A served model as its config describes it: tensors, batching, and prodgen's published facts."""
+
     name: str
     task: str | None
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     max_batch_size: int
     bounds: ImageBounds | None
-    parameters: dict[str, str]
+    facts: ModelFacts = field(default_factory=ModelFacts)
+    zoo_model: str | None = None
+    """The zoo architecture it was exported from, when prodgen exported it."""
 
     def input(self, name: str) -> TensorSpec | None:
         return next((spec for spec in self.inputs if spec.name == name), None)
+
+    def inputs_of(self, kind: InputKind) -> tuple[TensorSpec, ...]:
+        return tuple(spec for spec in self.inputs if spec.kind == kind)
 
 
 @dataclass(frozen=True)
@@ -69,7 +84,7 @@ class ProdgenClient:
     ) -> None:
         self.close()
 
-    def _call(self, what: str, function, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(self, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return function(*args, client_timeout=self.timeout_s, **kwargs)
         except InferenceServerException as error:
@@ -107,24 +122,16 @@ class ProdgenClient:
                 served = ", ".join(self.model_names()) or "none"
                 raise ProdgenError(f"model '{name}' is not served at {self.url} (served: {served})")
             config = self._call(f"config of {name}", self._client.get_model_config, name).config
-            parameters = {
-                key[len(PARAMETER_PREFIX) :]: value.string_value
-                for key, value in config.parameters.items()
-                if key.startswith(PARAMETER_PREFIX)
-            }
-            bounds = None
-            if "min_side" in parameters:
-                bounds = ImageBounds(
-                    int(parameters["min_side"]), int(parameters["max_side"]), int(parameters["opt_side"])
-                )
+            published = published_facts({key: value.string_value for key, value in config.parameters.items()})
             self._models[name] = ServedModel(
                 name=name,
-                task=parameters.get("task"),
+                task=published.task,
                 inputs=tensor_specs(list(config.input)),
                 outputs=tensor_specs(list(config.output)),
                 max_batch_size=config.max_batch_size,
-                bounds=bounds,
-                parameters=parameters,
+                bounds=published.bounds,
+                facts=published.facts,
+                zoo_model=published.zoo_model,
             )
         return self._models[name]
 
@@ -148,13 +155,8 @@ class ProdgenClient:
         step = max(model.max_batch_size, 1)
         chunks: list[dict[str, np.ndarray]] = []
         for start in range(0, batch, step):
-            request = []
-            for spec in present:
-                array = np.ascontiguousarray(inputs[spec.name][start : start + step])
-                tensor = grpcclient.InferInput(spec.name, list(array.shape), spec.dtype)
-                tensor.set_data_from_numpy(array)
-                request.append(tensor)
-            outputs = [grpcclient.InferRequestedOutput(spec.name) for spec in model.outputs]
+            request = infer_inputs(present, {spec.name: inputs[spec.name][start : start + step] for spec in present})
+            outputs = requested_outputs(model.outputs)
             result = self._call(f"inference on {name}", self._client.infer, name, request, outputs=outputs)
             chunks.append({spec.name: result.as_numpy(spec.name) for spec in model.outputs})
         return {spec.name: np.concatenate([chunk[spec.name] for chunk in chunks]) for spec in model.outputs}
@@ -168,23 +170,33 @@ class ProdgenClient:
     ) -> np.ndarray:
         """`count` images from latents of seeds seed, seed+1, …: the same pictures on every server."""
         model = self.model(name)
-        latent = model.input("z")
-        if latent is None:
-            raise ProdgenError(f"model '{name}' is not a generator (it takes no 'z' input)")
-        inputs = {"z": latents_from_seed(seed, count, latent.dims[0])}
-        if model.input("class_id") is not None:
-            classes = int(model.parameters.get("num_classes", "1"))
+        latents = model.inputs_of("latent")
+        if not latents:
+            raise ProdgenError(f"model '{name}' is not a generator (it takes no latent input)")
+        inputs = {spec.name: latents_from_seed(seed, count, spec.dims[0]) for spec in latents}
+        class_inputs = model.inputs_of("class")
+        if class_inputs:
+            classes = model.facts.num_classes or 1
             if class_id is None or not 0 <= class_id < classes:
                 given = "no class id" if class_id is None else f"class id {class_id}"
                 raise ProdgenError(f"model '{name}' is conditional: {given} given, expected 0..{classes - 1}")
-            inputs["class_id"] = np.full((count, 1), class_id, dtype=np.int64)
+            inputs.update({spec.name: np.full((count, 1), class_id, dtype=np.int64) for spec in class_inputs})
         elif class_id is not None:
             raise ProdgenError(f"model '{name}' takes no class id")
-        if model.input("truncation") is not None:
-            inputs["truncation"] = np.full((count, 1), 1.0 if truncation is None else truncation, dtype=np.float32)
-        elif truncation is not None:
-            raise ProdgenError(f"model '{name}' takes no truncation")
+        inputs.update(self._scalar_inputs(model, count, truncation=truncation))
         return self._single_output(name, inputs)
+
+    def _scalar_inputs(self, model: ServedModel, count: int, **given: float | None) -> dict[str, np.ndarray]:
+        """Every scalar input of `model`: the value given by the caller, else the model's published default."""
+        scalars = [spec.name for spec in model.inputs_of("scalar")]
+        for option, value in given.items():
+            if value is not None and option not in scalars:
+                raise ProdgenError(f"model '{model.name}' takes no {option}")
+        values = {name: given.get(name) for name in scalars}
+        return {
+            name: np.full((count, 1), model.facts.input_default(name) if value is None else value, dtype=np.float32)
+            for name, value in values.items()
+        }
 
     def _image_input(self, model: ServedModel, name: str, image: np.ndarray, label: str) -> np.ndarray:
         batch = image[np.newaxis] if image.ndim == 3 else image
@@ -198,28 +210,30 @@ class ProdgenClient:
     ) -> np.ndarray:
         """Restyle one image (H, W, 3) or a batch of same-size images (N, H, W, 3)."""
         model = self.model(name)
-        image_inputs = [spec for spec in model.inputs if spec.is_image]
+        image_inputs = model.inputs_of("image")
         if not image_inputs:
             raise ProdgenError(f"model '{name}' takes no image (task: {model.task})")
-        content_name = image_inputs[0].name
-        inputs = {content_name: self._image_input(model, name, image, "image")}
-        count = len(inputs[content_name])
-        if model.input("style_image") is not None:
+        content, *style_inputs = image_inputs
+        inputs = {content.name: self._image_input(model, name, image, "image")}
+        count = len(inputs[content.name])
+        if style_inputs:
             if style is None:
                 raise ProdgenError(f"model '{name}' needs a style image (--style)")
-            inputs["style_image"] = np.repeat(self._image_input(model, name, style, "style"), count, axis=0)
-            inputs["alpha"] = np.full((count, 1), 1.0 if alpha is None else alpha, dtype=np.float32)
+            style_batch = np.repeat(self._image_input(model, name, style, "style"), count, axis=0)
+            inputs.update({spec.name: style_batch for spec in style_inputs})
         elif style is not None:
             raise ProdgenError(f"model '{name}' takes no style image")
+        inputs.update(self._scalar_inputs(model, count, alpha=alpha))
         result = self._single_output(name, inputs)
         return result[0] if image.ndim == 3 else result
 
     def upscale(self, name: str, image: np.ndarray, tile: int | None = None, overlap: int = 32) -> np.ndarray:
         """Upscale one image (H, W, 3); images beyond the model's bounds go in overlapping tiles."""
         model = self.model(name)
-        if model.task != "upscale" or "scale" not in model.parameters:
-            raise ProdgenError(f"model '{name}' is not an upscaler (task: {model.task})")
-        image_input = next(spec.name for spec in model.inputs if spec.is_image)
+        scale = model.facts.scale
+        if model.task != "upscale" or scale is None:
+            raise ProdgenError(f"model '{name}' is not an upscaler (task: {model.task}, scale: {scale})")
+        image_input = model.inputs_of("image")[0].name
         output = model.outputs[0].name
 
         def run(batch: np.ndarray) -> np.ndarray:
@@ -233,9 +247,9 @@ class ProdgenClient:
             raise ProdgenError(
                 f"image: {image.shape[1]}×{image.shape[0]} has a side below the model's minimum {bounds.min_side} pixels"
             )
-        multiple = int(model.parameters.get("side_multiple", "1"))
+        multiple = model.facts.side_multiple
         side = min(tile or bounds.opt_side, bounds.max_side)
         tiling = Tiling(
             tile=side - side % multiple, overlap=overlap, batch=max(model.max_batch_size, 1), multiple_of=multiple
         )
-        return upscale_tiled(image, run, int(model.parameters["scale"]), tiling)
+        return upscale_tiled(image, run, scale, tiling)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from prodgen.cli_support import console
-from prodgen.client.api import DEFAULT_URL, ProdgenClient
-from prodgen.client.images import image_grid, read_image, write_image
+from prodgen.triton_request import DEFAULT_URL
+
+if TYPE_CHECKING:
+    from prodgen.client.api import ProdgenClient
 
 app = typer.Typer(
     add_completion=False,
@@ -20,6 +22,13 @@ app = typer.Typer(
 
 Url = Annotated[str, typer.Option(help="Triton gRPC endpoint.")]
 Timeout = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each call.")]
+
+
+def _client(url: str, timeout: float) -> ProdgenClient:
+    """The gRPC client, imported when a command runs so that `prodgen --help` starts without it."""
+    from prodgen.client.api import ProdgenClient
+
+    return ProdgenClient(url, timeout)
 
 
 @app.command()
@@ -35,7 +44,9 @@ def generate(
     timeout: Timeout = 120.0,
 ) -> None:
     """Draw pictures from a generator and save them as one grid."""
-    with ProdgenClient(url, timeout) as client:
+    from prodgen.client.images import image_grid, write_image
+
+    with _client(url, timeout) as client:
         images = client.generate(model, seed=seed, count=count, class_id=class_id, truncation=truncation)
     write_image(out, image_grid(images, columns))
     console().print(f"{count} pictures from {model} (seeds {seed}..{seed + count - 1}) → {out}")
@@ -52,9 +63,11 @@ def stylize(
     timeout: Timeout = 120.0,
 ) -> None:
     """Restyle product photos; writes OUT/<name>.png for each."""
+    from prodgen.client.images import read_image, write_image
+
     photos = [(path, read_image(path)) for path in images]
     style_image = read_image(style) if style is not None else None
-    with ProdgenClient(url, timeout) as client:
+    with _client(url, timeout) as client:
         for path, photo in photos:
             result = client.stylize(model, photo, style=style_image, alpha=alpha)
             target = write_image(out / f"{path.stem}.png", result)
@@ -72,8 +85,10 @@ def upscale(
     timeout: Timeout = 300.0,
 ) -> None:
     """Upscale product photos of any size (large ones go in blended tiles); writes OUT/<name>.png."""
+    from prodgen.client.images import read_image, write_image
+
     photos = [(path, read_image(path)) for path in images]
-    with ProdgenClient(url, timeout) as client:
+    with _client(url, timeout) as client:
         for path, photo in photos:
             result = client.upscale(model, photo, tile=tile, overlap=overlap)
             target = write_image(out / f"{path.stem}.png", result)
@@ -84,7 +99,7 @@ def upscale(
 def models(url: Url = DEFAULT_URL, timeout: Timeout = 10.0) -> None:
     """List the served models with their task, inputs, outputs, max batch and image sides."""
     out = console()
-    with ProdgenClient(url, timeout) as client:
+    with _client(url, timeout) as client:
         for model in client.models():
             describe = ", ".join
             inputs = describe(f"{s.name} {s.dtype}{list(s.dims)}" for s in model.inputs)
@@ -100,7 +115,7 @@ def models(url: Url = DEFAULT_URL, timeout: Timeout = 10.0) -> None:
 @app.command()
 def health(url: Url = DEFAULT_URL, timeout: Timeout = 10.0) -> None:
     """Check that the server is live and ready, and which models are ready."""
-    with ProdgenClient(url, timeout) as client:
+    with _client(url, timeout) as client:
         status = client.health()
     ready = [name for name, ok in status.models_ready.items() if ok]
     not_ready = [name for name, ok in status.models_ready.items() if not ok]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from safetensors.torch import save_file
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -27,7 +27,7 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def training_steps(steps: int, description: str) -> Iterator[tuple[int, Progress, object]]:
+def training_steps(steps: int, description: str) -> Iterator[tuple[int, Progress, TaskID]]:
     """Yields (step, progress, task) under a rich progress bar; the caller may update the text."""
     columns = (
         TextColumn("{task.description}"),

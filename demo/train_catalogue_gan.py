@@ -16,6 +16,7 @@ accuracy on held-out rendered pictures; and per category the product's share of 
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class Discriminator(nn.Module):
         super().__init__()
         channels = [3, width, 2 * width, 4 * width, 8 * width]
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(channels, channels[1:]):
+        for c_in, c_out in itertools.pairwise(channels):
             layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)
         self.score = spectral_norm(nn.Linear(channels[-1], 1))

@@ -26,6 +26,7 @@ from demo.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, random_crop, train_photos
 from prodgen import zoo
 from prodgen.photos import photograph
 from prodgen.zoo.loading import instantiate, serving_module
+from prodgen.zoo.transformer_net import TransformerNet
 
 NAME = "catalogue-look"
 ARCHITECTURE = "fast-neural-style"
@@ -52,8 +53,10 @@ def start_at_the_look_scale(network: torch.nn.Module) -> None:
     """Upstream's init puts the output near 0 with a spread of about 1 on a 0..255 scale; Adam's
     small steps would take thousands of steps to reach the look's mid-tone and spread, so the
     last layer starts there: bias at the look's mid-tone, weights scaled towards its spread."""
+    assert isinstance(network, TransformerNet)
     with torch.no_grad():
         last = network.deconv3.conv2d
+        assert last.bias is not None
         last.bias.copy_(torch.from_numpy(255.0 * MID_TONE))
         last.weight.mul_(OUTPUT_GAIN)
 

@@ -25,6 +25,7 @@ from demo.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, random_crop, train_photos
 from prodgen import zoo
 from prodgen.photos import photograph
 from prodgen.zoo.loading import instantiate, serving_module
+from prodgen.zoo.srvgg import SRVGGNetCompact
 
 NAME = "srvgg-x2-demo"
 ARCHITECTURE = "srvgg-x2-small"
@@ -64,19 +65,22 @@ def start_as_cubic_interpolation(network: torch.nn.Module) -> None:
     first three features unchanged and the last conv can add exactly (3×3-support) cubic
     interpolation minus the nearest-neighbour base. The other features start small and random,
     so training has something to grow; from here, training only has to improve on cubic."""
+    assert isinstance(network, SRVGGNetCompact)
     upscale = network.upscale
     offsets = [(2 * k + 1) / (2 * upscale) - 0.5 for k in range(upscale)]
+    convs = [layer for layer in network.body if isinstance(layer, torch.nn.Conv2d)]
     with torch.no_grad():
         for layer in network.body:
             if isinstance(layer, torch.nn.PReLU):
                 layer.weight.fill_(1.0)
-            else:
-                layer.weight.mul_(0.1)
-                layer.bias.zero_()
-        for conv in list(network.body)[:-1:2]:
+        for conv in convs:
+            conv.weight.mul_(0.1)
+            assert conv.bias is not None
+            conv.bias.zero_()
+        for conv in convs[:-1]:
             for channel in range(3):
                 conv.weight[channel, channel, 1, 1] += 1.0
-        last = network.body[-1]
+        last = convs[-1]
         for channel in range(3):
             for dy, oy in enumerate(offsets):
                 for dx, ox in enumerate(offsets):

@@ -15,10 +15,9 @@ from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import ssim_text
 from prodgen.export.pipeline import ExportRequest, ExportResult, export_model
 from prodgen.model_repository.config import BatchingOptions
+from prodgen.model_repository.publish import DEFAULT_REPOSITORY
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-
-DEFAULT_REPOSITORY = Path("models")
 
 
 def _export_one(request: ExportRequest) -> ExportResult:
@@ -75,7 +74,7 @@ def _print_fp16_table(results: list[ExportResult], failed: list[str]) -> None:
 
 
 def _checkpoint_for(files: list[Path]) -> Path | tuple[Path, ...] | None:
-    """No file: random weights; one file as before; several, one per named part (the loader checks the count)."""
+    """No file: random weights; one file: that file; several: one per named part (the loader checks the count)."""
     if not files:
         return None
     return files[0] if len(files) == 1 else tuple(files)
@@ -95,16 +94,22 @@ def export(
     ] = None,
     repository: Annotated[Path, typer.Option(help="Triton model repository to publish into.")] = DEFAULT_REPOSITORY,
     name: Annotated[str | None, typer.Option(help="Served model name; defaults to the zoo name.")] = None,
-    max_batch: Annotated[int, typer.Option(min=1, help="Triton max_batch_size.")] = 8,
-    max_queue_delay_us: Annotated[int, typer.Option(min=0, help="Dynamic batching queue delay.")] = 100,
-    instances: Annotated[int, typer.Option(min=1, help="Model instances per device.")] = 1,
-    seed: Annotated[int, typer.Option(help="Seed for random weights when no checkpoint is given.")] = 0,
+    max_batch: Annotated[int, typer.Option(min=1, help="Triton max_batch_size.")] = BatchingOptions.max_batch_size,
+    max_queue_delay_us: Annotated[
+        int, typer.Option(min=0, help="Dynamic batching queue delay.")
+    ] = BatchingOptions.max_queue_delay_us,
+    instances: Annotated[int, typer.Option(min=1, help="Model instances per device.")] = BatchingOptions.instance_count,
+    seed: Annotated[
+        int, typer.Option(help="Seed for random weights when no checkpoint is given.")
+    ] = ExportRequest.seed,
     all_models: Annotated[bool, typer.Option("--all", help="Export every zoo model.")] = False,
     list_models: Annotated[bool, typer.Option("--list", help="Print the zoo's model names and exit.")] = False,
     fp16: Annotated[
         bool, typer.Option("--fp16", help="Also publish <name>_fp16 (FP16 ONNX) and, with TensorRT, <name>_trt.")
     ] = False,
-    min_psnr: Annotated[float, typer.Option(help="FP16 fidelity gate: minimum PSNR against FP32 PyTorch, dB.")] = 40.0,
+    min_psnr: Annotated[
+        float, typer.Option(help="FP16 fidelity gate: minimum PSNR against FP32 PyTorch, dB.")
+    ] = ExportRequest.min_psnr_db,
 ) -> None:
     """Export zoo models to ONNX, verify them against PyTorch on real photos, and publish them.
 
@@ -121,7 +126,9 @@ def export(
         raise ProdgenError("--checkpoint and --name apply to one model; export models with checkpoints one at a time")
     for zoo_name in chosen:
         zoo.get(zoo_name)  # an unknown name fails before any export starts
-    batching = BatchingOptions(max_batch, max_queue_delay_us, instances)
+    batching = BatchingOptions(
+        max_batch_size=max_batch, max_queue_delay_us=max_queue_delay_us, instance_count=instances
+    )
     results: list[ExportResult] = []
     failed: list[str] = []
     for zoo_name in chosen:

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from skimage.metrics import structural_similarity
 
 from prodgen.errors import ProdgenError
 from prodgen.export.fp16_graph import FP16_MAX, Fp16Graph, convert_to_fp16, data_dependent, plan_fp16, value_types
+from prodgen.onnx_sessions import onnx_session
 from prodgen.zoo.spec import ZooModel
 
 DEFAULT_MIN_PSNR_DB = 40.0
@@ -93,10 +93,6 @@ class Fp16Outcome:
     @property
     def kept_fp32(self) -> tuple[str, ...]:
         return self.graph.kept_fp32
-
-
-def _session(model: onnx.ModelProto) -> ort.InferenceSession:
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def emulation_graph(fp16_model: onnx.ModelProto) -> onnx.ModelProto:
@@ -235,7 +231,7 @@ def measure_fidelity(
     """Run the FP16 emulation on `cases` and compare with `reference` (FP32 PyTorch outputs)."""
     emulated = emulation_graph(fp16_model)
     watched = [name for name in _prequantised(emulated.graph) if name not in {spec.name for spec in model.outputs}]
-    session = _session(_with_outputs(emulated, watched))
+    session = onnx_session(_with_outputs(emulated, watched))
     output_names = [spec.name for spec in model.outputs]
     squared, count, worst, nonfinite = 0.0, 0, 0.0, 0
     peak_squared = 0.0
@@ -266,7 +262,7 @@ def _tensor_values(
     most `_RANGE_CHUNK` intermediate tensors per session to bound memory."""
     for start in range(0, len(names), _RANGE_CHUNK):
         chunk = list(names[start : start + _RANGE_CHUNK])
-        sessions = [_session(_with_outputs(model, chunk)) for model in models]
+        sessions = [onnx_session(_with_outputs(model, chunk)) for model in models]
         for inputs in cases:
             runs = [session.run(chunk, inputs) for session in sessions]
             for index, name in enumerate(chunk):

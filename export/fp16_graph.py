@@ -18,8 +18,10 @@ each tensor in the type the graph gives it. This pass decides those types:
   FP32 graph does not (measured: a DCGAN at 51.9 dB with it in FP16, 83.5 dB without; a few
   element-wise ops on the output cost nothing on a GPU).
 
-Own pass rather than ModelOpt/onnxconverter-common (design notes: dependency
-conflicts with the serving environment, and an invalid graph for TransformerNet).
+Own pass rather than ModelOpt or onnxconverter-common: ModelOpt's `[onnx]` extra pulls
+numpy 2 and onnxruntime-gpu into the serving environment (where python-backend responses
+then came back empty), and onnxconverter-common's `convert_float_to_float16` produced a
+TransformerNet graph ONNX Runtime rejects.
 """
 
 from __future__ import annotations
@@ -266,7 +268,7 @@ def convert_to_fp16(
     new_nodes: list[onnx.NodeProto] = []
     new_initializers: list[onnx.TensorProto] = []
     as_fp16: dict[str, str] = {}  # FP32 tensor → its FP16 twin
-    as_fp32: dict[str, str] = {}  # FP16 tensor (same name as before) → its FP32 twin
+    as_fp32: dict[str, str] = {}  # FP16 tensor (the name the FP32 graph gave it) → its FP32 twin
     produced_fp16: set[str] = set()
     casts = 0
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from prodgen.export.fidelity import Fp16Outcome
 from prodgen.export.tensorrt_build import (
-    PLAN_FILE,
     TIMING_CACHE_FILE,
     build_plan,
     profile_shapes,
@@ -24,10 +23,9 @@ from prodgen.model_repository.config import (
     tensorrt_plan_config,
     to_pbtxt,
 )
-from prodgen.model_repository.publish import PublishedVersion, publish
+from prodgen.model_repository.publish import ONNX_FILE, PLAN_FILE, PublishedVersion, publish
 from prodgen.zoo.spec import ZooModel
 
-ONNX_FILE = "model.onnx"
 FIDELITY_FILE = "prodgen-fp16.json"
 PLAN_RECIPE_FILE = "tensorrt-build.json"
 """What docker/build_plan.sh reads: trtexec shapes and the plan model's config, so nobody types them."""

@@ -25,14 +25,13 @@ from prodgen.export.fp16_publish import Fp16Published, publish_fp16
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import Parity, run_pytorch, verify_onnx
 from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
-from prodgen.model_repository.publish import PublishedVersion, publish
+from prodgen.model_repository.publish import ONNX_FILE, PublishedVersion, publish
 from prodgen.zoo.loading import Checkpoint, serving_module
 from prodgen.zoo.samples import verification_cases
 from prodgen.zoo.spec import ZooModel
 
 Step = Callable[[str], None]
 
-ONNX_FILE = "model.onnx"
 PROVENANCE_FILE = "prodgen-export.json"
 
 
@@ -69,7 +68,7 @@ def _sha256(path: Path) -> str:
 
 
 def _per_file(checkpoint: Checkpoint | None, describe: Callable[[Path], str]) -> str | list[str] | None:
-    """One value for a single weight file (as before), a list for models with several."""
+    """One value for a single weight file, a list for models with several (one per named part)."""
     if checkpoint is None:
         return None
     return describe(checkpoint) if isinstance(checkpoint, Path) else [describe(path) for path in checkpoint]

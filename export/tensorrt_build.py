@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prodgen.errors import ProdgenError
+from prodgen.model_repository.publish import PLAN_FILE
+from prodgen.tensorrt_defaults import DEFAULT_WORKSPACE_BYTES
 from prodgen.zoo.spec import ZooModel
 
 if TYPE_CHECKING:
@@ -32,10 +34,8 @@ INSTALL_HINT = (
     "tensorrt not importable here: install NVIDIA's TensorRT Python package on a CUDA machine "
     "(pip install tensorrt --extra-index-url https://pypi.nvidia.com) or build the plan with docker/build_plan.sh"
 )
-PLAN_FILE = "model.plan"
 PLAN_RECORD_FILE = "tensorrt-plan.json"
 TIMING_CACHE_FILE = "prodgen-tensorrt.timing-cache"
-DEFAULT_WORKSPACE_BYTES = 4 << 30
 DEFAULT_OPTIMIZATION_LEVEL = 3
 STRONGLY_TYPED_SINCE = (10, 12)
 

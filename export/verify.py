@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from prodgen.export.fidelity import describe_ssim, lowest_of, lowest_ssim
+from prodgen.onnx_sessions import onnx_session
 from prodgen.zoo.spec import ZooModel
 
 
@@ -58,10 +58,6 @@ def run_pytorch(graph: nn.Module, model: ZooModel, inputs: dict[str, np.ndarray]
         result = graph(*(torch.from_numpy(np.array(inputs[spec.name])) for spec in model.inputs))
     outputs = result if isinstance(result, (tuple, list)) else (result,)
     return [tensor.numpy() for tensor in outputs]
-
-
-def onnx_session(path: Path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def verify_onnx(graph: nn.Module, model: ZooModel, onnx_path: Path, cases: list[dict[str, np.ndarray]]) -> Parity:

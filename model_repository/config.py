@@ -8,22 +8,27 @@ Triton's parser accepts. prodgen's facts about a model (task, image bounds) trav
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.contract import TensorSpec
-from prodgen.zoo.spec import ZooModel
+from prodgen.model_facts import PARAMETER_PREFIX, PublishedFacts, to_parameters
+from prodgen.model_repository.publish import ONNX_FILE, PLAN_FILE
+from prodgen.tensorrt_defaults import DEFAULT_WORKSPACE_BYTES
+
+if TYPE_CHECKING:  # the zoo imports torch; clients read configs through this module without it
+    from prodgen.zoo.spec import ZooModel
 
 _DATA_TYPES = {
     "UINT8": mc.TYPE_UINT8,
     "FP32": mc.TYPE_FP32,
     "FP16": mc.TYPE_FP16,
     "INT64": mc.TYPE_INT64,
+    "BYTES": mc.TYPE_STRING,
 }
 DATA_TYPE_NAMES = {value: key for key, value in _DATA_TYPES.items()}
-
-PARAMETER_PREFIX = "prodgen."
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,12 @@ class BatchingOptions:
     behind the busy instance and batch anyway; at low load a long delay is pure latency."""
     instance_count: int = 1
 
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1: every prodgen model batches")
+        if self.max_queue_delay_us < 0 or self.instance_count < 1:
+            raise ValueError("max_queue_delay_us must be at least 0 and instance_count at least 1")
+
 
 def _tensor(spec: TensorSpec, message: mc.ModelInput | mc.ModelOutput) -> None:
     message.name = spec.name
@@ -42,24 +53,16 @@ def _tensor(spec: TensorSpec, message: mc.ModelInput | mc.ModelOutput) -> None:
 
 
 def prodgen_parameters(model: ZooModel) -> dict[str, str]:
-    parameters = {"task": model.task, "zoo_model": model.name, **model.extras}
-    if model.bounds is not None:
-        parameters.update(
-            min_side=str(model.bounds.min_side),
-            max_side=str(model.bounds.max_side),
-            opt_side=str(model.bounds.opt_side),
-        )
-    return parameters
+    """The model's published facts as config parameters (without the `prodgen.` prefix)."""
+    return to_parameters(PublishedFacts(task=model.task, zoo_model=model.name, bounds=model.bounds, facts=model.facts))
 
 
 def onnxruntime_config(model: ZooModel, served_name: str, batching: BatchingOptions) -> mc.ModelConfig:
     """A config for Triton's `onnxruntime` backend serving `model.onnx`."""
-    if batching.max_batch_size < 1:
-        raise ValueError("max_batch_size must be at least 1: every prodgen model batches")
     config = mc.ModelConfig(
         name=served_name,
         backend="onnxruntime",
-        default_model_filename="model.onnx",
+        default_model_filename=ONNX_FILE,
         max_batch_size=batching.max_batch_size,
     )
     for spec in model.inputs:
@@ -93,7 +96,6 @@ def tensor_specs(tensors: list[mc.ModelInput] | list[mc.ModelOutput]) -> tuple[T
     )
 
 
-DEFAULT_WORKSPACE_BYTES = 1 << 30
 TRT_ENGINE_CACHE_PATH = "/tmp/prodgen-trt-engine-cache"
 
 
@@ -130,6 +132,6 @@ def tensorrt_plan_config(model: ZooModel, served_name: str, batching: BatchingOp
     config = onnxruntime_config(model, served_name, batching)
     config.ClearField("backend")
     config.platform = "tensorrt_plan"
-    config.default_model_filename = "model.plan"
+    config.default_model_filename = PLAN_FILE
     _on_gpu(config)
     return config

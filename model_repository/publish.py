@@ -23,7 +23,13 @@ from pathlib import Path
 
 from prodgen.errors import ProdgenError
 
+DEFAULT_REPOSITORY = Path("models")
+"""Where prodgen-export publishes and prodgen serve serves when no --repository is given."""
 CONFIG_FILE = "config.pbtxt"
+ONNX_FILE = "model.onnx"
+"""The file in each version folder that the onnxruntime backend (and the embedded server) loads."""
+PLAN_FILE = "model.plan"
+"""The serialised TensorRT engine the tensorrt_plan platform loads."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,9 @@ def model_names(repository: Path) -> list[str]:
 
 
 @contextmanager
-def _staging_dir(parent: Path, prefix: str) -> Iterator[Path]:
+def staging_dir(parent: Path, prefix: str) -> Iterator[Path]:
+    """An empty folder in `parent` (same filesystem, so renaming out of it is atomic); whatever
+    is still in it when the block ends, renamed away or not, is removed, also on failure."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         yield path
@@ -94,7 +102,7 @@ def publish(
 
     for _attempt in range(100):
         if not model_dir.exists():
-            with _staging_dir(repository.parent, f".{repository.name}.staging-") as staging:
+            with staging_dir(repository.parent, f".{repository.name}.staging-") as staging:
                 staged_model = staging / name
                 (staged_model / "1").mkdir(parents=True)
                 write_version(staged_model / "1")
@@ -105,7 +113,7 @@ def publish(
                     continue
                 return PublishedVersion(model_dir, 1)
         version = (versions(model_dir) or [0])[-1] + 1
-        with _staging_dir(model_dir, ".staging-") as staging:
+        with staging_dir(model_dir, ".staging-") as staging:
             write_version(staging)
             text = config_text(version)
             try:

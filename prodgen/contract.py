@@ -8,6 +8,7 @@ which is always dynamic (`max_batch_size > 0`); -1 marks a dynamic dimension.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -18,7 +19,14 @@ TRITON_TO_NUMPY: dict[str, type] = {
     "FP32": np.float32,
     "FP16": np.float16,
     "INT64": np.int64,
+    "BYTES": np.object_,
 }
+
+InputKind = Literal["image", "latent", "class", "scalar", "text", "other"]
+"""What an input carries, read from its dtype and dims alone, so that a client, the payloads
+of a benchmark and export verification all fill a new model's inputs the same way without
+knowing their names: an image (UINT8 H×W×3), a latent vector (FP32, length > 1), a class id
+(INT64, one value), a scalar setting (FP32, one value), text (BYTES, e.g. a prompt)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,18 @@ class TensorSpec:
     @property
     def is_image(self) -> bool:
         return self.dtype == "UINT8" and len(self.dims) == 3 and self.dims[-1] == IMAGE_CHANNELS
+
+    @property
+    def kind(self) -> InputKind:
+        if self.is_image:
+            return "image"
+        if self.dtype == "BYTES":
+            return "text"
+        if self.dims == (1,):
+            return "scalar" if self.dtype == "FP32" else "class" if self.dtype == "INT64" else "other"
+        if self.dtype == "FP32" and len(self.dims) == 1:
+            return "latent"
+        return "other"
 
 
 @dataclass(frozen=True)

@@ -45,13 +45,13 @@ for model in models:
     target = f"{out}/{model.name}"
     if model.task == "generate":
         command = ["prodgen", "generate", model.name, "--seed", "0", "--count", "16"]
-        if model.input("class_id") is not None:  # one grid per product category
-            for class_id in range(int(model.parameters["num_classes"])):
+        if model.inputs_of("class"):  # one grid per product category
+            for class_id in range(model.facts.num_classes or 1):
                 grid = ["--class-id", str(class_id), "--out", f"{target}-class{class_id}.png"]
                 subprocess.run([*command, *grid, "--url", url], check=True)
             continue
         command += ["--out", f"{target}.png"]
-    elif model.input("style_image") is not None:
+    elif len(model.inputs_of("image")) > 1:  # a content and a style image
         command = ["prodgen", "stylize", model.name, photos[0], "--style", photos[1], "--out", target]
     elif model.task == "upscale":
         command = ["prodgen", "upscale", model.name, *photos, "--out", target]

@@ -11,28 +11,46 @@ import typer
 
 from prodgen.cli_support import console
 from prodgen.errors import ProdgenError
-from prodgen.serve.server import LOOPBACK, EmbeddedServer, ServerOptions
+from prodgen.model_repository.publish import DEFAULT_REPOSITORY
+from prodgen.serve.options import ServerOptions
+
+POLL_SECONDS = 5.0
+"""A server run from the command line picks up what `prodgen-export` publishes while it runs;
+a server embedded in a program (`ServerOptions`) loads once unless told to poll."""
 
 
 def serve(
-    repository: Annotated[Path, typer.Option(help="Triton model repository to serve.")] = Path("models"),
-    host: Annotated[str, typer.Option(help="Address to listen on; loopback unless told otherwise.")] = LOOPBACK,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port (KServe v2).")] = 8001,
-    http_port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = 8002,
-    threads: Annotated[int, typer.Option(help="ONNX Runtime threads per model instance (0: all cores).")] = 0,
+    repository: Annotated[Path, typer.Option(help="Triton model repository to serve.")] = DEFAULT_REPOSITORY,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; loopback unless told otherwise.")
+    ] = ServerOptions.host,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (KServe v2).")] = ServerOptions.grpc_port,
+    http_port: Annotated[int, typer.Option(help="HTTP port.")] = ServerOptions.http_port,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = ServerOptions.metrics_port,
+    threads: Annotated[
+        int, typer.Option(help="ONNX Runtime threads per model instance (0: all cores).")
+    ] = ServerOptions.intra_op_threads,
     poll_seconds: Annotated[
         float, typer.Option(min=0, help="Pick up newly published models and versions this often (0: load once).")
-    ] = 5.0,
-    log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level.")] = 0,
+    ] = POLL_SECONDS,
+    log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level.")] = ServerOptions.log_verbose,
 ) -> None:
     """Serve a model repository on the Triton server bundled with nvidia-pytriton (CPU is fine)."""
+    from prodgen.serve.server import EmbeddedServer  # not needed for `prodgen --help` or the client commands
+
     out = console()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     options = ServerOptions(
-        repository, host, grpc_port, http_port, metrics_port, threads, poll_seconds, log_verbose=log_verbose
+        repository=repository,
+        host=host,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        metrics_port=metrics_port,
+        intra_op_threads=threads,
+        poll_interval_s=poll_seconds,
+        log_verbose=log_verbose,
     )
     server = EmbeddedServer(options)
     try:

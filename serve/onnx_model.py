@@ -10,9 +10,12 @@ breaks the model's image bounds gets an error response naming the input; the oth
 the batch are unaffected.
 """
 
+from __future__ import annotations
+
 import json
 import os
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -20,18 +23,21 @@ import triton_python_backend_utils as pb_utils
 
 _PREFIX = "prodgen."
 
+Arrays = dict[str, np.ndarray]
+Group = list[tuple[int, Arrays]]
 
-def _invalid_argument(message):
+
+def _invalid_argument(message: str) -> Any:
     code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
     return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
 
 
-def _parameters(config):
+def _parameters(config: dict[str, Any]) -> dict[str, str]:
     return {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         parameters = _parameters(config)
         self.input_names = [tensor["name"] for tensor in config["input"]]
@@ -46,11 +52,13 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(parameters.get(_PREFIX + "intra_op_threads", "0"))
         options.inter_op_num_threads = 1
+        # The mirror links the version's ONNX file under this name (ONNX_FILE of
+        # prodgen.model_repository.config); this file runs in Triton's python stub and imports nothing from prodgen.
         onnx_path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
 
-    def _read(self, request):
-        arrays = {}
+    def _read(self, request: Any) -> Arrays:
+        arrays: Arrays = {}
         for name in self.input_names:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
@@ -66,9 +74,9 @@ class TritonPythonModel:
                     )
         return arrays
 
-    def execute(self, requests):
-        responses = [None] * len(requests)
-        groups = defaultdict(list)
+    def execute(self, requests: list[Any]) -> list[Any]:
+        responses: list[Any] = [None] * len(requests)
+        groups: defaultdict[tuple[object, ...], Group] = defaultdict(list)
         for index, request in enumerate(requests):
             try:
                 arrays = self._read(request)
@@ -81,20 +89,23 @@ class TritonPythonModel:
             self._run_group(members, responses)
         return responses
 
-    def _run_group(self, members, responses):
+    def _run_group(self, members: Group, responses: list[Any]) -> None:
         feed = {
             name: np.concatenate([arrays[name] for _, arrays in members]) if len(members) > 1 else members[0][1][name]
             for name in self.input_names
         }
         try:
             outputs = self.session.run(self.output_names, feed)
-        except Exception as error:  # ONNX Runtime's failure goes back to each caller, the server stays up
+        except Exception as error:  # noqa: BLE001 - ONNX Runtime's failure goes back to each caller, the server stays up
             for index, _ in members:
                 responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error)))
             return
         start = 0
         for index, arrays in members:
             stop = start + arrays[self.input_names[0]].shape[0]
-            tensors = [pb_utils.Tensor(name, output[start:stop]) for name, output in zip(self.output_names, outputs)]
+            tensors = [
+                pb_utils.Tensor(name, output[start:stop])
+                for name, output in zip(self.output_names, outputs, strict=True)
+            ]
             responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
             start = stop

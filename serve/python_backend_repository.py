@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.model_repository.config import PARAMETER_PREFIX, parse_pbtxt, to_pbtxt
-from prodgen.model_repository.publish import CONFIG_FILE, model_names, versions, write_text_atomically
+from prodgen.model_repository.publish import (
+    CONFIG_FILE,
+    ONNX_FILE,
+    model_names,
+    staging_dir,
+    versions,
+    write_text_atomically,
+)
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("onnx_model.py")
-ONNX_FILE = "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -63,19 +68,19 @@ def _fill_version(source: Path, folder: Path) -> None:
 def _sync_model(source: Path, target: Path, config_text: str, staging_root: Path) -> None:
     wanted = _onnx_versions(source)
     if not target.exists():
-        staging = Path(tempfile.mkdtemp(dir=staging_root)) / target.name
-        for version in wanted:
-            (staging / str(version)).mkdir(parents=True)
-            _fill_version(source / str(version), staging / str(version))
-        (staging / CONFIG_FILE).write_text(config_text)
-        staging.rename(target)
-        shutil.rmtree(staging.parent)
+        with staging_dir(staging_root, f".{target.name}-") as staging:
+            staged = staging / target.name
+            for version in wanted:
+                (staged / str(version)).mkdir(parents=True)
+                _fill_version(source / str(version), staged / str(version))
+            (staged / CONFIG_FILE).write_text(config_text)
+            staged.rename(target)
         return
     for version in wanted:
         if not (target / str(version)).exists():
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target))
-            _fill_version(source / str(version), staging)
-            staging.rename(target / str(version))
+            with staging_dir(target, ".staging-") as staging:
+                _fill_version(source / str(version), staging)
+                staging.rename(target / str(version))
     for version in set(versions(target)) - set(wanted):
         shutil.rmtree(target / str(version))
     if (target / CONFIG_FILE).read_text() != config_text:
@@ -97,7 +102,7 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
         elif not _is_onnx_model(config):
             skipped[name] = f"backend '{config.backend or config.platform}' needs a GPU Triton"
         elif not _onnx_versions(source):
-            skipped[name] = "no version with model.onnx"
+            skipped[name] = f"no version with {ONNX_FILE}"
         else:
             _sync_model(source, target / name, to_pbtxt(python_backend_config(config, intra_op_threads)), staging_root)
             served.append(name)

@@ -2,13 +2,14 @@
 
 nvidia-pytriton ships `tritonserver` 2.51 with only the python backend, plus one python
 backend stub per Python minor version. The stub must match the running interpreter, and
-two environment facts decide whether it works (design notes):
+two environment facts, both seen failing on a build machine, decide whether it works:
 
 - the stub links `libpython3.X.so`; where the system's libpython differs from the
   interpreter's (a pyenv build beside Debian's), the interpreter's own `LIBDIR` must come
-  first on `LD_LIBRARY_PATH` or the stub crashes at model load;
+  first on `LD_LIBRARY_PATH` or the stub crashes at model load
+  (`'_thread.RLock' object has no attribute '_recursion_count'`);
 - the stub imports packages from the Python it finds on `PATH`, so this interpreter's
-  `bin/` must come first, or it cannot import onnxruntime.
+  `bin/` must come first, or it cannot import onnxruntime (`No module named 'onnxruntime'`).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class TrainingNote:
 def adam_state_dict() -> dict[str, object]:
     params = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(4))]
     optimizer = torch.optim.Adam(params, lr=0.002, betas=(0.0, 0.99))
-    sum(p.sum() for p in params).backward()
+    torch.stack([p.sum() for p in params]).sum().backward()
     optimizer.step()
     return optimizer.state_dict()
 

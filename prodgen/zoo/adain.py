@@ -19,6 +19,7 @@ from torch import nn
 
 from prodgen.checkpoints import StateDict
 from prodgen.contract import ImageBounds, TensorSpec, image_spec
+from prodgen.model_facts import ModelFacts
 from prodgen.zoo.graphs import float_to_uint8_nhwc, uint8_nhwc_to_float
 from prodgen.zoo.registry import register
 from prodgen.zoo.spec import ZooModel
@@ -129,6 +130,6 @@ ADAIN = register(
         bounds=ImageBounds(min_side=32, max_side=1024, opt_side=256),
         prepare_state_dict=drop_layers_past_relu4_1,
         weight_files=("vgg", "decoder"),
-        extras={"alpha_default": "1.0", "weight_files": "vgg,decoder"},
+        facts=ModelFacts(input_defaults={"alpha": 1.0}),
     )
 )

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from prodgen.contract import TensorSpec, image_spec
+from prodgen.model_facts import ModelFacts
 from prodgen.zoo.dcgan import LATENT_DIM, dcgan_blocks, dcgan_init
 from prodgen.zoo.graphs import LatentToImage
 from prodgen.zoo.registry import register
@@ -77,7 +78,7 @@ def conditional_dcgan_zoo_model(
         inputs=(TensorSpec("z", "FP32", (LATENT_DIM,)), TensorSpec("class_id", "INT64", (1,))),
         outputs=(image_spec("output_image", 64),),
         init_weights=conditional_dcgan_init,
-        extras={"num_classes": str(num_classes), "embedding_dim": str(embedding_dim)},
+        facts=ModelFacts(num_classes=num_classes, notes={"embedding_dim": str(embedding_dim)}),
     )
 
 

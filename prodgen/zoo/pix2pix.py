@@ -34,7 +34,7 @@ And because the statistics depend on the whole image, in-graph padding to a mult
 
 Users who test with `--eval` want running statistics instead: build with
 `statistics="running"` (see `pix2pix_zoo_model`). The mode is published in config.pbtxt as
-`prodgen.batch_norm_statistics`.
+`prodgen.notes.batch_norm_statistics`.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from torch import nn
 from prodgen.checkpoints import StateDict
 from prodgen.contract import ImageBounds, image_spec
 from prodgen.errors import ProdgenError
+from prodgen.model_facts import ModelFacts
 from prodgen.zoo.graphs import ImageToImage
 from prodgen.zoo.registry import register
 from prodgen.zoo.spec import ZooModel
@@ -205,7 +206,7 @@ def pix2pix_zoo_model(name: str, num_downs: int, statistics: Statistics = "per-i
         bounds=ImageBounds(min_side=side, max_side=2048, opt_side=side),
         prepare_state_dict=partial(prepare_unet_checkpoint, name=name, num_downs=num_downs),
         init_weights=pix2pix_init,
-        extras={"batch_norm_statistics": statistics, "dropout": "off", "side_multiple": str(side)},
+        facts=ModelFacts(side_multiple=side, notes={"batch_norm_statistics": statistics, "dropout": "off"}),
     )
 
 

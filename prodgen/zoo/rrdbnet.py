@@ -28,6 +28,7 @@ from torch import nn
 from prodgen.checkpoints import StateDict
 from prodgen.contract import ImageBounds, image_spec
 from prodgen.errors import ProdgenError
+from prodgen.model_facts import ModelFacts
 from prodgen.zoo.graphs import ImageToImage
 from prodgen.zoo.registry import register
 from prodgen.zoo.spec import ZooModel
@@ -165,7 +166,7 @@ def rrdbnet_zoo_model(name: str, scale: int, summary: str, upstream: str, bounds
         prepare_state_dict=partial(check_rrdb_checkpoint, name=name, scale=scale, num_block=23),
         wrapper_keys=WRAPPER_KEYS,
         init_weights=rrdb_init,
-        extras={"scale": str(scale), "side_multiple": str(UNSHUFFLE[scale])},
+        facts=ModelFacts(scale=scale, side_multiple=UNSHUFFLE[scale]),
     )
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
 from torch import nn
 
 from prodgen.checkpoints import StateDict
 from prodgen.contract import ImageBounds, TensorSpec
+from prodgen.model_facts import ModelFacts, Task
 
-Task = Literal["generate", "stylize", "upscale"]
+__all__ = ["Task", "ZooModel"]
 
 
 def _unchanged(state_dict: StateDict) -> StateDict:
@@ -50,8 +50,12 @@ class ZooModel:
     state_dict (StyleGAN2's truncation latent); given the checkpoint mapping, or None.
     Returns a line saying what it chose, for the user and the provenance record."""
     min_fraction_within_one_level: float = 0.999
-    extras: dict[str, str] = field(default_factory=dict)
-    """Facts about the model that clients need (e.g. the number of classes), published in config.pbtxt."""
+    facts: ModelFacts = field(default_factory=ModelFacts)
+    """What clients need beyond the tensors (upscale factor, classes, scalar defaults), published in config.pbtxt."""
+
+    def __post_init__(self) -> None:
+        if self.task == "upscale" and self.facts.scale is None:
+            raise ValueError(f"zoo model {self.name}: an upscaler must state its scale (facts=ModelFacts(scale=...))")
 
     @property
     def image_inputs(self) -> tuple[TensorSpec, ...]:

@@ -29,6 +29,7 @@ from torch import nn
 from prodgen.checkpoints import StateDict
 from prodgen.contract import ImageBounds, image_spec
 from prodgen.errors import ProdgenError
+from prodgen.model_facts import ModelFacts
 from prodgen.zoo.graphs import ImageToImage
 from prodgen.zoo.registry import register
 from prodgen.zoo.spec import ZooModel
@@ -121,7 +122,7 @@ def srvgg_zoo_model(
         bounds=bounds,
         prepare_state_dict=partial(check_srvgg_checkpoint, name=name, num_conv=num_conv, upscale=upscale),
         wrapper_keys=("params_ema", "params"),
-        extras={"scale": str(upscale), "side_multiple": "1"},
+        facts=ModelFacts(scale=upscale),
     )
 
 

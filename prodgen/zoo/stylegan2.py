@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prodgen.contract import TensorSpec, image_spec
+from prodgen.model_facts import ModelFacts
 from prodgen.zoo.graphs import MappedLatentToImage
 from prodgen.zoo.registry import register
 from prodgen.zoo.spec import ZooModel
@@ -277,11 +278,13 @@ def stylegan2_zoo_model(name: str, size: int, channel_multiplier: int, summary: 
         outputs=(image_spec("output_image", size),),
         wrapper_keys=("g_ema",),
         finish_loading=finish_loading,
-        extras={
-            "truncation_default": "1.0",
-            "truncation_latent": "checkpoint latent_avg if present, else the mean w of 4096 z seeded 0",
-            "noise": "stored noises buffers (deterministic)",
-        },
+        facts=ModelFacts(
+            input_defaults={"truncation": 1.0},
+            notes={
+                "truncation_latent": "checkpoint latent_avg if present, else the mean w of 4096 z seeded 0",
+                "noise": "stored noises buffers (deterministic)",
+            },
+        ),
     )
 
 

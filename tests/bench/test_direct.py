@@ -56,7 +56,9 @@ def test_dcgan_through_every_runtime_with_a_report(tmp_path: Path) -> None:
     best = next(m for m in result.measurements if m.runtime == "torch-best")
     assert best.settings["memory_format"] in ("contiguous", "channels_last") and best.settings["compile"] == "off"
 
-    report = BenchReport(command="test", machine=describe_machine(), ceilings=ceilings, direct=[result])
+    report = BenchReport(
+        command="test", machine=describe_machine(), ceilings=ceilings, direct=[result], check_targets=True
+    )
     written = write_report(report, tmp_path)
     names = {path.name for path in written}
     assert {"report.json", "report.md", "direct-dcgan.png"} <= names
@@ -141,6 +143,7 @@ def test_cli_direct_writes_a_report_folder(tmp_path: Path) -> None:
     (direct,) = data["direct"]
     assert {m["runtime"] for m in direct["measurements"]} == {"torch-eager", "onnxruntime"}
     assert {m["height"] for m in direct["measurements"]} == {64}
+    assert "targets" not in data and "target" not in done.stdout  # acceptance targets only with --targets
     cpu_fp32 = [(c["when"], c["library"]) for c in data["ceilings"] if (c["device"], c["dtype"]) == ("cpu", "float32")]
     libraries = ["torch", "onnxruntime", "torch oneDNN conv3x3"]
     assert cpu_fp32 == [("start", library) for library in libraries] + [("end", library) for library in libraries]

@@ -132,7 +132,10 @@ def test_shapes_that_depend_on_input_values_are_resolved_by_a_run() -> None:
         [weight("w", 4, 3, 3, 3)],
     )
     shapes = {"x": [1, 3, 8, 8], "pads": [8]}
-    feed = {"x": np.zeros((1, 3, 8, 8), np.float32), "pads": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)}
+    feed: dict[str, np.ndarray] = {
+        "x": np.zeros((1, 3, 8, 8), np.float32),
+        "pads": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),
+    }
     with pytest.raises(ValueError, match="unknown"):
         count_flops(model, shapes, method="infer")
     count = count_flops(model, shapes, feed=feed)

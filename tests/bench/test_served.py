@@ -73,7 +73,7 @@ def test_sweep_and_rate_against_the_embedded_server(
     )
     assert [p.batch for p in result.reference.points] == [1, 4]  # the request batch and the server's max batch
 
-    report = BenchReport(command="test", machine=describe_machine(), served=[result])
+    report = BenchReport(command="test", machine=describe_machine(), served=[result], check_targets=True)
     written = write_report(report, tmp_path)
     assert {"report.json", "report.md", "served-dcgan.png"} <= {p.name for p in written}
     data = json.loads((tmp_path / "report.json").read_text())
@@ -174,7 +174,7 @@ def test_cli_served_with_a_rate_level_and_a_direct_reference(
         [
             console_script("prodgen-bench"), "served", "dcgan", "--url", embedded_server.options.grpc_url, "--concurrency", "2",
             "--rate", "30", "--arrival", "poisson", "--warmup", "0.2", "--window", "0.3", "--max-windows", "3",
-            "--repository", str(exported_repository), "--pairs", "4", "--ceiling-seconds", "0.05", "--out", str(out),
+            "--repository", str(exported_repository), "--pairs", "4", "--ceiling-seconds", "0.05", "--targets", "--out", str(out),
         ],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip

@@ -75,7 +75,7 @@ def test_concurrent_requests_are_batched_without_mixing_results(embedded_server:
         with ThreadPoolExecutor(max_workers=8) as pool:
             served = list(pool.map(lambda p: client.stylize("fast-neural-style", p), photos))
     expected = reference("fast-neural-style", {"input_image": np.stack(photos)})
-    for got, want in zip(served, expected):
+    for got, want in zip(served, expected, strict=True):
         assert fraction_within_one_level(got, want) >= 0.999
 
 

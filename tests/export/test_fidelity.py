@@ -125,7 +125,9 @@ def test_a_style_network_whose_first_layer_overflows_is_rescued_by_the_fallback(
     model = zoo.get("fast-neural-style")
     graph = serving_module(model)
     with torch.no_grad():
-        graph.network.conv1.conv2d.weight.mul_(3000.0)
+        conv = graph.get_submodule("network.conv1.conv2d")
+        assert isinstance(conv, torch.nn.Conv2d)
+        conv.weight.mul_(3000.0)
     fp32, outcome = _gate(model, graph, 48, tmp_path / "model.onnx")
 
     assert not outcome.first.passed and outcome.first.nonfinite > 0

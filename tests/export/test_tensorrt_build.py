@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ast
-import importlib.metadata
 import importlib.util
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +22,7 @@ from prodgen.export.tensorrt_build import (
     uses_strong_typing,
     write_plan_record,
 )
+from scripts.tensorrt_stubs import write_parseable_stubs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,6 +31,7 @@ def test_profiles_come_from_max_batch_and_image_bounds() -> None:
     model = zoo.get("cyclegan")
     (shapes,) = profile_shapes(model, max_batch=8)
     bounds = model.bounds
+    assert bounds is not None
     assert shapes.min == (1, bounds.min_side, bounds.min_side, 3)
     assert shapes.opt == (4, bounds.opt_side, bounds.opt_side, 3)
     assert shapes.max == (8, bounds.max_side, bounds.max_side, 3)
@@ -70,49 +69,9 @@ def test_without_tensorrt_the_error_says_what_to_install() -> None:
         tensorrt_build.import_tensorrt()
 
 
-def _parseable_line(line: str) -> str:
-    """tensorrt-stubs 10.13 has a few `def` lines Python cannot parse: a parameter named `in`,
-    and parameters without a default after ones with a default. Rename and default them."""
-    if not line.lstrip().startswith("def ") or "(" not in line:
-        return line
-    try:
-        ast.parse(line.strip() + " ...")
-        return line
-    except SyntaxError:
-        pass
-    line = re.sub(r"(?<=[(, ])in:", "in_:", line)
-    head, _, rest = line.partition("(")
-    params, _, tail = rest.rpartition(")")
-    parts, depth, current = [], 0, ""
-    for char in params:
-        depth += char in "[(" and 1 or (char in "])" and -1 or 0)
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    seen_default = False
-    for index, part in enumerate(parts):
-        seen_default = seen_default or "=" in part
-        if seen_default and "=" not in part and part.strip():
-            parts[index] = part + " = ..."
-    return f"{head}({','.join(parts)}){tail}"
-
-
 def _stub_path(tmp_path: Path) -> Path | None:
     """A parseable copy of the installed tensorrt-stubs for MYPYPATH, None if not installed."""
-    try:
-        files = importlib.metadata.files("tensorrt-stubs") or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    stubs = [f for f in files if f.suffix == ".pyi" and f.parts[0] in ("tensorrt", "tensorrt_bindings")]
-    for stub in stubs:
-        target = tmp_path / "stubs" / Path(*stub.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        text = Path(stub.locate()).read_text()
-        target.write_text("\n".join(_parseable_line(line) for line in text.splitlines()) + "\n")
-    return tmp_path / "stubs" if stubs else None
+    return write_parseable_stubs(tmp_path / "stubs")
 
 
 def _mypy_errors(paths: list[Path], stubs: Path) -> list[str]:

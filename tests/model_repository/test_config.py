@@ -19,14 +19,15 @@ def test_config_parses_as_tritons_model_config(name: str) -> None:
     assert parsed.HasField("dynamic_batching")
     assert [t.name for t in parsed.input] == [s.name for s in model.inputs]
     assert [t.name for t in parsed.output] == [s.name for s in model.outputs]
-    for tensor, spec in zip(parsed.input, model.inputs):
+    for tensor, spec in zip(parsed.input, model.inputs, strict=True):
         assert list(tensor.dims) == list(spec.dims)
 
 
 def test_image_models_publish_their_bounds_and_task() -> None:
     config = onnxruntime_config(zoo.get("cyclegan"), "cyclegan", BatchingOptions())
     assert config.parameters["prodgen.task"].string_value == "stylize"
-    assert int(config.parameters["prodgen.min_side"].string_value) == zoo.get("cyclegan").bounds.min_side
+    bounds = zoo.get("cyclegan").bounds
+    assert bounds is not None and int(config.parameters["prodgen.min_side"].string_value) == bounds.min_side
 
 
 def test_batching_is_mandatory() -> None:

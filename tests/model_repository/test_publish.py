@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from prodgen.errors import ProdgenError
 from prodgen.model_repository.publish import publish, versions
 
 
-def write_file(content: str):  # type: ignore[no-untyped-def]
+def write_file(content: str) -> Callable[[Path], None]:
     def write(folder: Path) -> None:
         (folder / "model.onnx").write_text(content)
 

@@ -132,8 +132,8 @@ def test_per_image_statistics_equal_upstream_default_test_mode() -> None:
 
 def test_mode_is_published() -> None:
     model = zoo.get("pix2pix-unet256")
-    assert model.extras["batch_norm_statistics"] == "per-image"
-    assert model.extras["dropout"] == "off"
+    assert model.facts.notes["batch_norm_statistics"] == "per-image"
+    assert model.facts.notes["dropout"] == "off"
 
 
 @pytest.mark.parametrize("statistics", ["per-image", "running"])

@@ -90,7 +90,8 @@ def test_onnx_matches_pytorch_on_photos(tmp_path: Path, name: str) -> None:
     assert parity.fraction_within_one_level >= 0.999, parity.describe()
     outputs = np.concatenate([run_pytorch(graph, model, case)[0].ravel() for case in cases])
     assert np.mean((outputs > 0) & (outputs < 255)) > 0.9
-    scale = int(registered.extras["scale"])
+    scale = registered.facts.scale
+    assert scale is not None
     for case in cases:
         (image,) = case.values()
         assert run_pytorch(graph, model, case)[0].shape == (

@@ -222,7 +222,7 @@ def test_network_has_upstreams_keys_and_shapes(name: str, size: int, multiplier:
 def adam_state(seed: int) -> dict[str, object]:
     params = [torch.nn.Parameter(torch.randn(8, 4)), torch.nn.Parameter(torch.randn(8))]
     optimizer = torch.optim.Adam(params, lr=0.002, betas=(0.0, 0.99))
-    sum(p.sum() for p in params).backward()
+    torch.stack([p.sum() for p in params]).sum().backward()
     optimizer.step()
     return optimizer.state_dict()
 
@@ -263,6 +263,7 @@ def test_truncation_latent_is_the_checkpoints_latent_avg_or_upstreams_mean_laten
     torch.save(g_ema, tmp_path / "bare.pt")
     notes: list[str] = []
     with_avg = instantiate(tiny(), tmp_path / "converted.pt", notes=notes)
+    assert isinstance(with_avg, Generator)
     assert torch.equal(with_avg.truncation_latent, latent_avg.reshape(1, 512))
     computed = instantiate(tiny(), tmp_path / "bare.pt", notes=notes)
     z = torch.randn(4096, 512, generator=torch.Generator().manual_seed(0))

@@ -43,14 +43,22 @@ def transformer_net_upstream_shapes(legacy_running_stats: bool) -> dict[str, tup
             shapes[f"{prefix}.running_mean"] = (channels,)
             shapes[f"{prefix}.running_var"] = (channels,)
 
-    conv("conv1", 3, 32, 9), norm("in1", 32)
-    conv("conv2", 32, 64, 3), norm("in2", 64)
-    conv("conv3", 64, 128, 3), norm("in3", 128)
+    conv("conv1", 3, 32, 9)
+
+    norm("in1", 32)
+    conv("conv2", 32, 64, 3)
+    norm("in2", 64)
+    conv("conv3", 64, 128, 3)
+    norm("in3", 128)
     for block in range(1, 6):
-        conv(f"res{block}.conv1", 128, 128, 3), norm(f"res{block}.in1", 128)
-        conv(f"res{block}.conv2", 128, 128, 3), norm(f"res{block}.in2", 128)
-    conv("deconv1", 128, 64, 3), norm("in4", 64)
-    conv("deconv2", 64, 32, 3), norm("in5", 32)
+        conv(f"res{block}.conv1", 128, 128, 3)
+        norm(f"res{block}.in1", 128)
+        conv(f"res{block}.conv2", 128, 128, 3)
+        norm(f"res{block}.in2", 128)
+    conv("deconv1", 128, 64, 3)
+    norm("in4", 64)
+    conv("deconv2", 64, 32, 3)
+    norm("in5", 32)
     conv("deconv3", 32, 3, 9)
     return shapes
 

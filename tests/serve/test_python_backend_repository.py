@@ -1,0 +1,42 @@
+"""The embedded server's python-backend mirror: complete models appear, failed ones leave nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prodgen.model_repository.publish import ONNX_FILE
+from prodgen.serve.python_backend_repository import sync_mirror
+
+CONFIG = 'name: "m"\nbackend: "onnxruntime"\nmax_batch_size: 4\n'
+
+
+def source_repository(root: Path, versions: tuple[int, ...] = (1,)) -> Path:
+    repository = root / "models"
+    for version in versions:
+        (repository / "m" / str(version)).mkdir(parents=True)
+        (repository / "m" / str(version) / ONNX_FILE).write_bytes(b"onnx")
+    (repository / "m" / "config.pbtxt").write_text(CONFIG)
+    return repository
+
+
+def test_a_model_is_mirrored_with_its_versions_and_no_staging_left(tmp_path: Path) -> None:
+    repository = source_repository(tmp_path, versions=(1, 2))
+    mirror = tmp_path / "serve" / "models"
+    result = sync_mirror(repository, mirror)
+    assert result.served == ["m"]
+    assert sorted(p.name for p in (mirror / "m").iterdir()) == ["1", "2", "config.pbtxt"]
+    assert 'backend: "python"' in (mirror / "m" / "config.pbtxt").read_text()
+    assert (mirror / "m" / "1" / ONNX_FILE).resolve() == (repository / "m" / "1" / ONNX_FILE).resolve()
+    assert list((tmp_path / "serve" / ".models.staging").iterdir()) == []
+
+
+def test_a_failed_mirror_leaves_no_staging_folder_behind(tmp_path: Path) -> None:
+    repository = source_repository(tmp_path)
+    mirror = tmp_path / "serve" / "models"
+    mirror.mkdir(parents=True)
+    (mirror / "m").symlink_to(tmp_path / "nowhere")  # not a folder: moving the staged model there fails
+    with pytest.raises(OSError):
+        sync_mirror(repository, mirror)
+    assert list((tmp_path / "serve" / ".models.staging").iterdir()) == []
