@@ -12,13 +12,17 @@ production Triton alike.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
+from prodgen.client.fleet import ChannelSecurity, Fleet, FleetPolicy
 from prodgen.client.tiling import Tiling, upscale_tiled
 from prodgen.contract import ImageBounds, TensorSpec, check_image_array
 from prodgen.errors import ProdgenError
@@ -51,12 +55,108 @@ class Health:
     models_ready: dict[str, bool]
 
 
+def served_model(name: str, config: mc.ModelConfig) -> ServedModel:
+    """What a client needs to know about a model, from the config the server reports."""
+    parameters = {
+        key[len(PARAMETER_PREFIX) :]: value.string_value
+        for key, value in config.parameters.items()
+        if key.startswith(PARAMETER_PREFIX)
+    }
+    bounds = None
+    if "min_side" in parameters:
+        bounds = ImageBounds(int(parameters["min_side"]), int(parameters["max_side"]), int(parameters["opt_side"]))
+    return ServedModel(
+        name=name,
+        task=parameters.get("task"),
+        inputs=tensor_specs(list(config.input)),
+        outputs=tensor_specs(list(config.output)),
+        max_batch_size=config.max_batch_size,
+        bounds=bounds,
+        parameters=parameters,
+    )
+
+
+def generator_inputs(
+    model: ServedModel, seed: int, count: int, class_id: int | None, truncation: float | None
+) -> dict[str, np.ndarray]:
+    """A generator's inputs: latents of seeds seed, seed+1, …, and its class id and truncation if it takes them."""
+    name = model.name
+    latent = model.input("z")
+    if latent is None:
+        raise ProdgenError(f"model '{name}' is not a generator (it takes no 'z' input)")
+    inputs = {"z": latents_from_seed(seed, count, latent.dims[0])}
+    if model.input("class_id") is not None:
+        classes = int(model.parameters.get("num_classes", "1"))
+        if class_id is None or not 0 <= class_id < classes:
+            given = "no class id" if class_id is None else f"class id {class_id}"
+            raise ProdgenError(f"model '{name}' is conditional: {given} given, expected 0..{classes - 1}")
+        inputs["class_id"] = np.full((count, 1), class_id, dtype=np.int64)
+    elif class_id is not None:
+        raise ProdgenError(f"model '{name}' takes no class id")
+    if model.input("truncation") is not None:
+        inputs["truncation"] = np.full((count, 1), 1.0 if truncation is None else truncation, dtype=np.float32)
+    elif truncation is not None:
+        raise ProdgenError(f"model '{name}' takes no truncation")
+    return inputs
+
+
+def infer_requests(model: ServedModel, inputs: dict[str, np.ndarray], protocol: Any) -> list[tuple[list, list]]:
+    """Check `inputs` against the model and split them into requests of at most max_batch_size.
+
+    `protocol` is `tritonclient.grpc` or `tritonclient.grpc.aio` (same InferInput classes)."""
+    name = model.name
+    for spec in model.inputs:
+        if spec.name not in inputs and not spec.optional:
+            raise ProdgenError(f"{name}: input '{spec.name}' is required")
+    present = [spec for spec in model.inputs if spec.name in inputs]
+    for spec in present:
+        array = inputs[spec.name]
+        if array.dtype != spec.numpy_dtype:
+            raise ProdgenError(
+                f"{name}: input '{spec.name}' has dtype {array.dtype}, expected {np.dtype(spec.numpy_dtype)}"
+            )
+    batch = len(inputs[present[0].name])
+    step = max(model.max_batch_size, 1)
+    requests: list[tuple[list, list]] = []
+    for start in range(0, batch, step):
+        request = []
+        for spec in present:
+            array = np.ascontiguousarray(inputs[spec.name][start : start + step])
+            tensor = protocol.InferInput(spec.name, list(array.shape), spec.dtype)
+            tensor.set_data_from_numpy(array)
+            request.append(tensor)
+        requests.append((request, [protocol.InferRequestedOutput(spec.name) for spec in model.outputs]))
+    return requests
+
+
 class ProdgenClient:
-    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 60.0) -> None:
-        self.url = url
+    """One Triton at `url`, or a fleet: `urls=[...]` and/or `dns="triton-headless:8001"` (one replica
+    per address), with retries on another replica within `timeout_s`, the deadline of each call."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        timeout_s: float = 60.0,
+        *,
+        urls: Sequence[str] = (),
+        dns: str | None = None,
+        security: ChannelSecurity | None = None,
+        policy: FleetPolicy | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client: grpcclient.InferenceServerClient | Fleet
+        if urls or dns or security or policy:
+            self._client = Fleet(urls, dns, security, policy)
+            self.url = ", ".join([*urls, *([dns] if dns else [])])
+        else:
+            self.url = url
+            self._client = grpcclient.InferenceServerClient(url)
         self._models: dict[str, ServedModel] = {}
+
+    @property
+    def fleet(self) -> Fleet | None:
+        """The replicas' health and per-replica call counts, when this client talks to a fleet."""
+        return self._client if isinstance(self._client, Fleet) else None
 
     def close(self) -> None:
         self._client.close()
@@ -107,25 +207,7 @@ class ProdgenClient:
                 served = ", ".join(self.model_names()) or "none"
                 raise ProdgenError(f"model '{name}' is not served at {self.url} (served: {served})")
             config = self._call(f"config of {name}", self._client.get_model_config, name).config
-            parameters = {
-                key[len(PARAMETER_PREFIX) :]: value.string_value
-                for key, value in config.parameters.items()
-                if key.startswith(PARAMETER_PREFIX)
-            }
-            bounds = None
-            if "min_side" in parameters:
-                bounds = ImageBounds(
-                    int(parameters["min_side"]), int(parameters["max_side"]), int(parameters["opt_side"])
-                )
-            self._models[name] = ServedModel(
-                name=name,
-                task=parameters.get("task"),
-                inputs=tensor_specs(list(config.input)),
-                outputs=tensor_specs(list(config.output)),
-                max_batch_size=config.max_batch_size,
-                bounds=bounds,
-                parameters=parameters,
-            )
+            self._models[name] = served_model(name, config)
         return self._models[name]
 
     def models(self) -> list[ServedModel]:
@@ -134,27 +216,8 @@ class ProdgenClient:
     def infer(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run `name` on a batch, split into chunks of the model's max_batch_size."""
         model = self.model(name)
-        for spec in model.inputs:
-            if spec.name not in inputs and not spec.optional:
-                raise ProdgenError(f"{name}: input '{spec.name}' is required")
-        present = [spec for spec in model.inputs if spec.name in inputs]
-        for spec in present:
-            array = inputs[spec.name]
-            if array.dtype != spec.numpy_dtype:
-                raise ProdgenError(
-                    f"{name}: input '{spec.name}' has dtype {array.dtype}, expected {np.dtype(spec.numpy_dtype)}"
-                )
-        batch = len(inputs[present[0].name])
-        step = max(model.max_batch_size, 1)
         chunks: list[dict[str, np.ndarray]] = []
-        for start in range(0, batch, step):
-            request = []
-            for spec in present:
-                array = np.ascontiguousarray(inputs[spec.name][start : start + step])
-                tensor = grpcclient.InferInput(spec.name, list(array.shape), spec.dtype)
-                tensor.set_data_from_numpy(array)
-                request.append(tensor)
-            outputs = [grpcclient.InferRequestedOutput(spec.name) for spec in model.outputs]
+        for request, outputs in infer_requests(model, inputs, grpcclient):
             result = self._call(f"inference on {name}", self._client.infer, name, request, outputs=outputs)
             chunks.append({spec.name: result.as_numpy(spec.name) for spec in model.outputs})
         return {spec.name: np.concatenate([chunk[spec.name] for chunk in chunks]) for spec in model.outputs}
@@ -167,23 +230,7 @@ class ProdgenClient:
         self, name: str, seed: int = 0, count: int = 1, class_id: int | None = None, truncation: float | None = None
     ) -> np.ndarray:
         """`count` images from latents of seeds seed, seed+1, …: the same pictures on every server."""
-        model = self.model(name)
-        latent = model.input("z")
-        if latent is None:
-            raise ProdgenError(f"model '{name}' is not a generator (it takes no 'z' input)")
-        inputs = {"z": latents_from_seed(seed, count, latent.dims[0])}
-        if model.input("class_id") is not None:
-            classes = int(model.parameters.get("num_classes", "1"))
-            if class_id is None or not 0 <= class_id < classes:
-                given = "no class id" if class_id is None else f"class id {class_id}"
-                raise ProdgenError(f"model '{name}' is conditional: {given} given, expected 0..{classes - 1}")
-            inputs["class_id"] = np.full((count, 1), class_id, dtype=np.int64)
-        elif class_id is not None:
-            raise ProdgenError(f"model '{name}' takes no class id")
-        if model.input("truncation") is not None:
-            inputs["truncation"] = np.full((count, 1), 1.0 if truncation is None else truncation, dtype=np.float32)
-        elif truncation is not None:
-            raise ProdgenError(f"model '{name}' takes no truncation")
+        inputs = generator_inputs(self.model(name), seed, count, class_id, truncation)
         return self._single_output(name, inputs)
 
     def _image_input(self, model: ServedModel, name: str, image: np.ndarray, label: str) -> np.ndarray:

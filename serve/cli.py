@@ -25,6 +25,13 @@ def serve(
         float, typer.Option(min=0, help="Pick up newly published models and versions this often (0: load once).")
     ] = 5.0,
     log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level.")] = 0,
+    model_control: Annotated[
+        str,
+        typer.Option(
+            help="auto: load at start and follow --poll-seconds; explicit: load at start, then only what "
+            "`prodgen deploy`/`rollback` ask through Triton's repository API (production mode)."
+        ),
+    ] = "auto",
 ) -> None:
     """Serve a model repository on the Triton server bundled with nvidia-pytriton (CPU is fine)."""
     out = console()
@@ -32,7 +39,15 @@ def serve(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     options = ServerOptions(
-        repository, host, grpc_port, http_port, metrics_port, threads, poll_seconds, log_verbose=log_verbose
+        repository,
+        host,
+        grpc_port,
+        http_port,
+        metrics_port,
+        threads,
+        poll_seconds,
+        log_verbose=log_verbose,
+        model_control=model_control,
     )
     server = EmbeddedServer(options)
     try:
@@ -49,7 +64,7 @@ def serve(
         while not stop.wait(interval):
             if not server.running():
                 raise ProdgenError("tritonserver stopped unexpectedly")
-            if poll_seconds > 0:
+            if poll_seconds > 0 and model_control != "explicit":
                 before = set(server.mirror.served)
                 after = set(server.sync().served)
                 if after != before:

@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,11 @@ from types import TracebackType
 
 from prodgen.errors import ProdgenError
 from prodgen.serve.python_backend_repository import MirrorResult, sync_mirror
+from prodgen.serve.repository_follower import RepositoryFollower
 from prodgen.serve.triton_distribution import find_distribution, prepare_backends, server_environment
 
 LOOPBACK = "127.0.0.1"
+MODEL_CONTROL_MODES = ("auto", "explicit")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,15 @@ class ServerOptions:
     startup_timeout_s: float = 180.0
     log_verbose: int = 0
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    model_control: str = "auto"
+    """"auto": poll the repository when poll_interval_s > 0, else load once. "explicit": load all
+    models at start, then only what is asked through Triton's repository API (`prodgen deploy`);
+    the python-backend mirror follows the repository every `mirror_follow_s` so a load finds it."""
+    mirror_follow_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.model_control not in MODEL_CONTROL_MODES:
+            raise ProdgenError(f"model control '{self.model_control}' is not one of {', '.join(MODEL_CONTROL_MODES)}")
 
     @property
     def grpc_url(self) -> str:
@@ -55,6 +67,8 @@ class EmbeddedServer:
         self.mirror: MirrorResult | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._workspace: Path | None = None
+        self._sync_lock = threading.Lock()
+        self._follower: RepositoryFollower | None = None
 
     @property
     def log_path(self) -> Path | None:
@@ -79,7 +93,9 @@ class EmbeddedServer:
             "--exit-on-error=true",
             "--disable-auto-complete-config",
             *(
-                ["--model-control-mode=poll", f"--repository-poll-secs={max(1, round(o.poll_interval_s))}"]
+                ["--model-control-mode=explicit", "--load-model=*"]
+                if o.model_control == "explicit"
+                else ["--model-control-mode=poll", f"--repository-poll-secs={max(1, round(o.poll_interval_s))}"]
                 if o.poll_interval_s > 0
                 else ["--model-control-mode=none"]
             ),
@@ -109,6 +125,8 @@ class EmbeddedServer:
                     start_new_session=True,
                 )
             self._wait_until_ready()
+            if self.options.model_control == "explicit":
+                self._follower = RepositoryFollower(self.sync, self.options.mirror_follow_s)
         except BaseException:
             self.stop()
             raise
@@ -121,8 +139,9 @@ class EmbeddedServer:
 
     def sync(self) -> MirrorResult:
         """Mirror the repository again; with polling on, the server loads what changed."""
-        self.mirror = sync_mirror(self.options.repository, self._mirror_dir, self.options.intra_op_threads)
-        return self.mirror
+        with self._sync_lock:
+            self.mirror = sync_mirror(self.options.repository, self._mirror_dir, self.options.intra_op_threads)
+            return self.mirror
 
     def _log_tail(self, lines: int = 15) -> str:
         if self.log_path is None or not self.log_path.is_file():
@@ -158,6 +177,9 @@ class EmbeddedServer:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM the server's process group (server and python-backend stubs), then SIGKILL."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.stop()
         process, self._process = self._process, None
         if process is not None:
             try:
