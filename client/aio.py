@@ -155,11 +155,12 @@ class AsyncProdgenClient:
         timeout_s: float = 60.0,
         security: ChannelSecurity | None = None,
         policy: FleetPolicy | None = None,
+        resolver: Callable[[str, int], list[str]] | None = None,
     ) -> None:
         if isinstance(urls, str):
             urls = [urls]
         self.timeout_s = timeout_s
-        self.fleet = AsyncFleet(urls, dns, security, policy)
+        self.fleet = AsyncFleet(urls, dns, security, policy, resolver)
         self._models: dict[str, ServedModel] = {}
 
     async def __aenter__(self) -> AsyncProdgenClient:

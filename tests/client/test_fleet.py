@@ -1,0 +1,223 @@
+"""The fleet client against three real embedded Triton servers, one SIGKILLed under load and restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from prodgen.client import ProdgenClient
+from prodgen.client.aio import AsyncProdgenClient
+from prodgen.client.fleet import FleetPolicy, resolve_endpoints
+from prodgen.errors import ProdgenError
+from prodgen.seeding import latents_from_seed
+from prodgen.serve.server import EmbeddedServer, ServerOptions
+from tests_support import free_port
+
+pytestmark = pytest.mark.e2e
+
+HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+"""Linux routes all of 127/8 to loopback: three replicas on one port, as pods behind a headless Service."""
+SEEDS = 8
+DEADLINE_S = 5.0
+CONCURRENCY = 16
+
+
+def closed_port_url() -> str:
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="module")
+def fleet_repository(exported_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repository = tmp_path_factory.mktemp("fleet") / "models"
+    shutil.copytree(exported_repository / "dcgan", repository / "dcgan")
+    return repository
+
+
+@pytest.fixture(scope="module")
+def expected(fleet_repository: Path) -> dict[int, np.ndarray]:
+    session = ort.InferenceSession(str(fleet_repository / "dcgan" / "1" / "model.onnx"))
+    return {s: session.run(["output_image"], {"z": latents_from_seed(s, 1, 100)})[0][0] for s in range(SEEDS)}
+
+
+@pytest.fixture(scope="module")
+def replicas(fleet_repository: Path) -> Iterator[list[EmbeddedServer]]:
+    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
+    servers = [
+        EmbeddedServer(ServerOptions(fleet_repository, host, grpc_port, http_port, metrics_port, intra_op_threads=1))
+        for host in HOSTS
+    ]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def urls(servers: list[EmbeddedServer]) -> list[str]:
+    return [server.options.grpc_url for server in servers]
+
+
+def close_to(image: np.ndarray, want: np.ndarray) -> bool:
+    return image.shape == want.shape and int(np.abs(image.astype(int) - want.astype(int)).max()) <= 1
+
+
+@dataclass
+class Call:
+    start: float
+    seconds: float
+    ok: bool
+    right: bool
+    error: str = ""
+
+
+def steady_load(client: ProdgenClient, expected: dict[int, np.ndarray], stop: threading.Event) -> list[Call]:
+    calls: list[Call] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        seed = index
+        while not stop.is_set():
+            seed = (seed + 1) % SEEDS
+            start = time.monotonic()
+            try:
+                image = client.generate("dcgan", seed=seed, count=1)[0]
+                call = Call(start, time.monotonic() - start, True, close_to(image, expected[seed]))
+            except ProdgenError as error:
+                call = Call(start, time.monotonic() - start, False, False, str(error))
+            with lock:
+                calls.append(call)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(CONCURRENCY)]
+    for thread in threads:
+        thread.start()
+    stop.wait()
+    for thread in threads:
+        thread.join()
+    return calls
+
+
+def wait_until(condition, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def test_a_replica_sigkilled_under_load_costs_no_call_and_is_used_again_after_restart(
+    replicas: list[EmbeddedServer], expected: dict[int, np.ndarray]
+) -> None:
+    victim = replicas[1]
+    victim_url = victim.options.grpc_url
+    with ProdgenClient(urls=urls(replicas), timeout_s=DEADLINE_S, policy=FleetPolicy(probe_interval_s=0.25)) as client:
+        fleet = client.fleet
+        assert fleet is not None
+        stop = threading.Event()
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(steady_load, client, expected, stop)
+            assert wait_until(lambda: all(s.successes > 20 for s in fleet.stats().values()), 60)
+            killed_at = time.monotonic()
+            assert victim._process is not None
+            os.killpg(victim._process.pid, signal.SIGKILL)
+            assert wait_until(lambda: not fleet.stats()[victim_url].healthy, 10), "the dead replica is ejected"
+            time.sleep(1.0)  # calls keep coming while it is down
+            victim.stop()
+            replacement = EmbeddedServer(victim.options).start()
+            replicas[1] = replacement
+            assert wait_until(lambda: fleet.stats()[victim_url].healthy, 30), "the restarted replica is re-admitted"
+            readmitted_at = time.monotonic()
+            served_before = fleet.stats()[victim_url].successes
+            assert wait_until(lambda: fleet.stats()[victim_url].successes > served_before + 20, 30)
+            stop.set()
+            calls = running.result()
+        stats = fleet.stats()
+
+    failed = [c for c in calls if not c.ok]
+    wrong = [c for c in calls if c.ok and not c.right]
+    during = sorted(c.seconds for c in calls if killed_at <= c.start <= readmitted_at)
+    p99 = during[min(len(during) - 1, int(0.99 * len(during)))] if during else float("nan")
+    print(
+        f"\nfleet under load (c={CONCURRENCY}, 3 replicas, deadline {DEADLINE_S:g} s): {len(calls)} calls, "
+        f"{len(wrong)} wrong outputs, {len(failed)} failed; during the failure ({readmitted_at - killed_at:.1f} s): "
+        f"{len(during)} calls, p99 {1000 * p99:.0f} ms; per replica "
+        + ", ".join(f"{url}: {s.successes} ok/{s.failures} faults/{s.ejections} ejections" for url, s in stats.items())
+    )
+    assert wrong == []
+    for call in failed:  # allowed only as one clear line, and never past the deadline
+        assert "no replica answered within the 5 s deadline" in call.error
+        assert call.seconds < DEADLINE_S + 1.0
+    assert stats[victim_url].ejections >= 1 and stats[victim_url].readmissions >= 1
+    assert stats[victim_url].successes > served_before
+
+
+def test_a_dns_name_resolving_to_every_replica_spreads_calls_async(
+    replicas: list[EmbeddedServer], expected: dict[int, np.ndarray]
+) -> None:
+    port = replicas[0].options.grpc_port
+    pods = list(HOSTS)
+
+    def headless_service(host: str, _port: int) -> list[str]:
+        assert host == "triton-headless.shop.svc"
+        return pods
+
+    async def run() -> tuple[list[np.ndarray], dict[str, int]]:
+        client = AsyncProdgenClient(
+            dns=f"triton-headless.shop.svc:{port}", timeout_s=DEADLINE_S, resolver=headless_service
+        )
+        async with client:
+            images = await asyncio.gather(*(client.generate("dcgan", seed=i % SEEDS) for i in range(48)))
+            return [image[0] for image in images], {url: s.successes for url, s in client.fleet.stats().items()}
+
+    images, per_replica = asyncio.run(run())
+    assert all(close_to(image, expected[i % SEEDS]) for i, image in enumerate(images))
+    assert set(per_replica) == {f"{host}:{port}" for host in HOSTS}
+    assert all(count > 0 for count in per_replica.values()), per_replica
+
+
+def test_a_dead_replica_in_the_list_is_skipped_and_a_dead_fleet_fails_within_the_deadline(
+    replicas: list[EmbeddedServer], expected: dict[int, np.ndarray]
+) -> None:
+    dead = closed_port_url()
+    with ProdgenClient(urls=[dead, replicas[0].options.grpc_url], timeout_s=DEADLINE_S) as client:
+        for seed in range(4):
+            assert close_to(client.generate("dcgan", seed=seed)[0], expected[seed])
+        assert client.fleet is not None and not client.fleet.stats()[dead].healthy
+        with pytest.raises(ProdgenError, match="model 'nope' is not served"):
+            client.generate("nope")
+
+    async def all_dead() -> float:
+        async with AsyncProdgenClient([closed_port_url(), closed_port_url()], timeout_s=1.0) as client:
+            start = time.monotonic()
+            with pytest.raises(ProdgenError, match=r"config of dcgan: no replica answered within the 1 s deadline"):
+                await client.generate("dcgan")
+            return time.monotonic() - start
+
+    assert asyncio.run(all_dead()) < 2.0
+    with ProdgenClient(urls=[closed_port_url()], timeout_s=1.0) as client:
+        start = time.monotonic()
+        with pytest.raises(ProdgenError, match=r"no replica answered within the 1 s deadline \(127\.0\.0\.1:\d+: "):
+            client.health()
+        assert time.monotonic() - start < 2.0
+
+
+def test_a_headless_service_name_becomes_one_replica_per_address() -> None:
+    assert "127.0.0.1:8001" in resolve_endpoints("localhost:8001")
+    with pytest.raises(ProdgenError, match="is not a host:port gRPC endpoint"):
+        resolve_endpoints("triton-headless")
+    with pytest.raises(ProdgenError, match="cannot resolve 'no-such-host.invalid'"):
+        resolve_endpoints("no-such-host.invalid:8001")
