@@ -13,6 +13,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.contract import TensorSpec
+from prodgen.model_repository.warmup import add_model_warmup
 from prodgen.zoo.spec import ZooModel
 
 _DATA_TYPES = {
@@ -122,7 +123,7 @@ def onnxruntime_tensorrt_fp16_config(
     accelerator.parameters["max_workspace_size_bytes"] = str(workspace_bytes)
     accelerator.parameters["trt_engine_cache_enable"] = "true"
     accelerator.parameters["trt_engine_cache_path"] = engine_cache_path
-    return config
+    return add_model_warmup(config, model.bounds.opt_side if model.bounds else None)
 
 
 def tensorrt_plan_config(model: ZooModel, served_name: str, batching: BatchingOptions) -> mc.ModelConfig:
@@ -132,4 +133,4 @@ def tensorrt_plan_config(model: ZooModel, served_name: str, batching: BatchingOp
     config.platform = "tensorrt_plan"
     config.default_model_filename = "model.plan"
     _on_gpu(config)
-    return config
+    return add_model_warmup(config, model.bounds.opt_side if model.bounds else None)

@@ -40,6 +40,7 @@ def python_backend_config(config: mc.ModelConfig, intra_op_threads: int) -> mc.M
     mirrored.ClearField("platform")
     mirrored.ClearField("default_model_filename")
     mirrored.ClearField("optimization")
+    mirrored.ClearField("model_warmup")  # it builds GPU engines; on CPU it would only delay loading
     count = sum(group.count for group in config.instance_group) or 1
     mirrored.ClearField("instance_group")
     mirrored.instance_group.add(count=count, kind=mc.ModelInstanceGroup.KIND_CPU)
