@@ -12,8 +12,10 @@ Triton's default: the newest one); `prodgen rollback` moves the newest version a
 (`<model>/.rolled-back-<v>`, a name Triton ignores) and reloads, so the previous one serves
 again. Older version folders beyond the served ones plus `keep_history` are removed.
 
-This needs the repository as a local folder (or a volume the servers read); the server is
-reached over gRPC like any client would.
+With several replicas (`urls`, e.g. every address of a headless Service) the canary runs on
+the first and every replica then loads the version, one after the other, since an explicit-mode
+Triton loads only what it is told. This needs the repository as a local folder (or a volume
+the servers read); the servers are reached over gRPC like any client would.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from prodgen.canary import CanaryVerdict, judge, read_canary
+from prodgen.canary import Canary, CanaryVerdict, judge, read_canary
 from prodgen.errors import ProdgenError
 from prodgen.model_repository.config import parse_pbtxt, to_pbtxt
 from prodgen.model_repository.publish import CONFIG_FILE, versions, write_text_atomically
@@ -46,7 +48,8 @@ class RolloutTarget:
     repository: Path
     """The repository folder the explicit-mode servers load from."""
     model: str
-    url: str = "localhost:8001"
+    urls: tuple[str, ...] = ("localhost:8001",)
+    """Every replica that serves the repository; the canary runs on the first."""
     timeout_s: float = 300.0
     """How long a load (and for TensorRT, the engine build it triggers) may take."""
     keep_history: int = 2
@@ -102,49 +105,65 @@ def _aside(model_dir: Path, label: str, version: int) -> Path:
 
 class Rollout:
     def __init__(self, target: RolloutTarget, step: Step = lambda _: None) -> None:
+        if not target.urls:
+            raise ProdgenError("a rollout needs at least one Triton URL")
         self.target = target
         self.step = step
-        self.client = grpcclient.InferenceServerClient(target.url)
+        self.clients = {url: grpcclient.InferenceServerClient(url) for url in target.urls}
+        self.client = self.clients[target.urls[0]]
 
     def close(self) -> None:
-        self.client.close()
+        for client in self.clients.values():
+            client.close()
 
-    def _load_until_ready(self, name: str, ready: list[int], gone: list[int]) -> None:
+    def _load_everywhere(self, name: str, ready: list[int], gone: list[int]) -> None:
+        for url in self.target.urls:
+            if len(self.target.urls) > 1:
+                self.step(f"  on {url}")
+            self._load_until_ready(name, ready, gone, url)
+
+    def _load_until_ready(self, name: str, ready: list[int], gone: list[int], url: str | None = None) -> None:
         """Ask Triton to (re)load `name` until versions `ready` are ready and `gone` are not.
 
         The embedded server loads from a mirror of the repository that follows it every
         fraction of a second, so a first load may still see the old folder: it is retried."""
+        url = url or self.target.urls[0]
+        client = self.clients[url]
         deadline = time.monotonic() + self.target.timeout_s
         last_error = ""
         while True:
             try:
-                self.client.load_model(name, client_timeout=max(1.0, deadline - time.monotonic()))
+                client.load_model(name, client_timeout=max(1.0, deadline - time.monotonic()))
                 last_error = ""
             except InferenceServerException as error:
                 last_error = (error.message() or str(error)).strip()
-            if all(self._ready(name, v) for v in ready) and not any(self._ready(name, v) for v in gone):
+            if all(self._ready(name, v, url) for v in ready) and not any(self._ready(name, v, url) for v in gone):
                 return
             if time.monotonic() > deadline:
                 raise ProdgenError(
-                    f"{name}: versions {ready} not loaded at {self.target.url} within {self.target.timeout_s:g} s"
+                    f"{name}: versions {ready} not loaded at {url} within {self.target.timeout_s:g} s"
                     + (f": {last_error}" if last_error else "")
                 )
             time.sleep(0.25)
 
-    def _ready(self, name: str, version: int) -> bool:
+    def _ready(self, name: str, version: int, url: str | None = None) -> bool:
+        client = self.clients[url or self.target.urls[0]]
         try:
-            return bool(self.client.is_model_ready(name, str(version), client_timeout=10))
+            return bool(client.is_model_ready(name, str(version), client_timeout=10))
         except InferenceServerException:
             return False
 
-    def _run_canary(self, name: str, version: int, folder: Path) -> CanaryVerdict:
+    @staticmethod
+    def _recorded_canary(folder: Path) -> Canary:
         provenance_path = folder / PROVENANCE_FILE
         if not provenance_path.is_file():
             raise ProdgenError(f"{folder} has no {PROVENANCE_FILE}; publish versions with prodgen-export")
         record = json.loads(provenance_path.read_text()).get("canary")
         if not isinstance(record, dict):
             raise ProdgenError(f"{provenance_path} records no canary; re-export the model with this prodgen")
-        canary = read_canary(folder, record)
+        return read_canary(folder, record)
+
+    def _run_canary(self, name: str, version: int, canary: Canary) -> CanaryVerdict:
         request = []
         for input_name, array in canary.inputs.items():
             tensor = grpcclient.InferInput(input_name, list(array.shape), np_to_triton_dtype(array.dtype))
@@ -159,6 +178,7 @@ class Rollout:
 
     def _canary(self, config: mc.ModelConfig, version: int, version_dir: Path) -> CanaryVerdict:
         """Load `version_dir` alone as `<model>.canary` (no client calls it), check it, unload it."""
+        canary = self._recorded_canary(version_dir)
         name = self.target.model + CANARY_SUFFIX
         canary_dir = self.target.repository / name
         shutil.rmtree(canary_dir, ignore_errors=True)
@@ -177,7 +197,7 @@ class Rollout:
             self.step(f"loading version {version} as {name}")
             self._load_until_ready(name, [version], [])
             self.step(f"checking {name} against the outputs recorded at export")
-            return self._run_canary(name, version, canary_dir / str(version))
+            return self._run_canary(name, version, canary)
         finally:
             try:
                 self.client.unload_model(name, client_timeout=60)
@@ -237,7 +257,7 @@ class Rollout:
             self._publish(candidate_dir, config, version)
         served = ([*previous, version])[-count:]
         self.step(f"loading {self.target.model} versions {served}")
-        self._load_until_ready(self.target.model, served, [v for v in previous if v not in served])
+        self._load_everywhere(self.target.model, served, [v for v in previous if v not in served])
         return Deployment(self.target.model, version, served, verdict, self._prune(count))
 
     def _publish(self, candidate_dir: Path, config: mc.ModelConfig, version: int) -> None:
@@ -274,7 +294,7 @@ class Rollout:
         newest_dir = model_dir / str(newest)
         newest_dir.rename(_aside(model_dir, "rolled-back", newest))
         self.step(f"loading {self.target.model} versions {served} (version {newest} moved aside)")
-        self._load_until_ready(self.target.model, served, [newest])
+        self._load_everywhere(self.target.model, served, [newest])
         return Deployment(self.target.model, served[-1], served, None, [])
 
 

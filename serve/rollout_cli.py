@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from prodgen.cli_support import console
+from prodgen.client.fleet import resolve_endpoints
 from prodgen.serve.rollout import RolloutTarget
 from prodgen.serve.rollout import deploy as deploy_version
 from prodgen.serve.rollout import rollback as rollback_version
@@ -15,8 +16,20 @@ from prodgen.serve.rollout import rollback as rollback_version
 _DEFAULTS = RolloutTarget(Path("models"), "")
 Model = Annotated[str, typer.Argument(help="Served model name.")]
 Repository = Annotated[Path, typer.Option(help="Model repository the explicit-mode Triton loads from.")]
-Url = Annotated[str, typer.Option(help="Triton gRPC endpoint (started with --model-control explicit).")]
+Urls = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--url", help="Triton gRPC endpoint (started with --model-control explicit); repeat for each replica."
+    ),
+]
+Dns = Annotated[
+    str | None, typer.Option(help="NAME:PORT resolving to every replica (a headless Service), instead of --url.")
+]
 Timeout = Annotated[float, typer.Option(min=1, help="Seconds a load (and an engine build) may take.")]
+
+
+def _replicas(urls: list[str] | None, dns: str | None) -> tuple[str, ...]:
+    return tuple(urls or []) + tuple(resolve_endpoints(dns) if dns else []) or _DEFAULTS.urls
 
 
 def deploy(
@@ -26,7 +39,8 @@ def deploy(
         Path | None,
         typer.Option(help="Exported repository to take the newest version from (default: the newest in REPOSITORY)."),
     ] = None,
-    url: Url = _DEFAULTS.url,
+    url: Urls = None,
+    dns: Dns = None,
     timeout: Timeout = _DEFAULTS.timeout_s,
     keep_history: Annotated[
         int, typer.Option(min=0, help="Older versions kept beyond the served ones, for rollback.")
@@ -34,7 +48,7 @@ def deploy(
 ) -> None:
     """Load a new version beside the served one, check it against the export's canary, then serve it."""
     out = console()
-    target = RolloutTarget(repository, model, url, timeout, keep_history)
+    target = RolloutTarget(repository, model, _replicas(url, dns), timeout, keep_history)
     done = deploy_version(target, source, step=lambda line: out.print(f"… {line}"))
     assert done.canary is not None
     out.print(
@@ -46,10 +60,12 @@ def deploy(
 def rollback(
     model: Model,
     repository: Repository = _DEFAULTS.repository,
-    url: Url = _DEFAULTS.url,
+    url: Urls = None,
+    dns: Dns = None,
     timeout: Timeout = _DEFAULTS.timeout_s,
 ) -> None:
     """Serve the previous version again (the newest is moved aside as .rolled-back-<v>)."""
     out = console()
-    done = rollback_version(RolloutTarget(repository, model, url, timeout), step=lambda line: out.print(f"… {line}"))
+    target = RolloutTarget(repository, model, _replicas(url, dns), timeout)
+    done = rollback_version(target, step=lambda line: out.print(f"… {line}"))
     out.print(f"{model} back on version {done.version} (serving {done.served_versions})")

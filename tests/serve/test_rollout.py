@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from prodgen.model_repository.config import BatchingOptions
 from prodgen.seeding import latents_from_seed
 from prodgen.serve.rollout import RolloutTarget, deploy, rollback
 from prodgen.serve.server import EmbeddedServer, ServerOptions
-from tests_support import free_port
+from tests_support import console_script, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -42,8 +43,8 @@ def which(image: np.ndarray, seed: int, candidates: dict[str, dict[int, np.ndarr
 class SteadyLoad:
     """Calls dcgan from several threads until stopped; records which model answered each call."""
 
-    def __init__(self, url: str, candidates: dict[str, dict[int, np.ndarray]], threads: int = 4) -> None:
-        self.url = url
+    def __init__(self, urls: list[str], candidates: dict[str, dict[int, np.ndarray]], threads: int = 4) -> None:
+        self.urls = urls
         self.candidates = candidates
         self.answers: list[str | None] = []
         self.failures: list[str] = []
@@ -52,7 +53,7 @@ class SteadyLoad:
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
 
     def _run(self, index: int) -> None:
-        with ProdgenClient(self.url, timeout_s=30) as client:
+        with ProdgenClient(urls=self.urls, timeout_s=30) as client:
             call = index
             while not self._stop.is_set():
                 seed = call % len(SEEDS)
@@ -94,36 +95,41 @@ def candidate_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def explicit_server(exported_repository: Path, tmp_path: Path) -> Iterator[EmbeddedServer]:
+def explicit_servers(exported_repository: Path, tmp_path: Path) -> Iterator[list[EmbeddedServer]]:
+    """Two explicit-mode replicas of one repository, on 127.0.0.1 and 127.0.0.2."""
     repository = tmp_path / "models"
     shutil.copytree(exported_repository / "dcgan", repository / "dcgan")
-    options = ServerOptions(
-        repository,
-        grpc_port=free_port(),
-        http_port=free_port(),
-        metrics_port=free_port(),
-        model_control="explicit",
-        intra_op_threads=1,
-    )
-    with EmbeddedServer(options) as server:
-        yield server
+    ports = {"grpc_port": free_port(), "http_port": free_port(), "metrics_port": free_port()}
+    servers = [
+        EmbeddedServer(
+            ServerOptions(repository, host, **ports, model_control="explicit", intra_op_threads=1)  # type: ignore[arg-type]
+        )
+        for host in ("127.0.0.1", "127.0.0.2")
+    ]
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def test_rollout_canary_refusal_and_rollback_under_load_fail_no_request(
-    explicit_server: EmbeddedServer, candidate_repository: Path, tmp_path: Path
+    explicit_servers: list[EmbeddedServer], candidate_repository: Path, tmp_path: Path
 ) -> None:
-    repository = explicit_server.options.repository
-    url = explicit_server.options.grpc_url
+    repository = explicit_servers[0].options.repository
+    urls = [server.options.grpc_url for server in explicit_servers]
     old = expected_images(repository / "dcgan" / "1" / "model.onnx")
     new = expected_images(candidate_repository / "dcgan" / "1" / "model.onnx")
-    target = RolloutTarget(repository, "dcgan", url, timeout_s=120)
+    target = RolloutTarget(repository, "dcgan", tuple(urls), timeout_s=120)
 
     # A candidate whose model.onnx is not the one its canary was recorded with.
     tampered = tmp_path / "tampered"
     shutil.copytree(candidate_repository, tampered)
     shutil.copyfile(repository / "dcgan" / "1" / "model.onnx", tampered / "dcgan" / "1" / "model.onnx")
 
-    with SteadyLoad(url, {"old": old, "new": new}) as load:
+    with SteadyLoad(urls, {"old": old, "new": new}) as load:
         before = load.mark()
         done = deploy(target, source=candidate_repository)
         assert (done.version, done.served_versions) == (2, [2])
@@ -137,8 +143,10 @@ def test_rollout_canary_refusal_and_rollback_under_load_fail_no_request(
         assert not (repository / "dcgan" / "3").exists()
         after_refusal = load.mark()
 
-        back = rollback(target)
-        assert back.served_versions == [1]
+        command = [console_script("prodgen"), "rollback", "dcgan", "--repository", str(repository)]
+        rolled = subprocess.run(command + [f"--url={u}" for u in urls], capture_output=True, text=True, timeout=300)
+        assert rolled.returncode == 0, rolled.stderr
+        assert "dcgan back on version 1 (serving [1])" in rolled.stdout
         assert (repository / "dcgan" / ".rolled-back-2").is_dir()
         after_rollback = load.mark()
         while load.mark() < after_rollback + 8:
@@ -150,18 +158,25 @@ def test_rollout_canary_refusal_and_rollback_under_load_fail_no_request(
     assert None not in answers, "every answer is one of the two exported models' images"
     assert load.since(after_deploy)[: after_refusal - after_deploy][-4:] == ["new"] * 4
     assert load.since(after_rollback)[-4:] == ["old"] * 4
-    raw = grpcclient.InferenceServerClient(url)
-    assert raw.is_model_ready("dcgan", "1") and not raw.is_model_ready("dcgan", "2")
-    assert not raw.is_model_ready("dcgan.canary")
-    raw.close()
+    for url in urls:
+        raw = grpcclient.InferenceServerClient(url)
+        assert raw.is_model_ready("dcgan", "1") and not raw.is_model_ready("dcgan", "2")
+        assert not raw.is_model_ready("dcgan.canary")
+        raw.close()
     assert not (repository / "dcgan.canary").exists()
 
 
-def test_deploy_without_a_served_model_or_canary_says_what_is_missing(explicit_server: EmbeddedServer) -> None:
-    repository = explicit_server.options.repository
-    target = RolloutTarget(repository, "dcgan", explicit_server.options.grpc_url, timeout_s=30)
+def test_deploy_refuses_a_version_without_a_canary_and_rollback_needs_a_previous_version(
+    exported_repository: Path, tmp_path: Path
+) -> None:
+    repository = tmp_path / "models"
+    shutil.copytree(exported_repository / "dcgan", repository / "dcgan")
+    target = RolloutTarget(repository, "dcgan", (f"127.0.0.1:{free_port()}",), timeout_s=30)
     with pytest.raises(ProdgenError, match="nothing to roll back to"):
         rollback(target)
+    (repository / "dcgan" / "1" / "canary.npz").write_bytes(b"tampered")
+    with pytest.raises(ProdgenError, match="canary.npz does not match the hash recorded at export"):
+        deploy(target)
     (repository / "dcgan" / "1" / "prodgen-export.json").write_text('{"zoo_model": "dcgan"}')
     with pytest.raises(ProdgenError, match="records no canary; re-export"):
         deploy(target)
