@@ -46,6 +46,7 @@ class AsyncFleet:
     ) -> None:
         self.dns = dns
         self.security = security or ChannelSecurity()
+        self.security.client_arguments()  # a missing certificate file fails here, in the caller's thread
         self.policy = policy or FleetPolicy()
         self._resolver = resolver
         self.replicas = Replicas(list(urls) + (resolve_endpoints(dns, resolver) if dns else []))

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import pytest
 
 from prodgen.client import ProdgenClient
 from prodgen.client.aio import AsyncProdgenClient
-from prodgen.client.fleet import FleetPolicy, resolve_endpoints
+from prodgen.client.fleet import ChannelSecurity, FleetPolicy, resolve_endpoints
 from prodgen.errors import ProdgenError
 from prodgen.seeding import latents_from_seed
 from prodgen.serve.server import EmbeddedServer, ServerOptions
@@ -213,6 +214,28 @@ def test_a_dead_replica_in_the_list_is_skipped_and_a_dead_fleet_fails_within_the
         with pytest.raises(ProdgenError, match=r"no replica answered within the 1 s deadline \(127\.0\.0\.1:\d+: "):
             client.health()
         assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a CA")
+def test_a_tls_client_with_a_bearer_token_fails_cleanly_against_a_plaintext_replica(
+    replicas: list[EmbeddedServer], tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=prodgen-test-ca"]
+        + ["-keyout", str(tmp_path / "ca.key"), "-out", str(ca)],
+        check=True,
+        capture_output=True,
+    )
+    security = ChannelSecurity(root_certificates=ca, bearer_token="s3cret")
+    assert security.headers() == {"authorization": "Bearer s3cret"}
+    with ProdgenClient(urls=[replicas[0].options.grpc_url], timeout_s=2.0, security=security) as client:
+        start = time.monotonic()
+        with pytest.raises(ProdgenError, match="no replica answered within the 2 s deadline"):
+            client.health()
+        assert time.monotonic() - start < 3.0
+    with pytest.raises(ProdgenError, match="root certificates .* do not exist; expected a PEM file"):
+        ProdgenClient(urls=["127.0.0.1:1"], security=ChannelSecurity(root_certificates=tmp_path / "missing.pem"))
 
 
 def test_a_headless_service_name_becomes_one_replica_per_address() -> None:
