@@ -20,78 +20,39 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from prodgen.client.api import ServedModel, generator_inputs, infer_requests, served_model
-from prodgen.client.fleet import (
-    ChannelSecurity,
-    Deadline,
-    FleetPolicy,
-    Replicas,
-    ReplicaStats,
-    attempt_timeout,
-    deadline_error,
-    error_text,
-    is_replica_fault,
-    resolve_endpoints,
-)
+from prodgen.client.fleet import ChannelSecurity, Deadline, FleetBase, FleetPolicy, attempt_timeout, error_text
 from prodgen.errors import ProdgenError
 
 
-class AsyncFleet:
-    def __init__(
-        self,
-        urls: Sequence[str] = (),
-        dns: str | None = None,
-        security: ChannelSecurity | None = None,
-        policy: FleetPolicy | None = None,
-        resolver: Callable[[str, int], list[str]] | None = None,
-    ) -> None:
-        self.dns = dns
-        self.security = security or ChannelSecurity()
-        self.security.client_arguments()  # a missing certificate file fails here, in the caller's thread
-        self.policy = policy or FleetPolicy()
-        self._resolver = resolver
-        self.replicas = Replicas(list(urls) + (resolve_endpoints(dns, resolver) if dns else []))
+class AsyncFleet(FleetBase):
+    def _start(self) -> None:
         self._clients: dict[str, aioclient.InferenceServerClient] = {}
-        self._prober: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None  # started by the first call, inside the event loop
 
     def _client(self, url: str) -> aioclient.InferenceServerClient:
         if url not in self._clients:
             self._clients[url] = aioclient.InferenceServerClient(url, **self.security.client_arguments())
         return self._clients[url]
 
-    def _start_prober(self) -> None:
+    async def call(self, what: str, method: str, *args: Any, client_timeout: float, **kwargs: Any) -> Any:
         if self._prober is None:
             self._prober = asyncio.get_running_loop().create_task(self._probe_forever())
-
-    async def call(self, what: str, method: str, *args: Any, client_timeout: float, **kwargs: Any) -> Any:
-        self._start_prober()
         deadline = Deadline(client_timeout)
         tried: set[str] = set()
-        headers = self.security.headers()
         while True:
-            remaining = deadline.remaining()
-            if remaining <= 0:
-                raise deadline_error(what, deadline, self.replicas)
-            url = self.replicas.pick(tried) or self.replicas.pick_any(tried)
+            url = self._next(what, deadline, tried)
             if url is None:
-                tried.clear()
-                await asyncio.sleep(min(self.policy.all_ejected_pause_s, remaining))
+                await asyncio.sleep(self._pause_s(deadline))
                 continue
-            tried.add(url)
             try:
                 function = getattr(self._client(url), method)
-                call = function(*args, headers=headers, client_timeout=attempt_timeout(self.policy, deadline), **kwargs)
-                result = await call
+                timeout = attempt_timeout(self.policy, deadline)
+                result = await function(*args, headers=self.security.headers(), client_timeout=timeout, **kwargs)
             except InferenceServerException as error:
-                fault = is_replica_fault(error)
-                self.replicas.failed(url, error_text(error), fault)
-                if not fault:
-                    raise
+                self._failed(url, error)
                 continue
             self.replicas.succeeded(url)
             return result
-
-    def stats(self) -> dict[str, ReplicaStats]:
-        return self.replicas.snapshot()
 
     async def _probe(self, url: str) -> None:
         healthy = self.replicas.snapshot()[url].healthy
@@ -120,13 +81,9 @@ class AsyncFleet:
         resolved_at = loop.time()
         while True:
             await asyncio.sleep(self.policy.probe_interval_s)
-            if self.dns and loop.time() - resolved_at >= self.policy.resolve_interval_s:
+            if loop.time() - resolved_at >= self.policy.resolve_interval_s:
                 resolved_at = loop.time()
-                try:
-                    _, removed = self.replicas.replace(resolve_endpoints(self.dns, self._resolver))
-                except ProdgenError:
-                    removed = []
-                for url in removed:
+                for url in self._resolve_again():
                     stale = self._clients.pop(url, None)
                     if stale is not None:
                         await stale.close()

@@ -233,12 +233,8 @@ def error_text(error: InferenceServerException) -> str:
     return (error.message() or str(error)).strip().splitlines()[0][:200]
 
 
-class Fleet:
-    """A drop-in for the `tritonclient.grpc.InferenceServerClient` calls prodgen makes, over many replicas.
-
-    Each method takes `client_timeout` as the caller's whole deadline, as the single-server
-    client does for one call.
-    """
+class FleetBase:
+    """What the sync and async fleets share: the replicas, the security, and one call's choices."""
 
     def __init__(
         self,
@@ -254,6 +250,53 @@ class Fleet:
         self.policy = policy or FleetPolicy()
         self._resolver = resolver
         self.replicas = Replicas(list(urls) + (resolve_endpoints(dns, resolver) if dns else []))
+        self._start()
+
+    def _start(self) -> None:
+        """Set up the transport (clients, prober) once the replicas are known."""
+
+    def stats(self) -> dict[str, ReplicaStats]:
+        return self.replicas.snapshot()
+
+    def _next(self, what: str, deadline: Deadline, tried: set[str]) -> str | None:
+        """The replica for the next attempt; None after every replica was tried (pause, then a new round)."""
+        if deadline.remaining() <= 0:
+            raise deadline_error(what, deadline, self.replicas)
+        url = self.replicas.pick(tried) or self.replicas.pick_any(tried)
+        if url is None:
+            tried.clear()
+        else:
+            tried.add(url)
+        return url
+
+    def _pause_s(self, deadline: Deadline) -> float:
+        return max(0.0, min(self.policy.all_ejected_pause_s, deadline.remaining()))
+
+    def _failed(self, url: str, error: InferenceServerException) -> None:
+        """Record a failed attempt; re-raise it when it is the request's fault, not the replica's."""
+        fault = is_replica_fault(error)
+        self.replicas.failed(url, error_text(error), fault)
+        if not fault:
+            raise error
+
+    def _resolve_again(self) -> list[str]:
+        """Follow the DNS name to the pods it has now; returns the replicas that went away."""
+        if not self.dns:
+            return []
+        try:
+            return self.replicas.replace(resolve_endpoints(self.dns, self._resolver))[1]
+        except ProdgenError:
+            return []  # keep the replicas we know while DNS is unavailable
+
+
+class Fleet(FleetBase):
+    """A drop-in for the `tritonclient.grpc.InferenceServerClient` calls prodgen makes, over many replicas.
+
+    Each method takes `client_timeout` as the caller's whole deadline, as the single-server
+    client does for one call.
+    """
+
+    def _start(self) -> None:
         self._clients: dict[str, grpcclient.InferenceServerClient] = {}
         self._clients_lock = threading.Lock()
         self._stop = threading.Event()
@@ -278,27 +321,17 @@ class Fleet:
         """Run `InferenceServerClient.<method>` on one replica, retrying replica faults on others."""
         deadline = Deadline(client_timeout if client_timeout is not None else 60.0)
         tried: set[str] = set()
-        headers = self.security.headers()
         while True:
-            remaining = deadline.remaining()
-            if remaining <= 0:
-                raise deadline_error(what, deadline, self.replicas)
-            url = self.replicas.pick(tried) or self.replicas.pick_any(tried)
-            if url is None:  # every replica tried in this call: start another round after a pause
-                tried.clear()
-                time.sleep(min(self.policy.all_ejected_pause_s, max(remaining, 0)))
+            url = self._next(what, deadline, tried)
+            if url is None:
+                time.sleep(self._pause_s(deadline))
                 continue
-            tried.add(url)
             try:
                 function = getattr(self._client(url), method)
-                result = function(
-                    *args, headers=headers, client_timeout=attempt_timeout(self.policy, deadline), **kwargs
-                )
+                timeout = attempt_timeout(self.policy, deadline)
+                result = function(*args, headers=self.security.headers(), client_timeout=timeout, **kwargs)
             except InferenceServerException as error:
-                fault = is_replica_fault(error)
-                self.replicas.failed(url, error_text(error), fault)
-                if not fault:
-                    raise
+                self._failed(url, error)
                 continue
             self.replicas.succeeded(url)
             return result
@@ -323,9 +356,6 @@ class Fleet:
             f"inference on {model_name}", "infer", model_name, inputs, client_timeout=client_timeout, **kwargs
         )
 
-    def stats(self) -> dict[str, ReplicaStats]:
-        return self.replicas.snapshot()
-
     def _probe(self, url: str) -> None:
         healthy = self.replicas.snapshot()[url].healthy
         # An ejected replica is probed on a fresh channel: the old one may sit in reconnect back-off.
@@ -347,13 +377,9 @@ class Fleet:
     def _probe_forever(self) -> None:
         resolved_at = time.monotonic()
         while not self._stop.wait(self.policy.probe_interval_s):
-            if self.dns and time.monotonic() - resolved_at >= self.policy.resolve_interval_s:
+            if time.monotonic() - resolved_at >= self.policy.resolve_interval_s:
                 resolved_at = time.monotonic()
-                try:
-                    _, removed = self.replicas.replace(resolve_endpoints(self.dns, self._resolver))
-                except ProdgenError:
-                    removed = []  # keep the replicas we know while DNS is unavailable
-                for url in removed:
+                for url in self._resolve_again():
                     self._swap_client(url, None)
             for url in self.replicas.urls():
                 if self._stop.is_set():

@@ -278,23 +278,35 @@ class Rollout:
         model_staging.rename(model_dir)
 
     def rollback(self) -> Deployment:
-        """Serve the previous version again: the newest version folder is moved aside and the model reloaded."""
+        """Serve the previous version again, then move the newest version folder aside.
+
+        The newest version's files stay in place until every replica has switched: a server
+        loading from a mirror of the repository (the embedded one) may still be reading them.
+        Meanwhile the config pins the versions to serve; the original policy comes back after."""
         model_dir = self.target.model_dir
         if not (model_dir / CONFIG_FILE).is_file():
             raise ProdgenError(f"{model_dir} is not a model in the repository (no {CONFIG_FILE})")
-        config = parse_pbtxt((model_dir / CONFIG_FILE).read_text())
+        original = (model_dir / CONFIG_FILE).read_text()
+        config = parse_pbtxt(original)
         existing = versions(model_dir)
         if len(existing) < 2:
             raise ProdgenError(
                 f"{self.target.model} has {len(existing)} version(s) in {model_dir}: nothing to roll back to"
             )
         newest = existing[-1]
-        count = served_count(config)
-        served = existing[:-1][-count:]
-        newest_dir = model_dir / str(newest)
-        newest_dir.rename(_aside(model_dir, "rolled-back", newest))
-        self.step(f"loading {self.target.model} versions {served} (version {newest} moved aside)")
-        self._load_everywhere(self.target.model, served, [newest])
+        served = existing[:-1][-served_count(config) :]
+        pinned = mc.ModelConfig()
+        pinned.CopyFrom(config)
+        pinned.version_policy.Clear()
+        pinned.version_policy.specific.versions.extend(served)
+        write_text_atomically(model_dir / CONFIG_FILE, to_pbtxt(pinned))
+        try:
+            self.step(f"loading {self.target.model} versions {served}")
+            self._load_everywhere(self.target.model, served, [newest])
+            (model_dir / str(newest)).rename(_aside(model_dir, "rolled-back", newest))
+            self.step(f"version {newest} moved aside as .rolled-back-{newest}")
+        finally:
+            write_text_atomically(model_dir / CONFIG_FILE, original)
         return Deployment(self.target.model, served[-1], served, None, [])
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from prodgen.serve.server import EmbeddedServer
 
 
 def free_port() -> int:
@@ -16,3 +20,15 @@ def free_port() -> int:
 def console_script(name: str) -> str:
     """The installed console script of this environment, as a user would run it."""
     return str(Path(sys.executable).parent / name)
+
+
+@contextmanager
+def all_running(servers: list[EmbeddedServer]) -> Iterator[list[EmbeddedServer]]:
+    """Start every server in turn; stop each one on the way out, also when a start fails."""
+    try:
+        for server in servers:
+            server.start()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()

@@ -24,7 +24,7 @@ from prodgen.client.fleet import ChannelSecurity, FleetPolicy, resolve_endpoints
 from prodgen.errors import ProdgenError
 from prodgen.seeding import latents_from_seed
 from prodgen.serve.server import EmbeddedServer, ServerOptions
-from tests_support import free_port
+from tests_support import all_running, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -59,13 +59,8 @@ def replicas(fleet_repository: Path) -> Iterator[list[EmbeddedServer]]:
         EmbeddedServer(ServerOptions(fleet_repository, host, grpc_port, http_port, metrics_port, intra_op_threads=1))
         for host in HOSTS
     ]
-    try:
-        for server in servers:
-            server.start()
+    with all_running(servers):
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def urls(servers: list[EmbeddedServer]) -> list[str]:

@@ -21,7 +21,7 @@ from prodgen.model_repository.config import BatchingOptions
 from prodgen.seeding import latents_from_seed
 from prodgen.serve.rollout import RolloutTarget, deploy, rollback
 from prodgen.serve.server import EmbeddedServer, ServerOptions
-from tests_support import console_script, free_port
+from tests_support import all_running, console_script, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -106,13 +106,8 @@ def explicit_servers(exported_repository: Path, tmp_path: Path) -> Iterator[list
         )
         for host in ("127.0.0.1", "127.0.0.2")
     ]
-    try:
-        for server in servers:
-            server.start()
+    with all_running(servers):
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def test_rollout_canary_refusal_and_rollback_under_load_fail_no_request(
