@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen import zoo
 from prodgen.client import ProdgenClient
@@ -19,7 +20,7 @@ from prodgen.errors import ProdgenError
 from prodgen.export.pipeline import ExportRequest, export_model
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.seeding import latents_from_seed
-from prodgen.serve.rollout import RolloutTarget, deploy, rollback
+from prodgen.serve.rollout import RolloutTarget, deploy, rollback, served_count
 from prodgen.serve.server import EmbeddedServer, ServerOptions
 from tests_support import all_running, console_script, free_port
 
@@ -175,3 +176,13 @@ def test_deploy_refuses_a_version_without_a_canary_and_rollback_needs_a_previous
     (repository / "dcgan" / "1" / "prodgen-export.json").write_text('{"zoo_model": "dcgan"}')
     with pytest.raises(ProdgenError, match="records no canary; re-export"):
         deploy(target)
+
+
+def test_the_number_of_served_versions_comes_from_the_configs_latest_policy() -> None:
+    config = mc.ModelConfig()
+    assert served_count(config) == 1, "Triton's default policy serves the newest version"
+    config.version_policy.latest.num_versions = 2
+    assert served_count(config) == 2
+    config.version_policy.all.SetInParent()
+    with pytest.raises(ProdgenError, match="version_policy all is not supported for rollouts"):
+        served_count(config)
