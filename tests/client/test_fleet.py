@@ -10,9 +10,9 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -20,7 +20,7 @@ import pytest
 
 from prodgen.client import ProdgenClient
 from prodgen.client.aio import AsyncProdgenClient
-from prodgen.client.fleet import ChannelSecurity, FleetPolicy, resolve_endpoints
+from prodgen.client.fleet import ChannelSecurity, FleetPolicy, ReplicaStats, resolve_endpoints
 from prodgen.errors import ProdgenError
 from prodgen.seeding import latents_from_seed
 from prodgen.serve.server import EmbeddedServer, ServerOptions
@@ -33,6 +33,7 @@ HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 SEEDS = 8
 DEADLINE_S = 5.0
 CONCURRENCY = 16
+POLICY = FleetPolicy(probe_interval_s=0.25)
 
 
 def closed_port_url() -> str:
@@ -80,30 +81,69 @@ class Call:
     error: str = ""
 
 
-def steady_load(client: ProdgenClient, expected: dict[int, np.ndarray], stop: threading.Event) -> list[Call]:
-    calls: list[Call] = []
-    lock = threading.Lock()
+class MixedLoad:
+    """CONCURRENCY callers at once: half are threads sharing one `ProdgenClient`, half asyncio
+    tasks sharing one `AsyncProdgenClient`, each client with its own fleet over the same replicas."""
 
-    def worker(index: int) -> None:
+    def __init__(self, urls: list[str], expected: dict[int, np.ndarray]) -> None:
+        self.urls = urls
+        self.expected = expected
+        self.calls: list[Call] = []
+        self.fleets: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _record(self, seed: int, start: float, image: np.ndarray | None, error: str = "") -> None:
+        right = image is not None and close_to(image, self.expected[seed])
+        with self._lock:
+            self.calls.append(Call(start, time.monotonic() - start, image is not None, right, error))
+
+    def _sync_worker(self, client: ProdgenClient, index: int) -> None:
         seed = index
-        while not stop.is_set():
+        while not self._stop.is_set():
             seed = (seed + 1) % SEEDS
             start = time.monotonic()
             try:
-                image = client.generate("dcgan", seed=seed, count=1)[0]
-                call = Call(start, time.monotonic() - start, True, close_to(image, expected[seed]))
+                self._record(seed, start, client.generate("dcgan", seed=seed, count=1)[0])
             except ProdgenError as error:
-                call = Call(start, time.monotonic() - start, False, False, str(error))
-            with lock:
-                calls.append(call)
+                self._record(seed, start, None, str(error))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(CONCURRENCY)]
-    for thread in threads:
-        thread.start()
-    stop.wait()
-    for thread in threads:
-        thread.join()
-    return calls
+    async def _async_load(self) -> None:
+        async with AsyncProdgenClient(self.urls, timeout_s=DEADLINE_S, policy=POLICY) as client:
+            self.fleets["async"] = client.fleet
+
+            async def worker(index: int) -> None:
+                seed = index
+                while not self._stop.is_set():
+                    seed = (seed + 1) % SEEDS
+                    start = time.monotonic()
+                    try:
+                        self._record(seed, start, (await client.generate("dcgan", seed=seed, count=1))[0])
+                    except ProdgenError as error:
+                        self._record(seed, start, None, str(error))
+
+            await asyncio.gather(*(worker(i) for i in range(CONCURRENCY // 2)))
+
+    def stats(self, url: str) -> list[ReplicaStats]:
+        return [fleet.stats()[url] for fleet in self.fleets.values()]
+
+    def __enter__(self) -> MixedLoad:
+        client = ProdgenClient(urls=self.urls, timeout_s=DEADLINE_S, policy=POLICY)
+        assert client.fleet is not None
+        self.fleets["sync"] = client.fleet
+        self._client = client
+        self._threads = [threading.Thread(target=self._sync_worker, args=(client, i)) for i in range(CONCURRENCY // 2)]
+        self._threads.append(threading.Thread(target=asyncio.run, args=(self._async_load(),)))
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._client.close()
 
 
 def wait_until(condition, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
@@ -120,45 +160,47 @@ def test_a_replica_sigkilled_under_load_costs_no_call_and_is_used_again_after_re
 ) -> None:
     victim = replicas[1]
     victim_url = victim.options.grpc_url
-    with ProdgenClient(urls=urls(replicas), timeout_s=DEADLINE_S, policy=FleetPolicy(probe_interval_s=0.25)) as client:
-        fleet = client.fleet
-        assert fleet is not None
-        stop = threading.Event()
-        with ThreadPoolExecutor(1) as pool:
-            running = pool.submit(steady_load, client, expected, stop)
-            assert wait_until(lambda: all(s.successes > 20 for s in fleet.stats().values()), 60)
-            killed_at = time.monotonic()
-            assert victim._process is not None
-            os.killpg(victim._process.pid, signal.SIGKILL)
-            assert wait_until(lambda: not fleet.stats()[victim_url].healthy, 10), "the dead replica is ejected"
-            time.sleep(1.0)  # calls keep coming while it is down
-            victim.stop()
-            replacement = EmbeddedServer(victim.options).start()
-            replicas[1] = replacement
-            assert wait_until(lambda: fleet.stats()[victim_url].healthy, 30), "the restarted replica is re-admitted"
-            readmitted_at = time.monotonic()
-            served_before = fleet.stats()[victim_url].successes
-            assert wait_until(lambda: fleet.stats()[victim_url].successes > served_before + 20, 30)
-            stop.set()
-            calls = running.result()
-        stats = fleet.stats()
+    with MixedLoad(urls(replicas), expected) as load:
+        assert wait_until(lambda: len(load.fleets) == 2, 30)
+        assert wait_until(lambda: all(s.successes > 10 for u in urls(replicas) for s in load.stats(u)), 60)
+        killed_at = time.monotonic()
+        assert victim._process is not None
+        os.killpg(victim._process.pid, signal.SIGKILL)
+        assert wait_until(lambda: not any(s.healthy for s in load.stats(victim_url)), 10), "the dead replica is ejected"
+        time.sleep(1.0)  # calls keep coming while it is down
+        victim.stop()
+        replicas[1] = EmbeddedServer(victim.options).start()
+        assert wait_until(lambda: all(s.healthy for s in load.stats(victim_url)), 30), "re-admitted after restart"
+        readmitted_at = time.monotonic()
+        served_before = [s.successes for s in load.stats(victim_url)]
+
+        def used_again() -> bool:
+            return all(s.successes > b + 10 for s, b in zip(load.stats(victim_url), served_before, strict=True))
+
+        assert wait_until(used_again, 30), "both clients send calls to the restarted replica again"
+    calls = load.calls
+    stats = {name: fleet.stats() for name, fleet in load.fleets.items()}
 
     failed = [c for c in calls if not c.ok]
     wrong = [c for c in calls if c.ok and not c.right]
     during = sorted(c.seconds for c in calls if killed_at <= c.start <= readmitted_at)
     p99 = during[min(len(during) - 1, int(0.99 * len(during)))] if during else float("nan")
     print(
-        f"\nfleet under load (c={CONCURRENCY}, 3 replicas, deadline {DEADLINE_S:g} s): {len(calls)} calls, "
+        f"\nfleet under load (c={CONCURRENCY}: {CONCURRENCY // 2} threads + {CONCURRENCY // 2} asyncio tasks, 3 replicas, deadline {DEADLINE_S:g} s): {len(calls)} calls, "
         f"{len(wrong)} wrong outputs, {len(failed)} failed; during the failure ({readmitted_at - killed_at:.1f} s): "
         f"{len(during)} calls, p99 {1000 * p99:.0f} ms; per replica "
-        + ", ".join(f"{url}: {s.successes} ok/{s.failures} faults/{s.ejections} ejections" for url, s in stats.items())
+        + "; ".join(
+            f"{name} {url}: {s.successes} ok/{s.failures} faults/{s.ejections} ejections/{s.readmissions} re-admissions"
+            for name, per_url in stats.items()
+            for url, s in per_url.items()
+        )
     )
     assert wrong == []
     for call in failed:  # allowed only as one clear line, and never past the deadline
         assert "no replica answered within the 5 s deadline" in call.error
         assert call.seconds < DEADLINE_S + 1.0
-    assert stats[victim_url].ejections >= 1 and stats[victim_url].readmissions >= 1
-    assert stats[victim_url].successes > served_before
+    for per_url in stats.values():
+        assert per_url[victim_url].ejections >= 1 and per_url[victim_url].readmissions >= 1
 
 
 def test_a_dns_name_resolving_to_every_replica_spreads_calls_async(
