@@ -20,7 +20,7 @@ import pytest
 
 from prodgen.client import ProdgenClient
 from prodgen.client.aio import AsyncProdgenClient
-from prodgen.client.fleet import ChannelSecurity, FleetPolicy, ReplicaStats, resolve_endpoints
+from prodgen.client.fleet import ChannelSecurity, Fleet, FleetPolicy, ReplicaStats, resolve_endpoints
 from prodgen.errors import ProdgenError
 from prodgen.seeding import latents_from_seed
 from prodgen.serve.server import EmbeddedServer, ServerOptions
@@ -281,3 +281,18 @@ def test_a_headless_service_name_becomes_one_replica_per_address() -> None:
         resolve_endpoints("triton-headless")
     with pytest.raises(ProdgenError, match="cannot resolve 'no-such-host.invalid'"):
         resolve_endpoints("no-such-host.invalid:8001")
+
+
+def test_a_dns_fleet_follows_pods_that_come_and_go() -> None:
+    pods = ["127.0.0.1"]
+    policy = FleetPolicy(probe_interval_s=0.05, resolve_interval_s=0.1, probe_timeout_s=0.2)
+    fleet = Fleet(dns="triton-headless.shop.svc:8001", policy=policy, resolver=lambda _host, _port: list(pods))
+    try:
+        assert set(fleet.stats()) == {"127.0.0.1:8001"}
+        pods[:] = ["127.0.0.2", "127.0.0.3"]
+        assert wait_until(lambda: set(fleet.stats()) == {"127.0.0.2:8001", "127.0.0.3:8001"}, 5)
+        pods[:] = []  # a DNS answer with no pod keeps the last known ones rather than none
+        time.sleep(0.5)
+        assert set(fleet.stats()) == {"127.0.0.2:8001", "127.0.0.3:8001"}
+    finally:
+        fleet.close()
