@@ -14,15 +14,17 @@ scalar setting), not by their names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
+from prodgen.client.fleet import ChannelSecurity, Fleet, FleetPolicy
 from prodgen.client.tiling import Tiling, upscale_tiled
 from prodgen.contract import ImageBounds, InputKind, TensorSpec, check_image_array
 from prodgen.errors import ProdgenError
@@ -66,12 +68,112 @@ class Health:
     models_ready: dict[str, bool]
 
 
+def served_model(name: str, config: mc.ModelConfig) -> ServedModel:
+    """What a client needs to know about a model, decoded once from the config the server reports."""
+    published = published_facts({key: value.string_value for key, value in config.parameters.items()})
+    return ServedModel(
+        name=name,
+        task=published.task,
+        inputs=tensor_specs(list(config.input)),
+        outputs=tensor_specs(list(config.output)),
+        max_batch_size=config.max_batch_size,
+        bounds=published.bounds,
+        facts=published.facts,
+        zoo_model=published.zoo_model,
+    )
+
+
+def scalar_inputs(model: ServedModel, count: int, **given: float | None) -> dict[str, np.ndarray]:
+    """Every scalar input of `model`: the value given by the caller, else the model's published default."""
+    scalars = [spec.name for spec in model.inputs_of("scalar")]
+    for option, value in given.items():
+        if value is not None and option not in scalars:
+            raise ProdgenError(f"model '{model.name}' takes no {option}")
+    values = {name: given.get(name) for name in scalars}
+    return {
+        name: np.full((count, 1), model.facts.input_default(name) if value is None else value, dtype=np.float32)
+        for name, value in values.items()
+    }
+
+
+def generator_inputs(
+    model: ServedModel, seed: int, count: int, class_id: int | None, truncation: float | None
+) -> dict[str, np.ndarray]:
+    """A generator's inputs: latents of seeds seed, seed+1, …, its class id and scalar settings if it takes them."""
+    name = model.name
+    latents = model.inputs_of("latent")
+    if not latents:
+        raise ProdgenError(f"model '{name}' is not a generator (it takes no latent input)")
+    inputs = {spec.name: latents_from_seed(seed, count, spec.dims[0]) for spec in latents}
+    class_inputs = model.inputs_of("class")
+    if class_inputs:
+        classes = model.facts.num_classes or 1
+        if class_id is None or not 0 <= class_id < classes:
+            given = "no class id" if class_id is None else f"class id {class_id}"
+            raise ProdgenError(f"model '{name}' is conditional: {given} given, expected 0..{classes - 1}")
+        inputs.update({spec.name: np.full((count, 1), class_id, dtype=np.int64) for spec in class_inputs})
+    elif class_id is not None:
+        raise ProdgenError(f"model '{name}' takes no class id")
+    inputs.update(scalar_inputs(model, count, truncation=truncation))
+    return inputs
+
+
+def infer_requests(
+    model: ServedModel, inputs: dict[str, np.ndarray]
+) -> list[tuple[list[grpcclient.InferInput], list[grpcclient.InferRequestedOutput]]]:
+    """Check `inputs` against the model and split them into requests of at most max_batch_size.
+
+    `tritonclient.grpc.aio` takes the same `InferInput` objects, so the async client uses these too."""
+    name = model.name
+    for spec in model.inputs:
+        if spec.name not in inputs and not spec.optional:
+            raise ProdgenError(f"{name}: input '{spec.name}' is required")
+    present = [spec for spec in model.inputs if spec.name in inputs]
+    for spec in present:
+        array = inputs[spec.name]
+        if array.dtype != spec.numpy_dtype:
+            raise ProdgenError(
+                f"{name}: input '{spec.name}' has dtype {array.dtype}, expected {np.dtype(spec.numpy_dtype)}"
+            )
+    batch = len(inputs[present[0].name])
+    step = max(model.max_batch_size, 1)
+    return [
+        (
+            infer_inputs(present, {spec.name: inputs[spec.name][start : start + step] for spec in present}),
+            requested_outputs(model.outputs),
+        )
+        for start in range(0, batch, step)
+    ]
+
+
 class ProdgenClient:
-    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 60.0) -> None:
-        self.url = url
+    """One Triton at `url`, or a fleet: `urls=[...]` and/or `dns="triton-headless:8001"` (one replica
+    per address), with retries on another replica within `timeout_s`, the deadline of each call."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        timeout_s: float = 60.0,
+        *,
+        urls: Sequence[str] = (),
+        dns: str | None = None,
+        security: ChannelSecurity | None = None,
+        policy: FleetPolicy | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client: grpcclient.InferenceServerClient | Fleet
+        if urls or dns or security or policy:
+            self._client = Fleet(urls, dns, security, policy)
+            self.url = ", ".join([*urls, *([dns] if dns else [])])
+        else:
+            self.url = url
+            self._client = grpcclient.InferenceServerClient(url)
         self._models: dict[str, ServedModel] = {}
+
+    @property
+    def fleet(self) -> Fleet | None:
+        """The replicas' health and per-replica call counts, when this client talks to a fleet."""
+        return self._client if isinstance(self._client, Fleet) else None
 
     def close(self) -> None:
         self._client.close()
@@ -122,17 +224,7 @@ class ProdgenClient:
                 served = ", ".join(self.model_names()) or "none"
                 raise ProdgenError(f"model '{name}' is not served at {self.url} (served: {served})")
             config = self._call(f"config of {name}", self._client.get_model_config, name).config
-            published = published_facts({key: value.string_value for key, value in config.parameters.items()})
-            self._models[name] = ServedModel(
-                name=name,
-                task=published.task,
-                inputs=tensor_specs(list(config.input)),
-                outputs=tensor_specs(list(config.output)),
-                max_batch_size=config.max_batch_size,
-                bounds=published.bounds,
-                facts=published.facts,
-                zoo_model=published.zoo_model,
-            )
+            self._models[name] = served_model(name, config)
         return self._models[name]
 
     def models(self) -> list[ServedModel]:
@@ -141,22 +233,8 @@ class ProdgenClient:
     def infer(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run `name` on a batch, split into chunks of the model's max_batch_size."""
         model = self.model(name)
-        for spec in model.inputs:
-            if spec.name not in inputs and not spec.optional:
-                raise ProdgenError(f"{name}: input '{spec.name}' is required")
-        present = [spec for spec in model.inputs if spec.name in inputs]
-        for spec in present:
-            array = inputs[spec.name]
-            if array.dtype != spec.numpy_dtype:
-                raise ProdgenError(
-                    f"{name}: input '{spec.name}' has dtype {array.dtype}, expected {np.dtype(spec.numpy_dtype)}"
-                )
-        batch = len(inputs[present[0].name])
-        step = max(model.max_batch_size, 1)
         chunks: list[dict[str, np.ndarray]] = []
-        for start in range(0, batch, step):
-            request = infer_inputs(present, {spec.name: inputs[spec.name][start : start + step] for spec in present})
-            outputs = requested_outputs(model.outputs)
+        for request, outputs in infer_requests(model, inputs):
             result = self._call(f"inference on {name}", self._client.infer, name, request, outputs=outputs)
             chunks.append({spec.name: result.as_numpy(spec.name) for spec in model.outputs})
         return {spec.name: np.concatenate([chunk[spec.name] for chunk in chunks]) for spec in model.outputs}
@@ -169,34 +247,8 @@ class ProdgenClient:
         self, name: str, seed: int = 0, count: int = 1, class_id: int | None = None, truncation: float | None = None
     ) -> np.ndarray:
         """`count` images from latents of seeds seed, seed+1, …: the same pictures on every server."""
-        model = self.model(name)
-        latents = model.inputs_of("latent")
-        if not latents:
-            raise ProdgenError(f"model '{name}' is not a generator (it takes no latent input)")
-        inputs = {spec.name: latents_from_seed(seed, count, spec.dims[0]) for spec in latents}
-        class_inputs = model.inputs_of("class")
-        if class_inputs:
-            classes = model.facts.num_classes or 1
-            if class_id is None or not 0 <= class_id < classes:
-                given = "no class id" if class_id is None else f"class id {class_id}"
-                raise ProdgenError(f"model '{name}' is conditional: {given} given, expected 0..{classes - 1}")
-            inputs.update({spec.name: np.full((count, 1), class_id, dtype=np.int64) for spec in class_inputs})
-        elif class_id is not None:
-            raise ProdgenError(f"model '{name}' takes no class id")
-        inputs.update(self._scalar_inputs(model, count, truncation=truncation))
+        inputs = generator_inputs(self.model(name), seed, count, class_id, truncation)
         return self._single_output(name, inputs)
-
-    def _scalar_inputs(self, model: ServedModel, count: int, **given: float | None) -> dict[str, np.ndarray]:
-        """Every scalar input of `model`: the value given by the caller, else the model's published default."""
-        scalars = [spec.name for spec in model.inputs_of("scalar")]
-        for option, value in given.items():
-            if value is not None and option not in scalars:
-                raise ProdgenError(f"model '{model.name}' takes no {option}")
-        values = {name: given.get(name) for name in scalars}
-        return {
-            name: np.full((count, 1), model.facts.input_default(name) if value is None else value, dtype=np.float32)
-            for name, value in values.items()
-        }
 
     def _image_input(self, model: ServedModel, name: str, image: np.ndarray, label: str) -> np.ndarray:
         batch = image[np.newaxis] if image.ndim == 3 else image
@@ -223,7 +275,7 @@ class ProdgenClient:
             inputs.update({spec.name: style_batch for spec in style_inputs})
         elif style is not None:
             raise ProdgenError(f"model '{name}' takes no style image")
-        inputs.update(self._scalar_inputs(model, count, alpha=alpha))
+        inputs.update(scalar_inputs(model, count, alpha=alpha))
         result = self._single_output(name, inputs)
         return result[0] if image.ndim == 3 else result
 

@@ -8,7 +8,8 @@
 set -euo pipefail
 repository=$(realpath "${1:?usage: build_plan.sh REPOSITORY NAME}")
 name=${2:?usage: build_plan.sh REPOSITORY NAME}
-image=${TENSORRT_IMAGE:-nvcr.io/nvidia/tensorrt:25.10-py3}
+source "$(dirname "$0")/versions.env"  # the TensorRT of the Triton release that serves the plan
+image=${TENSORRT_IMAGE:-nvcr.io/nvidia/tensorrt:${TRITON_RELEASE}-py3}
 source_dir="$repository/${name}_fp16"
 version=$(ls "$source_dir" 2>/dev/null | grep -E '^[0-9]+$' | sort -n | tail -1 || true)
 [ -n "$version" ] || { echo "no published version in $source_dir (run prodgen-export $name --fp16)" >&2; exit 1; }

@@ -19,11 +19,12 @@ import onnxruntime
 import torch
 
 import prodgen
+from prodgen.canary import write_canary
 from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Fp16Outcome, fp16_with_fallback
 from prodgen.export.fp16_publish import Fp16Published, publish_fp16
 from prodgen.export.onnx_export import export_onnx
-from prodgen.export.verify import Parity, run_pytorch, verify_onnx
+from prodgen.export.verify import Parity, onnx_session, run_pytorch, verify_onnx
 from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
 from prodgen.model_repository.publish import ONNX_FILE, PublishedVersion, publish
 from prodgen.zoo.loading import Checkpoint, serving_module
@@ -108,6 +109,14 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
             raise ProdgenError(
                 f"{request.served_name}: ONNX parity check failed: {parity.describe()}; nothing was published"
             )
+        canary_inputs = {name: array[:1] for name, array in cases[0].items()}
+        canary_outputs = dict(
+            zip(
+                [spec.name for spec in model.outputs],
+                onnx_session(onnx_path).run([spec.name for spec in model.outputs], canary_inputs),
+                strict=True,
+            )
+        )
         fp16: Fp16Outcome | None = None
         if request.fp16:
             step("converting to FP16 and checking its fidelity")
@@ -119,9 +128,9 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
 
         def write_version(folder: Path) -> None:
             shutil.copyfile(onnx_path, folder / ONNX_FILE)
-            (folder / PROVENANCE_FILE).write_text(
-                json.dumps(_provenance(request, parity, loading_notes), indent=2) + "\n"
-            )
+            canary = write_canary(folder, canary_inputs, canary_outputs, model.min_fraction_within_one_level)
+            record = {**_provenance(request, parity, loading_notes), "canary": canary}
+            (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
         def config_text(_version: int) -> str:
             return to_pbtxt(onnxruntime_config(model, request.served_name, request.batching))

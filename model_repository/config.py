@@ -16,6 +16,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from prodgen.contract import TensorSpec
 from prodgen.model_facts import PARAMETER_PREFIX, PublishedFacts, to_parameters
 from prodgen.model_repository.publish import ONNX_FILE, PLAN_FILE
+from prodgen.model_repository.warmup import add_model_warmup
 from prodgen.tensorrt_defaults import DEFAULT_WORKSPACE_BYTES
 
 if TYPE_CHECKING:  # the zoo imports torch; clients read configs through this module without it
@@ -124,7 +125,7 @@ def onnxruntime_tensorrt_fp16_config(
     accelerator.parameters["max_workspace_size_bytes"] = str(workspace_bytes)
     accelerator.parameters["trt_engine_cache_enable"] = "true"
     accelerator.parameters["trt_engine_cache_path"] = engine_cache_path
-    return config
+    return add_model_warmup(config, model.bounds.opt_side if model.bounds else None)
 
 
 def tensorrt_plan_config(model: ZooModel, served_name: str, batching: BatchingOptions) -> mc.ModelConfig:
@@ -134,4 +135,4 @@ def tensorrt_plan_config(model: ZooModel, served_name: str, batching: BatchingOp
     config.platform = "tensorrt_plan"
     config.default_model_filename = PLAN_FILE
     _on_gpu(config)
-    return config
+    return add_model_warmup(config, model.bounds.opt_side if model.bounds else None)

@@ -34,6 +34,13 @@ def serve(
         float, typer.Option(min=0, help="Pick up newly published models and versions this often (0: load once).")
     ] = POLL_SECONDS,
     log_verbose: Annotated[int, typer.Option(help="tritonserver --log-verbose level.")] = ServerOptions.log_verbose,
+    model_control: Annotated[
+        str,
+        typer.Option(
+            help="auto: load at start and follow --poll-seconds; explicit: load at start, then only what "
+            "`prodgen deploy`/`rollback` ask through Triton's repository API (production mode)."
+        ),
+    ] = ServerOptions.model_control,
 ) -> None:
     """Serve a model repository on the Triton server bundled with nvidia-pytriton (CPU is fine)."""
     from prodgen.serve.server import EmbeddedServer  # not needed for `prodgen --help` or the client commands
@@ -51,6 +58,7 @@ def serve(
         intra_op_threads=threads,
         poll_interval_s=poll_seconds,
         log_verbose=log_verbose,
+        model_control=model_control,
     )
     server = EmbeddedServer(options)
     try:
@@ -67,7 +75,7 @@ def serve(
         while not stop.wait(interval):
             if not server.running():
                 raise ProdgenError("tritonserver stopped unexpectedly")
-            if poll_seconds > 0:
+            if poll_seconds > 0 and model_control != "explicit":
                 before = set(server.mirror.served)
                 after = set(server.sync().served)
                 if after != before:

@@ -8,7 +8,10 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prodgen.errors import ProdgenError
+
 LOOPBACK = "127.0.0.1"
+MODEL_CONTROL_MODES = ("auto", "explicit")
 
 
 def free_port() -> int:
@@ -32,6 +35,15 @@ class ServerOptions:
     startup_timeout_s: float = 180.0
     log_verbose: int = 0
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    model_control: str = "auto"
+    """"auto": poll the repository when poll_interval_s > 0, else load once. "explicit": load all
+    models at start, then only what is asked through Triton's repository API (`prodgen deploy`);
+    the python-backend mirror follows the repository every `mirror_follow_s` so a load finds it."""
+    mirror_follow_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.model_control not in MODEL_CONTROL_MODES:
+            raise ProdgenError(f"model control '{self.model_control}' is not one of {', '.join(MODEL_CONTROL_MODES)}")
 
     @property
     def grpc_url(self) -> str:

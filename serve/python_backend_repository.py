@@ -45,6 +45,7 @@ def python_backend_config(config: mc.ModelConfig, intra_op_threads: int) -> mc.M
     mirrored.ClearField("platform")
     mirrored.ClearField("default_model_filename")
     mirrored.ClearField("optimization")
+    mirrored.ClearField("model_warmup")  # it builds GPU engines; on CPU it would only delay loading
     count = sum(group.count for group in config.instance_group) or 1
     mirrored.ClearField("instance_group")
     mirrored.instance_group.add(count=count, kind=mc.ModelInstanceGroup.KIND_CPU)
@@ -61,8 +62,20 @@ def _onnx_versions(model_dir: Path) -> list[int]:
 
 
 def _fill_version(source: Path, folder: Path) -> None:
+    """A hard link (a copy across filesystems), not a symlink: when `prodgen rollback` moves a
+    version folder aside, the mirror's loaded copy must stay readable until the mirror follows."""
     shutil.copyfile(PYTHON_MODEL_SOURCE, folder / "model.py")
-    os.symlink((source / ONNX_FILE).resolve(), folder / ONNX_FILE)
+    try:
+        os.link((source / ONNX_FILE).resolve(), folder / ONNX_FILE)
+    except OSError:
+        shutil.copyfile(source / ONNX_FILE, folder / ONNX_FILE)
+
+
+def _remove_atomically(folder: Path) -> None:
+    """Rename first, then delete: a server scanning the mirror never sees a half-deleted version."""
+    hidden = folder.with_name(f".removing-{folder.name}-{os.getpid()}")
+    folder.rename(hidden)
+    shutil.rmtree(hidden)
 
 
 def _sync_model(source: Path, target: Path, config_text: str, staging_root: Path) -> None:
@@ -82,7 +95,7 @@ def _sync_model(source: Path, target: Path, config_text: str, staging_root: Path
                 _fill_version(source / str(version), staging)
                 staging.rename(target / str(version))
     for version in set(versions(target)) - set(wanted):
-        shutil.rmtree(target / str(version))
+        _remove_atomically(target / str(version))
     if (target / CONFIG_FILE).read_text() != config_text:
         write_text_atomically(target / CONFIG_FILE, config_text)
 
@@ -107,5 +120,5 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
             _sync_model(source, target / name, to_pbtxt(python_backend_config(config, intra_op_threads)), staging_root)
             served.append(name)
     for stale in set(model_names(target)) - set(served):
-        shutil.rmtree(target / stale)
+        _remove_atomically(target / stale)
     return MirrorResult(served, skipped)

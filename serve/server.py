@@ -16,16 +16,18 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
 
 from prodgen.errors import ProdgenError
-from prodgen.serve.options import LOOPBACK, ServerOptions, free_port
+from prodgen.serve.options import LOOPBACK, MODEL_CONTROL_MODES, ServerOptions, free_port
 from prodgen.serve.python_backend_repository import MirrorResult, sync_mirror
+from prodgen.serve.repository_follower import RepositoryFollower
 from prodgen.serve.triton_distribution import find_distribution, prepare_backends, server_environment
 
-__all__ = ["LOOPBACK", "EmbeddedServer", "ServerOptions", "free_port"]
+__all__ = ["LOOPBACK", "MODEL_CONTROL_MODES", "EmbeddedServer", "ServerOptions", "free_port"]
 
 
 class EmbeddedServer:
@@ -36,6 +38,8 @@ class EmbeddedServer:
         self.mirror: MirrorResult | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._workspace: Path | None = None
+        self._sync_lock = threading.Lock()
+        self._follower: RepositoryFollower | None = None
 
     @property
     def log_path(self) -> Path | None:
@@ -60,7 +64,9 @@ class EmbeddedServer:
             "--exit-on-error=true",
             "--disable-auto-complete-config",
             *(
-                ["--model-control-mode=poll", f"--repository-poll-secs={max(1, round(o.poll_interval_s))}"]
+                ["--model-control-mode=explicit", "--load-model=*"]
+                if o.model_control == "explicit"
+                else ["--model-control-mode=poll", f"--repository-poll-secs={max(1, round(o.poll_interval_s))}"]
                 if o.poll_interval_s > 0
                 else ["--model-control-mode=none"]
             ),
@@ -90,6 +96,8 @@ class EmbeddedServer:
                     start_new_session=True,
                 )
             self._wait_until_ready()
+            if self.options.model_control == "explicit":
+                self._follower = RepositoryFollower(self.sync, self.options.mirror_follow_s)
         except BaseException:
             self.stop()
             raise
@@ -102,8 +110,9 @@ class EmbeddedServer:
 
     def sync(self) -> MirrorResult:
         """Mirror the repository again; with polling on, the server loads what changed."""
-        self.mirror = sync_mirror(self.options.repository, self._mirror_dir, self.options.intra_op_threads)
-        return self.mirror
+        with self._sync_lock:
+            self.mirror = sync_mirror(self.options.repository, self._mirror_dir, self.options.intra_op_threads)
+            return self.mirror
 
     def _log_tail(self, lines: int = 15) -> str:
         if self.log_path is None or not self.log_path.is_file():
@@ -141,6 +150,9 @@ class EmbeddedServer:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM the server's process group (server and python-backend stubs), then SIGKILL."""
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.stop()
         process, self._process = self._process, None
         if process is not None:
             try:
