@@ -12,6 +12,7 @@ production Triton alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -19,13 +20,20 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from prodgen.client.tiling import Tiling, upscale_tiled
+from prodgen.client.tiling import Tiling, tile_spans, upscale_tiled
+from prodgen.client.urls import grpc_target
 from prodgen.contract import ImageBounds, TensorSpec, check_image_array
 from prodgen.errors import ProdgenError
 from prodgen.model_repository.config import PARAMETER_PREFIX, tensor_specs
 from prodgen.seeding import latents_from_seed
+from prodgen.suggest import did_you_mean
 
 DEFAULT_URL = "localhost:8001"
+
+Progress = Callable[[int, int], None]
+"""Told (done, total) as work proceeds: images of a batch, tiles of an upscale."""
+
+TASK_COMMANDS = {"generate": "prodgen generate", "stylize": "prodgen stylize", "upscale": "prodgen upscale"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class ProdgenClient:
     def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 60.0) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client = grpcclient.InferenceServerClient(grpc_target(url))
         self._models: dict[str, ServedModel] = {}
 
     def close(self) -> None:
@@ -75,6 +83,11 @@ class ProdgenClient:
         except InferenceServerException as error:
             status = error.status() or ""
             message = error.message() or str(error)
+            if "http1.x server" in message.lower() or "http/1" in message.lower():
+                raise ProdgenError(
+                    f"{self.url} answers HTTP, not gRPC: is it Triton's HTTP port? "
+                    "expected the gRPC port (prodgen serve --grpc-port, 8001 by default)"
+                ) from error
             if (
                 "UNAVAILABLE" in status
                 or "failed to connect" in message.lower()
@@ -104,8 +117,11 @@ class ProdgenClient:
     def model(self, name: str) -> ServedModel:
         if name not in self._models:
             if name not in self.model_names():
-                served = ", ".join(self.model_names()) or "none"
-                raise ProdgenError(f"model '{name}' is not served at {self.url} (served: {served})")
+                served = self.model_names()
+                raise ProdgenError(
+                    f"model '{name}' is not served at {self.url}{did_you_mean(name, served)} "
+                    f"(served: {', '.join(served) or 'none'})"
+                )
             config = self._call(f"config of {name}", self._client.get_model_config, name).config
             parameters = {
                 key[len(PARAMETER_PREFIX) :]: value.string_value
@@ -131,7 +147,17 @@ class ProdgenClient:
     def models(self) -> list[ServedModel]:
         return [self.model(name) for name in self.model_names()]
 
-    def infer(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _check_task(self, model: ServedModel, task: str) -> None:
+        """Each command serves one task; a model of another task is refused the same way by all."""
+        if model.task != task:
+            hint = f"; use `{TASK_COMMANDS[model.task]}`" if model.task in TASK_COMMANDS else ""
+            raise ProdgenError(
+                f"model '{model.name}' is a {model.task or 'unknown-task'} model, not a {task} model{hint}"
+            )
+
+    def infer(
+        self, name: str, inputs: dict[str, np.ndarray], progress: Progress | None = None
+    ) -> dict[str, np.ndarray]:
         """Run `name` on a batch, split into chunks of the model's max_batch_size."""
         model = self.model(name)
         for spec in model.inputs:
@@ -157,14 +183,22 @@ class ProdgenClient:
             outputs = [grpcclient.InferRequestedOutput(spec.name) for spec in model.outputs]
             result = self._call(f"inference on {name}", self._client.infer, name, request, outputs=outputs)
             chunks.append({spec.name: result.as_numpy(spec.name) for spec in model.outputs})
+            if progress is not None:
+                progress(min(start + step, batch), batch)
         return {spec.name: np.concatenate([chunk[spec.name] for chunk in chunks]) for spec in model.outputs}
 
-    def _single_output(self, name: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _single_output(self, name: str, inputs: dict[str, np.ndarray], progress: Progress | None = None) -> np.ndarray:
         model = self.model(name)
-        return self.infer(name, inputs)[model.outputs[0].name]
+        return self.infer(name, inputs, progress)[model.outputs[0].name]
 
     def generate(
-        self, name: str, seed: int = 0, count: int = 1, class_id: int | None = None, truncation: float | None = None
+        self,
+        name: str,
+        seed: int = 0,
+        count: int = 1,
+        class_id: int | None = None,
+        truncation: float | None = None,
+        progress: Progress | None = None,
     ) -> np.ndarray:
         """`count` images from latents of seeds seed, seed+1, …: the same pictures on every server."""
         model = self.model(name)
@@ -184,7 +218,7 @@ class ProdgenClient:
             inputs["truncation"] = np.full((count, 1), 1.0 if truncation is None else truncation, dtype=np.float32)
         elif truncation is not None:
             raise ProdgenError(f"model '{name}' takes no truncation")
-        return self._single_output(name, inputs)
+        return self._single_output(name, inputs, progress)
 
     def _image_input(self, model: ServedModel, name: str, image: np.ndarray, label: str) -> np.ndarray:
         batch = image[np.newaxis] if image.ndim == 3 else image
@@ -198,6 +232,7 @@ class ProdgenClient:
     ) -> np.ndarray:
         """Restyle one image (H, W, 3) or a batch of same-size images (N, H, W, 3)."""
         model = self.model(name)
+        self._check_task(model, "stylize")
         image_inputs = [spec for spec in model.inputs if spec.is_image]
         if not image_inputs:
             raise ProdgenError(f"model '{name}' takes no image (task: {model.task})")
@@ -214,19 +249,31 @@ class ProdgenClient:
         result = self._single_output(name, inputs)
         return result[0] if image.ndim == 3 else result
 
-    def upscale(self, name: str, image: np.ndarray, tile: int | None = None, overlap: int = 32) -> np.ndarray:
-        """Upscale one image (H, W, 3); images beyond the model's bounds go in overlapping tiles."""
+    def upscale(
+        self, name: str, image: np.ndarray, tile: int | None = None, overlap: int = 32, progress: Progress | None = None
+    ) -> np.ndarray:
+        """Upscale one image (H, W, 3); images beyond the model's bounds go in overlapping tiles,
+        and `progress` is told (tiles done, tiles in all)."""
         model = self.model(name)
-        if model.task != "upscale" or "scale" not in model.parameters:
-            raise ProdgenError(f"model '{name}' is not an upscaler (task: {model.task})")
+        self._check_task(model, "upscale")
+        if "scale" not in model.parameters:
+            raise ProdgenError(f"model '{name}' is not an upscaler (its config names no scale)")
         image_input = next(spec.name for spec in model.inputs if spec.is_image)
         output = model.outputs[0].name
 
+        done = 0
+
         def run(batch: np.ndarray) -> np.ndarray:
-            return self.infer(name, {image_input: batch})[output]
+            nonlocal done
+            result = self.infer(name, {image_input: batch})[output]
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
+            return result
 
         bounds = model.bounds
         if bounds is None or max(image.shape[:2]) <= bounds.max_side:
+            total = 1
             return run(self._image_input(model, name, image, "image"))[0]
         check_image_array("image", image[np.newaxis])
         if min(image.shape[:2]) < bounds.min_side:
@@ -238,4 +285,5 @@ class ProdgenClient:
         tiling = Tiling(
             tile=side - side % multiple, overlap=overlap, batch=max(model.max_batch_size, 1), multiple_of=multiple
         )
+        total = len(tile_spans(image.shape[0], tiling)) * len(tile_spans(image.shape[1], tiling))
         return upscale_tiled(image, run, int(model.parameters["scale"]), tiling)

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from prodgen.errors import ProdgenError
+from prodgen.model_repository.publish import check_repository
 from prodgen.serve.python_backend_repository import MirrorResult, sync_mirror
 from prodgen.serve.triton_distribution import find_distribution, prepare_backends, server_environment
 
@@ -89,8 +90,7 @@ class EmbeddedServer:
 
     def start(self) -> EmbeddedServer:
         repository = self.options.repository
-        if not repository.is_dir():
-            raise ProdgenError(f"model repository {repository} does not exist; export a model first (prodgen-export)")
+        check_repository(repository, must_exist=True)
         distribution = find_distribution()
         self._workspace = Path(tempfile.mkdtemp(prefix="prodgen-serve-"))
         try:
