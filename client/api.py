@@ -33,7 +33,8 @@ DEFAULT_URL = "localhost:8001"
 Progress = Callable[[int, int], None]
 """Told (done, total) as work proceeds: images of a batch, tiles of an upscale."""
 
-TASK_COMMANDS = {"generate": "prodgen generate", "stylize": "prodgen stylize", "upscale": "prodgen upscale"}
+TASKS = {"generate": "a generator", "stylize": "a style model", "upscale": "an upscaler"}
+"""What each task's model is called; each task has its own command, `prodgen <task>`."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,10 @@ class ProdgenClient:
         except InferenceServerException as error:
             status = error.status() or ""
             message = error.message() or str(error)
-            if "http1.x server" in message.lower() or "http/1" in message.lower():
+            if "UNAVAILABLE" in status and "socket closed" in message.lower():
+                # something listens there but hangs up on HTTP/2: Triton's HTTP or metrics port, typically
                 raise ProdgenError(
-                    f"{self.url} answers HTTP, not gRPC: is it Triton's HTTP port? "
+                    f"{self.url} accepts connections but does not speak gRPC: is it Triton's HTTP or metrics port? "
                     "expected the gRPC port (prodgen serve --grpc-port, 8001 by default)"
                 ) from error
             if (
@@ -150,10 +152,10 @@ class ProdgenClient:
     def _check_task(self, model: ServedModel, task: str) -> None:
         """Each command serves one task; a model of another task is refused the same way by all."""
         if model.task != task:
-            hint = f"; use `{TASK_COMMANDS[model.task]}`" if model.task in TASK_COMMANDS else ""
-            raise ProdgenError(
-                f"model '{model.name}' is a {model.task or 'unknown-task'} model, not a {task} model{hint}"
-            )
+            known = model.task in TASKS
+            what = TASKS[model.task] if known else f"a model of task '{model.task}'"
+            hint = f"; use `prodgen {model.task}`" if known else ""
+            raise ProdgenError(f"model '{model.name}' is {what}, not {TASKS[task]}{hint}")
 
     def infer(
         self, name: str, inputs: dict[str, np.ndarray], progress: Progress | None = None

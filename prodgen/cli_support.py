@@ -100,4 +100,5 @@ def run_app(app: typer.Typer) -> None:
 
 
 def console() -> Console:
-    return Console(highlight=False)
+    """Results on stdout; long lines are never broken by rich (a pipe would get them cut at 80 columns)."""
+    return Console(highlight=False, soft_wrap=True)

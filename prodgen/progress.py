@@ -63,6 +63,7 @@ class ProgressTask:
 
     def __init__(self, board: ProgressBoard, description: str, total: float | None, unit: str) -> None:
         self.board = board
+        self.name = description
         self.description = description
         self.total = total
         self.unit = unit
@@ -173,7 +174,7 @@ class ProgressBoard:
         if task.rich_id is not None:
             self._bars.remove_task(task.rich_id)
         elif task.lines_printed and not failed:
-            self._print(f"{task.description}: done in {duration(task.elapsed())}")
+            self._print(f"{task.name}: done in {duration(task.elapsed())}")
 
     def _changed(self, task: ProgressTask) -> None:
         if task.rich_id is not None:
