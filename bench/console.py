@@ -75,7 +75,7 @@ class LiveView:
         self.live.start()
         if not self.console.is_terminal:
             self.plain.__enter__()
-            self.plain_task = self.plain.task("prodgen-bench: starting").__enter__()
+            self.plain_task = self.plain.task("prodgen-bench").__enter__()
         return self
 
     def __exit__(
