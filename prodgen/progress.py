@@ -27,14 +27,15 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 INTERVAL_ENV = "PRODGEN_PROGRESS_SECONDS"
 DEFAULT_INTERVAL_S = 10.0
@@ -56,6 +57,17 @@ def duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class _Eta(TimeRemainingColumn):
+    """'ETA 0:01:30' where the total is known; nothing for work of unknown length (an export step)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.total is None else Text.assemble("ETA ", super().render(task))
+
+
+def _count(task: ProgressTask) -> str:
+    return f"{task.done:g}/{task.total:g} {task.unit}" if task.unit and task.total else ""
 
 
 class ProgressTask:
@@ -107,10 +119,11 @@ class ProgressTask:
         elapsed = time.monotonic() - self.step_started
         if not self.total:
             return f"{self.description}: {duration(elapsed)} elapsed"
-        count = f"{self.done:g}/{self.total:g}{' ' + self.unit if self.unit else ''}"
         share = f"{math.floor(100 * self.done / self.total)} %"
+        # a count of things ('3/12 tiles (25 %)'), or only the share of work measured otherwise (seconds)
+        count = f"{self.done:g}/{self.total:g} {self.unit} ({share})" if self.unit else share
         left = f", about {duration(elapsed / self.done * (self.total - self.done))} left" if self.done else ""
-        return f"{self.description}: {count} ({share}), {duration(elapsed)} elapsed{left}"
+        return f"{self.description}: {count}, {duration(elapsed)} elapsed{left}"
 
 
 class ProgressBoard:
@@ -128,11 +141,9 @@ class ProgressBoard:
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]}"),
+            TextColumn("{task.fields[count]}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            _Eta(),
             console=self.console,
             transient=True,
             # results printed to stdout go above the bars only when both share the terminal
@@ -166,7 +177,7 @@ class ProgressBoard:
         with self._lock:
             self.tasks.append(task)
         if self.interactive:
-            task.rich_id = self._bars.add_task(task.description, total=task.total, unit=task.unit)
+            task.rich_id = self._bars.add_task(task.description, total=task.total, count=_count(task))
 
     def _close(self, task: ProgressTask, failed: bool) -> None:
         with self._lock:
@@ -178,7 +189,7 @@ class ProgressBoard:
 
     def _changed(self, task: ProgressTask) -> None:
         if task.rich_id is not None:
-            self._bars.update(task.rich_id, completed=task.done, total=task.total)
+            self._bars.update(task.rich_id, completed=task.done, total=task.total, count=_count(task))
         elif not self.interactive and self.interval_s == 0:
             self._report(task)
 
@@ -186,7 +197,7 @@ class ProgressBoard:
         """Piped, a new step gets its line at once only in work already slow enough to report
         (a quick export prints nothing, and its one-line error stays one line)."""
         if task.rich_id is not None:
-            self._bars.reset(task.rich_id, total=task.total, description=task.description)
+            self._bars.reset(task.rich_id, total=task.total, description=task.description, count=_count(task))
         elif not self.interactive and (task.lines_printed or task.elapsed() >= self.interval_s):
             self._report(task)
 

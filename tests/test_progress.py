@@ -57,3 +57,10 @@ def test_a_terminal_gets_a_bar_with_count_and_eta() -> None:
 
 def test_durations_read_like_a_person_says_them() -> None:
     assert [duration(s) for s in (4.6, 125, 5400)] == ["5 s", "2 min 05 s", "1 h 30 min"]
+
+
+def test_work_measured_in_fractions_shows_its_share_only() -> None:
+    console, stream = piped()
+    with ProgressBoard(console, interval_s=0) as board, board.task("measuring") as task:
+        task.update(0.4, 1.0)
+    assert stream.getvalue().splitlines()[0] == "measuring: 40 %, 0 s elapsed, about 0 s left"
