@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from PIL import Image
-
 from prodgen.errors import ProdgenError
 
 
 def picture_extensions() -> list[str]:
     """File extensions PIL can write, e.g. ['.bmp', '.jpeg', '.jpg', '.png', …]."""
+    from PIL import Image  # here, so that importing the CLI (`prodgen --help`) stays light
+
     Image.init()
     return sorted(ext for ext, kind in Image.registered_extensions().items() if kind in Image.SAVE)
 
