@@ -152,9 +152,8 @@ class ProdgenClient:
     def _check_task(self, model: ServedModel, task: str) -> None:
         """Each command serves one task; a model of another task is refused the same way by all."""
         if model.task != task:
-            known = model.task in TASKS
-            what = TASKS[model.task] if known else f"a model of task '{model.task}'"
-            hint = f"; use `prodgen {model.task}`" if known else ""
+            what = TASKS.get(model.task or "", f"a model of task '{model.task}'")
+            hint = f"; use `prodgen {model.task}`" if model.task in TASKS else ""
             raise ProdgenError(f"model '{model.name}' is {what}, not {TASKS[task]}{hint}")
 
     def infer(

@@ -29,4 +29,3 @@ def test_a_taken_port_stops_the_demo_at_once_in_one_line(tmp_path: Path) -> None
         "pick another GRPC_PORT or leave it unset for free ports"
     ]
     assert not (tmp_path / "out").exists()
-
