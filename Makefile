@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
 
 install: $(STAMP)
 
+# Its own repository (demo-output/repository) and free loopback ports; GRPC_PORT=N to choose.
 demo: install
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
 
@@ -59,5 +60,6 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# What make created; `models/` is the user's own repository (the demo never writes there) and stays.
 clean:
-	rm -rf $(VENV) models demo-output
+	rm -rf $(VENV) demo-output

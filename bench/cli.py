@@ -2,7 +2,7 @@
 
     prodgen-bench direct fast-neural-style --batch 1,4 --size 256
     prodgen-bench served fast-neural-style --url localhost:8001 --concurrency 1,2,4,8 --repository models
-    prodgen-bench zoo --out bench/reports/cpu-baseline
+    prodgen-bench zoo --out bench/reports/cpu-baseline   # the committed baseline; by default bench-results/
 
 Every command measures the machine's GEMM ceiling at its start and end, shows a live
 table, and writes a report folder (report.json with every sample, report.md, PNG plots).
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ from prodgen.bench.direct import (
 )
 from prodgen.bench.events import Observer
 from prodgen.bench.machine import describe_machine
-from prodgen.bench.report import BenchReport, command_line, write_report
+from prodgen.bench.report import BenchReport, command_line, report_dict, write_report
 from prodgen.bench.served import ServedSettings
 from prodgen.cli_support import run_app
 from prodgen.errors import ProdgenError
@@ -111,6 +112,12 @@ Targets = Annotated[
         "server overhead, share of the GEMM ceiling).",
     ),
 ]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print the report (as in report.json) on stdout for machines; tables and progress go to stderr."
+    ),
+]
 CeilingSeconds = Annotated[
     float, typer.Option(min=0.05, help="Seconds spent measuring the GEMM ceiling, at the start and at the end.")
 ]
@@ -131,11 +138,13 @@ def _finish(report: BenchReport, out: Path, plots: bool, view: Observer, ceiling
     return write_report(report, out, plots)
 
 
-def _summary(report: BenchReport, written: list[Path]) -> None:
-    out = bench_console()
+def _summary(report: BenchReport, written: list[Path], json_out: bool = False) -> None:
+    out = bench_console(stderr=json_out)
     for check in report.targets:
         out.print(f"target {check.target} · {check.model}: {check.verdict} — {check.detail}")
     out.print(f"report: {', '.join(str(path) for path in written)}")
+    if json_out:
+        print(json.dumps(report_dict(report), ensure_ascii=False))
 
 
 def _start(view: Observer, ceiling_seconds: float, targets: bool) -> BenchReport:
@@ -158,7 +167,7 @@ def _start(view: Observer, ceiling_seconds: float, targets: bool) -> BenchReport
 
 @app.command()
 def direct(
-    model: Annotated[str, typer.Argument(help="Zoo model name.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Zoo model name (prodgen-export --list).")],
     checkpoint: Annotated[Path | None, typer.Option(help="Trained weights; seeded random weights if omitted.")] = None,
     onnx: Annotated[Path | None, typer.Option(help="Use this model.onnx instead of exporting one.")] = None,
     repository: Annotated[
@@ -177,6 +186,7 @@ def direct(
     targets: Targets = False,
     ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
     out: Out = None,
+    json_out: Json = False,
 ) -> None:
     """One model through every runtime available here, side by side in one run."""
     entry = zoo.get(model)
@@ -201,16 +211,16 @@ def direct(
     settings.check(entry)
     settings.resolved_device()
     folder = out or _default_out("direct", model)
-    with LiveView(bench_console()) as view:
+    with LiveView(bench_console(stderr=json_out)) as view:
         report = _start(view, ceiling_seconds, targets)
         report.direct.append(run_direct(entry, settings, report.ceilings, checkpoint, onnx_path, view))
         written = _finish(report, folder, plots, view, ceiling_seconds)
-    _summary(report, written)
+    _summary(report, written, json_out)
 
 
 @app.command()
 def served(
-    model: Annotated[str, typer.Argument(help="Served model name.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Served model name (prodgen models).")],
     url: Url = DEFAULT_URL,
     concurrency: Concurrency = _listed(ServedSettings.concurrency),
     rate: Rates = None,
@@ -251,6 +261,7 @@ def served(
     targets: Targets = False,
     ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
     out: Out = None,
+    json_out: Json = False,
 ) -> None:
     """A model on a Triton gRPC endpoint under a concurrency sweep and/or request rates."""
     from prodgen.client.api import ProdgenClient
@@ -277,11 +288,11 @@ def served(
     with ProdgenClient(url) as client:
         client.model(model)  # an unreachable server or an unknown model fails here, before anything is measured
     folder = out or _default_out("served", model)
-    with LiveView(bench_console()) as view:
+    with LiveView(bench_console(stderr=json_out)) as view:
         report = _start(view, ceiling_seconds, targets)
         report.served.append(served_with_reference(url, model, settings, onnx_path, view))
         written = _finish(report, folder, plots, view, ceiling_seconds)
-    _summary(report, written)
+    _summary(report, written, json_out)
 
 
 @app.command(name="zoo")
@@ -308,7 +319,14 @@ def zoo_baseline(
     plots: Plots = True,
     targets: Targets = False,
     ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
-    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("bench/reports/cpu-baseline"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Report folder (default: bench-results/zoo-<time>; the committed baseline is "
+            "bench/reports/cpu-baseline, written only when named here)."
+        ),
+    ] = None,
+    json_out: Json = False,
 ) -> None:
     """The baseline: every zoo model in direct mode (heavy ones at a smaller side), then served models under load."""
     names = _names(models) if models else tuple(zoo.names())
@@ -328,15 +346,16 @@ def zoo_baseline(
     served_settings = dataclasses.replace(
         BASELINE_SERVED, concurrency=_numbers(concurrency, int, "--concurrency", 1), window_s=window
     )
-    with LiveView(bench_console()) as view:
+    folder = out or _default_out("zoo", "all" if models is None else "-".join(names))
+    with LiveView(bench_console(stderr=json_out)) as view:
         report = _start(view, ceiling_seconds, targets)
         sides = ", ".join(f"{name} {side}²" for name in names if (side := baseline_side(zoo.get(name))))
         report.notes.append(f"image sides in direct mode: {sides}; torch.compile {'on' if compile else 'off'}")
         run_zoo_direct(names, settings, report, view)
         if served_names:
             serve_and_measure(served_names, served_settings, report, view, reference_settings=settings)
-        written = _finish(report, out, plots, view, ceiling_seconds)
-    _summary(report, written)
+        written = _finish(report, folder, plots, view, ceiling_seconds)
+    _summary(report, written, json_out)
 
 
 def main() -> None:

@@ -25,17 +25,25 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
 from prodgen.client.fleet import ChannelSecurity, Fleet, FleetPolicy
-from prodgen.client.tiling import Tiling, upscale_tiled
+from prodgen.client.tiling import Tiling, tile_spans, upscale_tiled
+from prodgen.client.urls import grpc_target
 from prodgen.contract import ImageBounds, InputKind, TensorSpec, check_image_array
 from prodgen.errors import ProdgenError
 from prodgen.model_facts import ModelFacts, published_facts
 from prodgen.model_repository.config import tensor_specs
 from prodgen.seeding import latents_from_seed
+from prodgen.suggest import did_you_mean
 from prodgen.triton_request import DEFAULT_URL, infer_inputs, requested_outputs
 
 __all__ = ["DEFAULT_URL", "Health", "ProdgenClient", "ServedModel"]
 
 T = TypeVar("T")
+
+Progress = Callable[[int, int], None]
+"""Told (done, total) as work proceeds: images of a batch, tiles of an upscale."""
+
+TASKS = {"generate": "a generator", "stylize": "a style model", "upscale": "an upscaler"}
+"""What each task's model is called; each task has its own command, `prodgen <task>`."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +175,7 @@ class ProdgenClient:
             self.url = ", ".join([*urls, *([dns] if dns else [])])
         else:
             self.url = url
-            self._client = grpcclient.InferenceServerClient(url)
+            self._client = grpcclient.InferenceServerClient(grpc_target(url))
         self._models: dict[str, ServedModel] = {}
 
     @property
@@ -192,6 +200,12 @@ class ProdgenClient:
         except InferenceServerException as error:
             status = error.status() or ""
             message = error.message() or str(error)
+            if "UNAVAILABLE" in status and "socket closed" in message.lower():
+                # something listens there but hangs up on HTTP/2: Triton's HTTP or metrics port, typically
+                raise ProdgenError(
+                    f"{self.url} accepts connections but does not speak gRPC: is it Triton's HTTP or metrics port? "
+                    "expected the gRPC port (prodgen serve --grpc-port, 8001 by default)"
+                ) from error
             if (
                 "UNAVAILABLE" in status
                 or "failed to connect" in message.lower()
@@ -221,8 +235,11 @@ class ProdgenClient:
     def model(self, name: str) -> ServedModel:
         if name not in self._models:
             if name not in self.model_names():
-                served = ", ".join(self.model_names()) or "none"
-                raise ProdgenError(f"model '{name}' is not served at {self.url} (served: {served})")
+                served = self.model_names()
+                raise ProdgenError(
+                    f"model '{name}' is not served at {self.url}{did_you_mean(name, served)} "
+                    f"(served: {', '.join(served) or 'none'})"
+                )
             config = self._call(f"config of {name}", self._client.get_model_config, name).config
             self._models[name] = served_model(name, config)
         return self._models[name]
@@ -230,25 +247,46 @@ class ProdgenClient:
     def models(self) -> list[ServedModel]:
         return [self.model(name) for name in self.model_names()]
 
-    def infer(self, name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _check_task(self, model: ServedModel, task: str) -> None:
+        """Each command serves one task; a model of another task is refused the same way by all."""
+        if model.task != task:
+            what = TASKS.get(model.task or "", f"a model of task '{model.task}'")
+            hint = f"; use `prodgen {model.task}`" if model.task in TASKS else ""
+            raise ProdgenError(f"model '{model.name}' is {what}, not {TASKS[task]}{hint}")
+
+    def infer(
+        self, name: str, inputs: dict[str, np.ndarray], progress: Progress | None = None
+    ) -> dict[str, np.ndarray]:
         """Run `name` on a batch, split into chunks of the model's max_batch_size."""
         model = self.model(name)
         chunks: list[dict[str, np.ndarray]] = []
-        for request, outputs in infer_requests(model, inputs):
+        requests = infer_requests(model, inputs)
+        total = next(len(inputs[spec.name]) for spec in model.inputs if spec.name in inputs)
+        done = 0
+        for request, outputs in requests:
             result = self._call(f"inference on {name}", self._client.infer, name, request, outputs=outputs)
             chunks.append({spec.name: result.as_numpy(spec.name) for spec in model.outputs})
+            done += len(chunks[-1][model.outputs[0].name])
+            if progress is not None:
+                progress(done, total)
         return {spec.name: np.concatenate([chunk[spec.name] for chunk in chunks]) for spec in model.outputs}
 
-    def _single_output(self, name: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def _single_output(self, name: str, inputs: dict[str, np.ndarray], progress: Progress | None = None) -> np.ndarray:
         model = self.model(name)
-        return self.infer(name, inputs)[model.outputs[0].name]
+        return self.infer(name, inputs, progress)[model.outputs[0].name]
 
     def generate(
-        self, name: str, seed: int = 0, count: int = 1, class_id: int | None = None, truncation: float | None = None
+        self,
+        name: str,
+        seed: int = 0,
+        count: int = 1,
+        class_id: int | None = None,
+        truncation: float | None = None,
+        progress: Progress | None = None,
     ) -> np.ndarray:
         """`count` images from latents of seeds seed, seed+1, …: the same pictures on every server."""
         inputs = generator_inputs(self.model(name), seed, count, class_id, truncation)
-        return self._single_output(name, inputs)
+        return self._single_output(name, inputs, progress)
 
     def _image_input(self, model: ServedModel, name: str, image: np.ndarray, label: str) -> np.ndarray:
         batch = image[np.newaxis] if image.ndim == 3 else image
@@ -262,6 +300,7 @@ class ProdgenClient:
     ) -> np.ndarray:
         """Restyle one image (H, W, 3) or a batch of same-size images (N, H, W, 3)."""
         model = self.model(name)
+        self._check_task(model, "stylize")
         image_inputs = model.inputs_of("image")
         if not image_inputs:
             raise ProdgenError(f"model '{name}' takes no image (task: {model.task})")
@@ -279,20 +318,32 @@ class ProdgenClient:
         result = self._single_output(name, inputs)
         return result[0] if image.ndim == 3 else result
 
-    def upscale(self, name: str, image: np.ndarray, tile: int | None = None, overlap: int = 32) -> np.ndarray:
-        """Upscale one image (H, W, 3); images beyond the model's bounds go in overlapping tiles."""
+    def upscale(
+        self, name: str, image: np.ndarray, tile: int | None = None, overlap: int = 32, progress: Progress | None = None
+    ) -> np.ndarray:
+        """Upscale one image (H, W, 3); images beyond the model's bounds go in overlapping tiles,
+        and `progress` is told (tiles done, tiles in all)."""
         model = self.model(name)
+        self._check_task(model, "upscale")
         scale = model.facts.scale
-        if model.task != "upscale" or scale is None:
-            raise ProdgenError(f"model '{name}' is not an upscaler (task: {model.task}, scale: {scale})")
+        if scale is None:
+            raise ProdgenError(f"model '{name}' is not an upscaler (its config publishes no scale)")
         image_input = model.inputs_of("image")[0].name
         output = model.outputs[0].name
 
+        done = 0
+
         def run(batch: np.ndarray) -> np.ndarray:
-            return self.infer(name, {image_input: batch})[output]
+            nonlocal done
+            result = self.infer(name, {image_input: batch})[output]
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
+            return result
 
         bounds = model.bounds
         if bounds is None or max(image.shape[:2]) <= bounds.max_side:
+            total = 1
             return run(self._image_input(model, name, image, "image"))[0]
         check_image_array("image", image[np.newaxis])
         if min(image.shape[:2]) < bounds.min_side:
@@ -304,4 +355,5 @@ class ProdgenClient:
         tiling = Tiling(
             tile=side - side % multiple, overlap=overlap, batch=max(model.max_batch_size, 1), multiple_of=multiple
         )
+        total = len(tile_spans(image.shape[0], tiling)) * len(tile_spans(image.shape[1], tiling))
         return upscale_tiled(image, run, scale, tiling)

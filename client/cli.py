@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from prodgen.cli_support import console
+from prodgen.client.outputs import picture_file, picture_files
+from prodgen.errors import ProdgenError
+from prodgen.progress import ProgressBoard
 from prodgen.triton_request import DEFAULT_URL
 
 if TYPE_CHECKING:
@@ -20,7 +24,9 @@ app = typer.Typer(
     help="Serve prodgen models on Triton and call them over gRPC.",
 )
 
-Url = Annotated[str, typer.Option(help="Triton gRPC endpoint.")]
+Url = Annotated[str, typer.Option(help="Triton gRPC endpoint, host:port.")]
+Model = Annotated[str, typer.Argument(metavar="MODEL", help="Served model name (prodgen models lists them).")]
+Photos = Annotated[list[Path], typer.Argument(metavar="PHOTO", help="Product photos (PNG, JPEG, WebP, …).")]
 Timeout = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each call.")]
 
 
@@ -33,8 +39,8 @@ def _client(url: str, timeout: float) -> ProdgenClient:
 
 @app.command()
 def generate(
-    model: Annotated[str, typer.Argument(help="Served generator name.")],
-    out: Annotated[Path, typer.Option(help="PNG file for the grid of pictures.")] = Path("generated.png"),
+    model: Model,
+    out: Annotated[Path, typer.Option(help="Picture file for the grid (.png, .jpg, …).")] = Path("generated.png"),
     seed: Annotated[int, typer.Option(min=0, help="Image i uses seed+i: the same picture on every server.")] = 0,
     count: Annotated[int, typer.Option(min=1, help="Number of pictures.")] = 16,
     class_id: Annotated[int | None, typer.Option(help="Product category, for conditional generators.")] = None,
@@ -46,53 +52,65 @@ def generate(
     """Draw pictures from a generator and save them as one grid."""
     from prodgen.client.images import image_grid, write_image
 
-    with _client(url, timeout) as client:
-        images = client.generate(model, seed=seed, count=count, class_id=class_id, truncation=truncation)
+    picture_file(out)
+    with _client(url, timeout) as client, ProgressBoard() as board:
+        with board.task(f"generate {model}", count, "pictures") as task:
+            images = client.generate(
+                model, seed=seed, count=count, class_id=class_id, truncation=truncation, progress=task.update
+            )
     write_image(out, image_grid(images, columns))
     console().print(f"{count} pictures from {model} (seeds {seed}..{seed + count - 1}) → {out}")
 
 
 @app.command()
 def stylize(
-    model: Annotated[str, typer.Argument(help="Served style model name.")],
-    images: Annotated[list[Path], typer.Argument(help="Product photos.")],
+    model: Model,
+    images: Photos,
     out: Annotated[Path, typer.Option(help="Folder for the restyled pictures.")] = Path("stylized"),
     style: Annotated[Path | None, typer.Option(help="Style picture, for arbitrary-style models (AdaIN).")] = None,
     alpha: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Style strength, for AdaIN.")] = None,
     url: Url = DEFAULT_URL,
     timeout: Timeout = 120.0,
 ) -> None:
-    """Restyle product photos; writes OUT/<name>.png for each."""
+    """Restyle product photos; writes OUT/<name>.png for each (OUT/<folder>-<name>.png where names repeat)."""
     from prodgen.client.images import read_image, write_image
 
+    targets = picture_files(images, out)
     photos = [(path, read_image(path)) for path in images]
     style_image = read_image(style) if style is not None else None
-    with _client(url, timeout) as client:
-        for path, photo in photos:
-            result = client.stylize(model, photo, style=style_image, alpha=alpha)
-            target = write_image(out / f"{path.stem}.png", result)
-            console().print(f"{path} → {target}")
+    with _client(url, timeout) as client, ProgressBoard() as board:
+        with board.task(f"stylize {model}", len(photos), "photos") as task:
+            for (path, photo), target in zip(photos, targets, strict=True):
+                write_image(target, client.stylize(model, photo, style=style_image, alpha=alpha))
+                console().print(f"{path} → {target}")
+                task.advance()
 
 
 @app.command()
 def upscale(
-    model: Annotated[str, typer.Argument(help="Served upscaler name.")],
-    images: Annotated[list[Path], typer.Argument(help="Product photos.")],
+    model: Model,
+    images: Photos,
     out: Annotated[Path, typer.Option(help="Folder for the upscaled pictures.")] = Path("upscaled"),
     tile: Annotated[int | None, typer.Option(min=16, help="Tile side for images beyond the model's bounds.")] = None,
     overlap: Annotated[int, typer.Option(min=0, help="Pixels neighbouring tiles share.")] = 32,
     url: Url = DEFAULT_URL,
     timeout: Timeout = 300.0,
 ) -> None:
-    """Upscale product photos of any size (large ones go in blended tiles); writes OUT/<name>.png."""
+    """Upscale product photos of any size (large ones go in blended tiles); writes OUT/<name>.png for each."""
     from prodgen.client.images import read_image, write_image
 
+    targets = picture_files(images, out)
     photos = [(path, read_image(path)) for path in images]
-    with _client(url, timeout) as client:
-        for path, photo in photos:
-            result = client.upscale(model, photo, tile=tile, overlap=overlap)
-            target = write_image(out / f"{path.stem}.png", result)
-            console().print(f"{path} {photo.shape[1]}×{photo.shape[0]} → {target} {result.shape[1]}×{result.shape[0]}")
+    with _client(url, timeout) as client, ProgressBoard() as board:
+        with board.task(f"upscale {model}", len(photos), "photos") as overall:
+            for (path, photo), target in zip(photos, targets, strict=True):
+                with board.task(f"{path.name} {photo.shape[1]}×{photo.shape[0]}", None, "tiles") as tiles:
+                    result = client.upscale(model, photo, tile=tile, overlap=overlap, progress=tiles.update)
+                write_image(target, result)
+                console().print(
+                    f"{path} {photo.shape[1]}×{photo.shape[0]} → {target} {result.shape[1]}×{result.shape[0]}"
+                )
+                overall.advance()
 
 
 @app.command()
@@ -113,10 +131,25 @@ def models(url: Url = DEFAULT_URL, timeout: Timeout = 10.0) -> None:
 
 
 @app.command()
-def health(url: Url = DEFAULT_URL, timeout: Timeout = 10.0) -> None:
+def health(
+    url: Url = DEFAULT_URL,
+    timeout: Timeout = 10.0,
+    wait: Annotated[
+        float, typer.Option(min=0.0, help="Seconds to keep asking while the server starts (0: ask once).")
+    ] = 0.0,
+) -> None:
     """Check that the server is live and ready, and which models are ready."""
+    deadline = time.monotonic() + wait
     with _client(url, timeout) as client:
-        status = client.health()
+        while True:
+            try:
+                status = client.health()
+                if (status.live and status.ready) or time.monotonic() >= deadline:
+                    break
+            except ProdgenError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.5)
     ready = [name for name, ok in status.models_ready.items() if ok]
     not_ready = [name for name, ok in status.models_ready.items() if not ok]
     console().print(

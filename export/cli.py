@@ -6,16 +6,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from prodgen import zoo
-from prodgen.cli_support import console, run_app
+from prodgen.checkpoints import check_checkpoint_file
+from prodgen.cli_support import VersionOption, console, error_line, run_app
 from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import ssim_text
 from prodgen.export.pipeline import ExportRequest, ExportResult, export_model
+from prodgen.export.zoo_listing import print_zoo
 from prodgen.model_repository.config import BatchingOptions
-from prodgen.model_repository.publish import DEFAULT_REPOSITORY
+from prodgen.model_repository.publish import DEFAULT_REPOSITORY, check_repository
+from prodgen.progress import ProgressBoard
+from prodgen.terminal_table import print_table
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
@@ -24,13 +26,8 @@ def _export_one(request: ExportRequest) -> ExportResult:
     out = console()
     if request.checkpoint is None:
         out.print(f"{request.served_name}: no --checkpoint given, using seeded random weights (seed {request.seed})")
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out, transient=True
-    ) as progress:
-        task = progress.add_task(request.served_name, total=None)
-        result = export_model(
-            request, step=lambda what: progress.update(task, description=f"{request.served_name}: {what}")
-        )
+    with ProgressBoard() as board, board.task(request.served_name) as task:
+        result = export_model(request, step=lambda what: task.step(f"{request.served_name}: {what}"))
     for note in result.loading_notes:
         out.print(f"{request.served_name}: {note}")
     out.print(f"{request.served_name}: parity ONNX Runtime vs PyTorch: {result.parity.describe()}")
@@ -50,27 +47,34 @@ def _kept_text(kept: tuple[str, ...], output_chain: tuple[str, ...]) -> str:
 
 
 def _print_fp16_table(results: list[ExportResult], failed: list[str]) -> None:
-    table = Table(title="FP16 fidelity (FP16 emulation vs FP32 PyTorch)")
-    table.add_column("model", no_wrap=True)
-    for column in ("PSNR dB", "lowest SSIM", "max |Δ|", "NaN/Inf", "kept FP32", "artefacts"):
-        table.add_column(column, overflow="fold")
+    headers = ("model", "PSNR dB", "lowest SSIM", "max |Δ|", "NaN/Inf", "kept FP32", "artefacts")
+    rows = []
     for result in results:
         if result.fp16 is None or result.fp16_published is None:
             continue
         final = result.fp16.final
         published = [result.fp16_published.fp16] + ([result.fp16_published.plan] if result.fp16_published.plan else [])
-        table.add_row(
-            result.published.model_dir.name,
-            f"{final.psnr_db:.2f}",
-            ssim_text(final.lowest_ssim),
-            f"{final.max_abs_diff:g}",
-            str(final.nonfinite),
-            _kept_text(result.fp16.kept_fp32, result.fp16.graph.output_chain),
-            ", ".join(f"{p.model_dir.name}/{p.version}" for p in published),
+        rows.append(
+            [
+                result.published.model_dir.name,
+                f"{final.psnr_db:.2f}",
+                ssim_text(final.lowest_ssim),
+                f"{final.max_abs_diff:g}",
+                str(final.nonfinite),
+                _kept_text(result.fp16.kept_fp32, result.fp16.graph.output_chain),
+                ", ".join(f"{p.model_dir.name}/{p.version}" for p in published),
+            ]
         )
     for served_name in failed:
-        table.add_row(served_name, "failed", "", "", "", "", "none (error above)")
-    console().print(table)
+        rows.append([served_name, "failed", "", "", "", "", "none (error above)"])
+    print_table(
+        console(),
+        headers,
+        rows,
+        title="FP16 fidelity (FP16 emulation vs FP32 PyTorch)",
+        wrap=("model", "kept FP32", "artefacts"),
+        left=("model", "kept FP32", "artefacts"),
+    )
 
 
 def _checkpoint_for(files: list[Path]) -> Path | tuple[Path, ...] | None:
@@ -80,7 +84,7 @@ def _checkpoint_for(files: list[Path]) -> Path | tuple[Path, ...] | None:
     return files[0] if len(files) == 1 else tuple(files)
 
 
-@app.command()
+@app.command(no_args_is_help=True)
 def export(
     models: Annotated[list[str] | None, typer.Argument(metavar="MODEL", help="Zoo model names (see --list).")] = None,
     checkpoint: Annotated[
@@ -103,21 +107,24 @@ def export(
         int, typer.Option(help="Seed for random weights when no checkpoint is given.")
     ] = ExportRequest.seed,
     all_models: Annotated[bool, typer.Option("--all", help="Export every zoo model.")] = False,
-    list_models: Annotated[bool, typer.Option("--list", help="Print the zoo's model names and exit.")] = False,
+    list_models: Annotated[
+        bool, typer.Option("--list", help="Show the zoo: each model's task, inputs, output and image sides.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="With --list: print the zoo as JSON, for machines.")] = False,
     fp16: Annotated[
         bool, typer.Option("--fp16", help="Also publish <name>_fp16 (FP16 ONNX) and, with TensorRT, <name>_trt.")
     ] = False,
     min_psnr: Annotated[
         float, typer.Option(help="FP16 fidelity gate: minimum PSNR against FP32 PyTorch, dB.")
     ] = ExportRequest.min_psnr_db,
+    version: VersionOption = False,
 ) -> None:
     """Export zoo models to ONNX, verify them against PyTorch on real photos, and publish them.
 
     With several models (or --all) a model that fails is reported and the others go on;
     the exit status is non-zero if any failed."""
     if list_models:
-        for zoo_name in zoo.names():
-            typer.echo(zoo_name)
+        print_zoo(console(), json_out)
         return
     if all_models == bool(models):
         raise ProdgenError("give MODEL names or --all (prodgen-export --list shows the zoo)")
@@ -125,7 +132,10 @@ def export(
     if len(chosen) > 1 and (checkpoint or name is not None):
         raise ProdgenError("--checkpoint and --name apply to one model; export models with checkpoints one at a time")
     for zoo_name in chosen:
-        zoo.get(zoo_name)  # an unknown name fails before any export starts
+        zoo.get(zoo_name)  # an unknown name, a wrong file or folder fails before any export starts
+    for path in checkpoint or []:
+        check_checkpoint_file(path)
+    check_repository(repository, must_exist=False)
     batching = BatchingOptions(
         max_batch_size=max_batch, max_queue_delay_us=max_queue_delay_us, instance_count=instances
     )
@@ -149,7 +159,7 @@ def export(
             if len(chosen) == 1:
                 raise
             failed.append(request.served_name)
-            console().print(f"error: {error}")
+            console().print(error_line(str(error)), soft_wrap=True)
     if fp16 and len(chosen) > 1:
         _print_fp16_table(results, failed)
     if failed:

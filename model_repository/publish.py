@@ -54,6 +54,19 @@ def model_names(repository: Path) -> list[str]:
     return sorted(p.name for p in repository.iterdir() if (p / CONFIG_FILE).is_file())
 
 
+def check_repository(repository: Path, must_exist: bool) -> None:
+    """A repository path that is a file (or inside one), or missing where it must exist, in one line."""
+    for path in (repository, *repository.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ProdgenError(
+                    f"--repository {repository}: {path} is a file; expected a folder for the Triton model repository"
+                )
+            break
+    if must_exist and not repository.is_dir():
+        raise ProdgenError(f"model repository {repository} does not exist; export a model first (prodgen-export)")
+
+
 @contextmanager
 def staging_dir(parent: Path, prefix: str) -> Iterator[Path]:
     """An empty folder in `parent` (same filesystem, so renaming out of it is atomic); whatever

@@ -35,10 +35,34 @@ def _refused_object(error: pickle.UnpicklingError) -> str:
     return found.group(1) if found else "an object that is not a tensor"
 
 
-def read_checkpoint(path: Path) -> Mapping[str, object]:
-    """Read a checkpoint file into a mapping, refusing anything but weights."""
+TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
+"""How torch.save files begin: a zip archive (torch >= 1.6) or a pickle stream (older files)."""
+
+
+def _check_looks_like_torch_file(path: Path) -> None:
+    """A text file or a picture would otherwise reach the unpickler and be reported as pickled code."""
+    with path.open("rb") as stream:
+        head = stream.read(4)
+    if not head.startswith(TORCH_MAGIC):
+        raise ProdgenError(
+            f"checkpoint {path}: not a checkpoint (expected .pth/.pt/.safetensors weights written by torch.save or "
+            "safetensors)"
+        )
+
+
+def check_checkpoint_file(path: Path) -> None:
+    """A missing file, a folder or a file that is no checkpoint, refused in one line before any work."""
+    if path.is_dir():
+        raise ProdgenError(f"checkpoint {path} is a folder; expected a .pth/.pt/.safetensors file")
     if not path.is_file():
         raise ProdgenError(f"checkpoint: no file at {path}")
+    if path.suffix != ".safetensors":
+        _check_looks_like_torch_file(path)
+
+
+def read_checkpoint(path: Path) -> Mapping[str, object]:
+    """Read a checkpoint file into a mapping, refusing anything but weights."""
+    check_checkpoint_file(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

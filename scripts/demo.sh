@@ -3,14 +3,51 @@
 # architectures with the weights in demo/weights, trained by demo/train_*.py) into a Triton
 # model repository, serve it on the embedded Triton server, call every model over gRPC,
 # write the pictures, stop the server.
+#
+# The demo keeps to itself: its repository is $OUT/repository (made afresh each run, so
+# reruns do not pile up versions), it never reads or writes the user's `models/`, and its
+# server listens on free loopback ports (not 8000-8002, which a user's `prodgen serve` may
+# hold). GRPC_PORT=N picks the gRPC port (N-1 HTTP, N+1 metrics); a taken port fails at once.
 set -euo pipefail
 
-REPOSITORY=${REPOSITORY:-models}
 OUT=${OUT:-demo-output}
-GRPC_PORT=${GRPC_PORT:-8001}
-URL="127.0.0.1:${GRPC_PORT}"
+REPOSITORY="$OUT/repository"
 PHOTOS=(examples/photos/coffee.jpg examples/photos/chelsea.jpg)
 WEIGHTS=demo/weights
+
+ports_taken() {  # prints the first of the given loopback ports that is taken, if any
+    python - "$@" <<'PY'
+import socket, sys
+for port in map(int, sys.argv[1:]):
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            print(port)
+            break
+PY
+}
+
+if [ -n "${GRPC_PORT:-}" ]; then
+    HTTP_PORT=$((GRPC_PORT - 1)) METRICS_PORT=$((GRPC_PORT + 1))
+    TAKEN=$(ports_taken "$GRPC_PORT" "$HTTP_PORT" "$METRICS_PORT")
+    if [ -n "$TAKEN" ]; then
+        echo "demo: port $TAKEN is taken (GRPC_PORT=$GRPC_PORT needs $HTTP_PORT..$METRICS_PORT free); pick another GRPC_PORT or leave it unset for free ports" >&2
+        exit 2
+    fi
+else
+    read -r GRPC_PORT HTTP_PORT METRICS_PORT < <(python - <<'PY'
+import socket
+probes = [socket.socket() for _ in range(3)]
+for probe in probes:
+    probe.bind(("127.0.0.1", 0))
+print(*(probe.getsockname()[1] for probe in probes))
+for probe in probes:
+    probe.close()
+PY
+)
+fi
+URL="127.0.0.1:${GRPC_PORT}"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -22,12 +59,12 @@ prodgen-export catalogue-dcgan --checkpoint "$WEIGHTS/catalogue-dcgan.safetensor
 
 echo "== serve: embedded Triton on $URL"
 prodgen serve --repository "$REPOSITORY" --grpc-port "$GRPC_PORT" \
-    --http-port "$((GRPC_PORT - 1))" --metrics-port "$((GRPC_PORT + 1))" > "$OUT/server.log" 2>&1 &
+    --http-port "$HTTP_PORT" --metrics-port "$METRICS_PORT" > "$OUT/server.log" 2>&1 &
 SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
+trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 240); do
     prodgen health --url "$URL" --timeout 2 > /dev/null 2>&1 && break
-    kill -0 $SERVER 2>/dev/null || { cat "$OUT/server.log"; exit 1; }
+    kill -0 $SERVER 2>/dev/null || { echo "demo: the server stopped; its log ($OUT/server.log):" >&2; cat "$OUT/server.log" >&2; exit 1; }
     sleep 0.5
 done
 prodgen health --url "$URL"
@@ -64,7 +101,7 @@ echo "== bench: the served look network at 256x256, with a direct ONNX Runtime r
 prodgen-bench served catalogue-look --url "$URL" --repository "$REPOSITORY" --size 256 --concurrency 1,4 \
     --warmup 0.5 --window 1 --min-requests 5 --max-windows 3 --ceiling-seconds 0.3 --out "$OUT/bench"
 
-kill -TERM $SERVER
-wait $SERVER || true
+kill -TERM $SERVER 2>/dev/null || true
+wait $SERVER 2>/dev/null || true
 trap - EXIT
 echo "== done: pictures are in $(cd "$OUT" && pwd)"

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from prodgen.errors import ProdgenError
+from prodgen.model_repository.publish import check_repository
 from prodgen.serve.options import LOOPBACK, MODEL_CONTROL_MODES, ServerOptions, free_port
 from prodgen.serve.python_backend_repository import MirrorResult, sync_mirror
 from prodgen.serve.repository_follower import RepositoryFollower
@@ -76,8 +77,7 @@ class EmbeddedServer:
 
     def start(self) -> EmbeddedServer:
         repository = self.options.repository
-        if not repository.is_dir():
-            raise ProdgenError(f"model repository {repository} does not exist; export a model first (prodgen-export)")
+        check_repository(repository, must_exist=True)
         distribution = find_distribution()
         self._workspace = Path(tempfile.mkdtemp(prefix="prodgen-serve-"))
         try:

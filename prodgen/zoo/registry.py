@@ -7,6 +7,7 @@ Adding an architecture is one module that calls `register(...)` and one import l
 from __future__ import annotations
 
 from prodgen.errors import ProdgenError
+from prodgen.suggest import did_you_mean
 from prodgen.zoo.spec import ZooModel
 
 _ZOO: dict[str, ZooModel] = {}
@@ -27,4 +28,6 @@ def get(name: str) -> ZooModel:
     try:
         return _ZOO[name]
     except KeyError:
-        raise ProdgenError(f"unknown model '{name}'; the zoo has: {', '.join(names())}") from None
+        raise ProdgenError(
+            f"unknown model '{name}'{did_you_mean(name, names())} (the zoo has: {', '.join(names())})"
+        ) from None

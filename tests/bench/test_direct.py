@@ -150,6 +150,33 @@ def test_cli_direct_writes_a_report_folder(tmp_path: Path) -> None:
     assert (out / "direct-fast-neural-style.png").stat().st_size > 0
 
 
+def test_cli_json_puts_the_report_on_stdout_and_the_table_on_stderr(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    done = run_cli(
+        "direct", "dcgan", "--batch", "1", "--runtimes", "onnxruntime", "--min-runs", "2", "--min-seconds", "0",
+        "--ceiling-seconds", "0.05", "--no-plots", "--json", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed == json.loads((out / "report.json").read_text())
+    assert printed["schema"] == "prodgen-bench/1"
+    assert [m["runtime"] for m in printed["direct"][0]["measurements"]] == ["onnxruntime"]
+    assert "onnxruntime" in done.stderr and "images/s" in done.stderr  # the table, for a person watching
+
+
+def test_cli_zoo_writes_into_bench_results_unless_told_otherwise(tmp_path: Path) -> None:
+    """The committed baseline (bench/reports/cpu-baseline) is only rewritten when named with --out."""
+    done = subprocess.run(
+        [sys.executable, "-c", WITH_TRITONCLIENT, "zoo", "--models", "dcgan", "--served", "", "--batch", "1",
+         "--runtimes", "onnxruntime", "--min-runs", "2", "--min-seconds", "0", "--ceiling-seconds", "0.05", "--no-plots"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (folder,) = (tmp_path / "bench-results").iterdir()
+    assert folder.name.startswith("zoo-dcgan-") and (folder / "report.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench-results"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -18,9 +20,21 @@ from prodgen.serve.server import EmbeddedServer
 from prodgen.zoo.loading import serving_module
 from tests_support import console_script, free_port
 
+PHOTOS = Path(__file__).parents[2] / "examples" / "photos"
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([console_script(args[0]), *args[1:]], capture_output=True, text=True, timeout=300)
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [console_script(args[0]), *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+EVERY_UPDATE = {"PRODGEN_PROGRESS_SECONDS": "0"}
+"""Progress lines on every update, as a pipe gets them every 10 s."""
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
@@ -31,10 +45,33 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], expected: st
     assert expected in lines[0]
 
 
-def test_export_list_prints_the_zoo() -> None:
-    result = run("prodgen-export", "--list")
-    assert result.returncode == 0
-    assert result.stdout.split() == zoo.names()
+def test_export_list_shows_each_models_task_inputs_and_bounds() -> None:
+    table = run("prodgen-export", "--list")
+    assert table.returncode == 0, table.stderr
+    rows = {line.split("│")[1].strip(): line for line in table.stdout.splitlines() if line.startswith("│ ")}
+    assert sorted(rows) == zoo.names()
+    assert "stylize" in rows["adain"] and "style_image H×W×3" in rows["adain"] and "32..1024" in rows["adain"]
+    assert "generate" in rows["dcgan"] and "z [100]" in rows["dcgan"] and "64×64×3" in rows["dcgan"]
+    listed = json.loads(run("prodgen-export", "--list", "--json").stdout)
+    assert [entry["name"] for entry in listed] == zoo.names()
+    upscaler = next(entry for entry in listed if entry["name"] == "realesrgan-x4")
+    assert upscaler["task"] == "upscale"
+    assert upscaler["inputs"] == [{"name": "input_image", "dtype": "UINT8", "dims": [-1, -1, 3], "optional": False}]
+    assert upscaler["bounds"] == {"min_side": 16, "max_side": 512, "opt_side": 128}
+
+
+def test_export_steps_are_reported_when_piped(tmp_path: Path) -> None:
+    result = run("prodgen-export", "dcgan", "--repository", str(tmp_path / "models"), env=EVERY_UPDATE)
+    assert result.returncode == 0, result.stderr
+    steps = [line.split(":")[1].strip() for line in result.stderr.splitlines()]
+    assert steps[:4] == [
+        "loading weights",
+        "exporting ONNX",
+        "verifying ONNX Runtime against PyTorch on real inputs",
+        "publishing",
+    ]
+    assert result.stderr.splitlines()[-1].startswith("dcgan: done in")
+    assert "\x1b" not in result.stderr
 
 
 def test_unknown_model_name() -> None:
@@ -65,6 +102,44 @@ def test_pickled_code_in_a_checkpoint_is_refused(tmp_path: Path) -> None:
         "prodgen-export", "dcgan", "--checkpoint", str(tmp_path / "evil.pth"), "--repository", str(tmp_path / "models")
     )
     assert_one_line_error(result, "refuses to load")
+
+
+def test_a_text_file_is_not_a_checkpoint(tmp_path: Path) -> None:
+    notes = tmp_path / "README.md"
+    notes.write_text("# not weights\n")
+    result = run("prodgen-export", "dcgan", "--checkpoint", str(notes), "--repository", str(tmp_path / "models"))
+    assert_one_line_error(result, "not a checkpoint (expected .pth/.pt/.safetensors")
+    assert result.returncode == 2 and not (tmp_path / "models").exists()
+
+
+def test_a_repository_that_is_a_file_is_named(tmp_path: Path) -> None:
+    notes = tmp_path / "README.md"
+    notes.write_text("# not a repository\n")
+    for command in (("prodgen-export", "dcgan"), ("prodgen", "serve")):
+        result = run(*command, "--repository", str(notes))
+        assert_one_line_error(result, f"{notes} is a file; expected a folder for the Triton model repository")
+        assert result.returncode == 2
+
+
+def test_out_mistakes_fail_before_any_call(tmp_path: Path) -> None:
+    """No server listens at the URL: the --out error shows that nothing was attempted first."""
+    url = f"127.0.0.1:{free_port()}"
+    no_extension = run("prodgen", "generate", "dcgan", "--out", str(tmp_path / "noext"), "--url", url)
+    assert_one_line_error(no_extension, "has no file extension; expected a picture file such as")
+    unknown = run("prodgen", "generate", "dcgan", "--out", str(tmp_path / "grid.xyz"), "--url", url)
+    assert_one_line_error(unknown, "'.xyz' is not a picture format; expected .png, .jpg")
+    notes = tmp_path / "README.md"
+    notes.write_text("text")
+    into_a_file = run("prodgen", "upscale", "any", str(PHOTOS / "coffee.jpg"), "--out", str(notes), "--url", url)
+    assert_one_line_error(into_a_file, "is a file; expected a folder for the pictures")
+    assert {no_extension.returncode, unknown.returncode, into_a_file.returncode} == {2}
+    assert notes.read_text() == "text" and sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+
+
+def test_url_mistakes_are_named_before_any_call() -> None:
+    result = run("prodgen", "health", "--url", "http://localhost:8000")
+    assert_one_line_error(result, "prodgen talks to Triton over gRPC, not HTTP; expected host:port")
+    assert result.returncode == 2
 
 
 def test_debug_shows_the_traceback() -> None:
@@ -149,3 +224,55 @@ def test_models_lists_every_served_model(embedded_server: EmbeddedServer) -> Non
     for name in ("dcgan", "fast-neural-style", "cyclegan"):
         line = next(line for line in lines if line.startswith(f"{name} ("))
         assert "max batch 4" in line
+
+
+@pytest.mark.e2e
+def test_the_http_and_metrics_ports_are_named(embedded_server: EmbeddedServer) -> None:
+    for port in (embedded_server.options.http_port, embedded_server.options.metrics_port):
+        result = run("prodgen", "health", "--url", f"127.0.0.1:{port}", "--timeout", "5")
+        assert_one_line_error(
+            result, "does not speak gRPC: is it Triton's HTTP or metrics port? expected the gRPC port"
+        )
+
+
+@pytest.mark.e2e
+def test_photos_sharing_a_name_are_both_kept(embedded_server: EmbeddedServer, tmp_path: Path) -> None:
+    for folder, photo in (("a", "coffee.jpg"), ("b", "chelsea.jpg")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "photo.jpg").write_bytes((PHOTOS / photo).read_bytes())
+    out = tmp_path / "same"
+    result = run(
+        "prodgen", "stylize", "fast-neural-style", str(tmp_path / "a" / "photo.jpg"), str(tmp_path / "b" / "photo.jpg"),
+        "--out", str(out), "--url", embedded_server.options.grpc_url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a-photo.png", "b-photo.png"]
+    assert Image.open(out / "a-photo.png").size == Image.open(PHOTOS / "coffee.jpg").size
+    assert Image.open(out / "b-photo.png").size == Image.open(PHOTOS / "chelsea.jpg").size
+
+
+@pytest.mark.e2e
+def test_each_command_refuses_a_model_of_another_task(embedded_server: EmbeddedServer, tmp_path: Path) -> None:
+    url = embedded_server.options.grpc_url
+    result = run(
+        "prodgen", "upscale", "fast-neural-style", str(PHOTOS / "coffee.jpg"), "--out", str(tmp_path), "--url", url
+    )
+    assert_one_line_error(result, "model 'fast-neural-style' is a style model, not an upscaler; use `prodgen stylize`")
+    result = run("prodgen", "stylize", "dcgan", str(PHOTOS / "coffee.jpg"), "--out", str(tmp_path), "--url", url)
+    assert_one_line_error(result, "model 'dcgan' is a generator, not a style model; use `prodgen generate`")
+    assert_one_line_error(run("prodgen", "generate", "dcgn", "--url", url), "did you mean 'dcgan'?")
+
+
+@pytest.mark.e2e
+def test_many_pictures_report_progress_when_piped(embedded_server: EmbeddedServer, tmp_path: Path) -> None:
+    result = run(
+        "prodgen", "generate", "dcgan", "--count", "8", "--out", str(tmp_path / "grid.png"),
+        "--url", embedded_server.options.grpc_url, env=EVERY_UPDATE,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line.split(" (")[0] for line in lines[:2]] == [
+        "generate dcgan: 4/8 pictures",
+        "generate dcgan: 8/8 pictures",
+    ]
+    assert "elapsed" in lines[0] and "left" in lines[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from PIL import Image
 
 from prodgen import zoo
 from prodgen.client import ProdgenClient
+from prodgen.client.tiling import Tiling, tile_spans
 from prodgen.errors import ProdgenError
 from prodgen.export.pipeline import ExportRequest, export_model
 from prodgen.export.verify import run_pytorch
@@ -78,3 +80,35 @@ def test_generators_are_not_upscalers(upscaler_server: EmbeddedServer) -> None:
     with ProdgenClient(upscaler_server.options.grpc_url) as client:
         with pytest.raises(ProdgenError, match="is not a generator"):
             client.generate(UPSCALER)
+
+
+def test_stylize_refuses_an_upscaler(upscaler_server: EmbeddedServer, tmp_path: Path) -> None:
+    photo = Path(__file__).parents[2] / "examples" / "photos" / "chelsea.jpg"
+    result = subprocess.run(
+        [console_script("prodgen"), "stylize", UPSCALER, str(photo), "--out", str(tmp_path), "--url", upscaler_server.options.grpc_url],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"Error: model '{UPSCALER}' is an upscaler, not a style model; use `prodgen upscale`"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tiles_of_a_large_photo_report_progress_when_piped(upscaler_server: EmbeddedServer, tmp_path: Path) -> None:
+    bounds = zoo.get(UPSCALER).bounds
+    assert bounds is not None
+    wide = tmp_path / "wide.png"
+    Image.fromarray(fit(photograph("rocket"), 64, bounds.max_side + 100)).save(wide)
+    result = subprocess.run(
+        [console_script("prodgen"), "upscale", UPSCALER, str(wide), "--tile", "512", "--out", str(tmp_path / "big"),
+         "--url", upscaler_server.options.grpc_url],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PRODGEN_PROGRESS_SECONDS": "0"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    tiles = [line for line in result.stderr.splitlines() if line.startswith(f"wide.png {bounds.max_side + 100}×64: ")]
+    counts = [line.split(": ")[1].split(" (")[0] for line in tiles if "tiles (" in line]
+    total = len(tile_spans(bounds.max_side + 100, Tiling(tile=512, overlap=32)))  # one row of tiles
+    assert counts == [f"{min(done, total)}/{total} tiles" for done in range(4, total + 4, 4)]  # 4 a request
+    assert f"upscale {UPSCALER}: 1/1 photos" in result.stderr
+    assert Image.open(tmp_path / "big" / "wide.png").size == (2 * (bounds.max_side + 100), 128)
