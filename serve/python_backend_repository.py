@@ -3,7 +3,10 @@
 Each `onnxruntime` model keeps its name, inputs, outputs, batching and versions; only
 the backend changes (to python, running `serve/onnx_model.py` over the same `model.onnx`),
 so clients see exactly what a production Triton with the onnxruntime backend would show.
-Models this server cannot run (TensorRT plans) are left out and reported.
+Models this server cannot run (TensorRT plans) are left out and reported. Models that
+already are python-backend models (the Stable-Diffusion pipeline) pass through unchanged.
+Every file of a version is mirrored, so ONNX external data (`model.onnx.data`) lies beside
+`model.onnx` as ONNX Runtime expects, and a python model finds its neighbours.
 
 `sync_mirror` is incremental and atomic like publishing itself (new models and versions
 appear with one rename), so it can run again while the server polls its repository:
@@ -57,18 +60,35 @@ def _is_onnx_model(config: mc.ModelConfig) -> bool:
     return config.backend == "onnxruntime" or config.platform == "onnxruntime_onnx"
 
 
-def _onnx_versions(model_dir: Path) -> list[int]:
-    return [v for v in versions(model_dir) if (model_dir / str(v) / ONNX_FILE).is_file()]
+def _is_python_model(config: mc.ModelConfig) -> bool:
+    return config.backend == "python"
+
+
+def _versions_with(model_dir: Path, file_name: str = ONNX_FILE) -> list[int]:
+    return [v for v in versions(model_dir) if (model_dir / str(v) / file_name).is_file()]
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(Path(source).resolve(), target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _fill_version(source: Path, folder: Path) -> None:
-    """A hard link (a copy across filesystems), not a symlink: when `prodgen rollback` moves a
-    version folder aside, the mirror's loaded copy must stay readable until the mirror follows."""
-    shutil.copyfile(PYTHON_MODEL_SOURCE, folder / "model.py")
-    try:
-        os.link((source / ONNX_FILE).resolve(), folder / ONNX_FILE)
-    except OSError:
-        shutil.copyfile(source / ONNX_FILE, folder / ONNX_FILE)
+    """Hard links (copies across filesystems), not symlinks: when `prodgen rollback` moves a
+    version folder aside, the mirror's loaded copy must stay readable until the mirror follows.
+    Every file of the version comes along (ONNX external data, a python model's neighbours);
+    ONNX models get the ONNX Runtime `model.py`."""
+    if (source / ONNX_FILE).is_file():
+        shutil.copyfile(PYTHON_MODEL_SOURCE, folder / "model.py")
+    for item in source.iterdir():
+        if (folder / item.name).exists():
+            continue
+        if item.is_dir():
+            shutil.copytree(item, folder / item.name, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(str(item), str(folder / item.name))
 
 
 def _remove_atomically(folder: Path) -> None:
@@ -78,8 +98,7 @@ def _remove_atomically(folder: Path) -> None:
     shutil.rmtree(hidden)
 
 
-def _sync_model(source: Path, target: Path, config_text: str, staging_root: Path) -> None:
-    wanted = _onnx_versions(source)
+def _sync_model(source: Path, target: Path, config_text: str, staging_root: Path, wanted: list[int]) -> None:
     if not target.exists():
         with staging_dir(staging_root, f".{target.name}-") as staging:
             staged = staging / target.name
@@ -112,12 +131,19 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
         config = parse_pbtxt((source / CONFIG_FILE).read_text())
         if config.platform == "tensorrt_plan":
             skipped[name] = "TensorRT plan (model.plan): needs a GPU Triton with the tensorrt backend"
+        elif _is_python_model(config):
+            if not _versions_with(source, "model.py"):
+                skipped[name] = "no version with model.py"
+            else:
+                _sync_model(source, target / name, to_pbtxt(config), staging_root, _versions_with(source, "model.py"))
+                served.append(name)
         elif not _is_onnx_model(config):
             skipped[name] = f"backend '{config.backend or config.platform}' needs a GPU Triton"
-        elif not _onnx_versions(source):
+        elif not _versions_with(source):
             skipped[name] = f"no version with {ONNX_FILE}"
         else:
-            _sync_model(source, target / name, to_pbtxt(python_backend_config(config, intra_op_threads)), staging_root)
+            config_text = to_pbtxt(python_backend_config(config, intra_op_threads))
+            _sync_model(source, target / name, config_text, staging_root, _versions_with(source))
             served.append(name)
     for stale in set(model_names(target)) - set(served):
         _remove_atomically(target / stale)

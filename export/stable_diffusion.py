@@ -1,0 +1,248 @@
+"""`prodgen-export stable-diffusion`: a `save_pretrained` folder in, five Triton models out.
+
+The text encoder, UNet, VAE decoder and VAE encoder are each exported to ONNX, verified
+against PyTorch (uint8 pictures within one level, float outputs within 1e-4 of PyTorch's
+scale) and published as `NAME_<component>`; then the pipeline model `NAME` that calls them
+(model_repository/stable_diffusion.py) is published. Components go first, so by the time a
+polling server sees `NAME`, what it calls is there.
+
+The UNet is saved with ONNX external data (`model.onnx` + `model.onnx.data`): SD 1.5's is
+3.4 GB in FP32, over protobuf's 2 GB limit, and the tiny test UNets take the same path.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from prodgen.errors import ProdgenError
+from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Fp16Outcome, fp16_with_fallback
+from prodgen.export.fp16_publish import Fp16Published, publish_fp16
+from prodgen.export.onnx_export import export_onnx
+from prodgen.export.verify import compare_outputs, onnx_session, run_pytorch
+from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
+from prodgen.model_repository.publish import PublishedVersion, publish
+from prodgen.model_repository.stable_diffusion import PipelineFacts, pipeline_config_text, write_pipeline_version
+from prodgen.zoo.stable_diffusion import StableDiffusion, load_stable_diffusion
+from prodgen.zoo.stable_diffusion_graphs import FLOAT_TOLERANCE, Component, components
+
+Step = Callable[[str], None]
+
+OPSET = 18
+ONNX_FILE = "model.onnx"
+EXTERNAL_DATA_FILE = "model.onnx.data"
+PROVENANCE_FILE = "prodgen-export.json"
+FP16_COMPONENTS = ("unet", "vae_decoder", "vae_encoder")
+"""The FP16 gate covers what runs at every step and the VAE (whose decoder is known to overflow)."""
+
+
+@dataclass(frozen=True)
+class ComponentParity:
+    """ONNX Runtime against PyTorch for one component, over its verification inputs."""
+
+    values: int
+    max_abs_diff: float
+    reference_scale: float
+    """max |PyTorch| (floats) or 255 (uint8): the tolerance for floats is relative to max(1, this)."""
+    uint8: bool
+    fraction_within_one_level: float
+
+    @property
+    def passed(self) -> bool:
+        if self.uint8:
+            return self.max_abs_diff <= 1
+        return self.max_abs_diff <= FLOAT_TOLERANCE * max(1.0, self.reference_scale)
+
+    def describe(self) -> str:
+        if self.uint8:
+            return (
+                f"max |Δ| {self.max_abs_diff:g} uint8 levels over {self.values:,} values (required ≤ 1), "
+                f"{100 * self.fraction_within_one_level:.4f} % within 1 level"
+            )
+        return (
+            f"max |Δ| {self.max_abs_diff:.3g} over {self.values:,} values, max |PyTorch| {self.reference_scale:.3g} "
+            f"(required ≤ {FLOAT_TOLERANCE:g} × max(1, max |PyTorch|))"
+        )
+
+
+@dataclass(frozen=True)
+class ComponentResult:
+    name: str
+    published: PublishedVersion
+    parity: ComponentParity
+    fp16: Fp16Outcome | None = None
+    fp16_published: Fp16Published | None = None
+
+
+@dataclass(frozen=True)
+class DiffusionExportResult:
+    pipeline: PublishedVersion
+    components: list[ComponentResult]
+
+
+def _parity(component: Component, onnx_path: Path) -> tuple[ComponentParity, list[list[np.ndarray]]]:
+    session = onnx_session(onnx_path)
+    names = [spec.name for spec in component.spec.outputs]
+    reference: list[list[np.ndarray]] = []
+    wanted: list[np.ndarray] = []
+    got: list[np.ndarray] = []
+    for inputs in component.cases:
+        expected = run_pytorch(component.graph, component.spec, inputs)
+        actual = session.run(names, inputs)
+        for name, want, have in zip(names, expected, actual, strict=True):
+            if want.shape != have.shape:
+                raise ProdgenError(f"{component.suffix}: ONNX gave {name} of shape {have.shape}, PyTorch {want.shape}")
+        reference.append(expected)
+        wanted += expected
+        got += actual
+    if wanted[0].dtype == np.uint8:
+        levels = compare_outputs(wanted, got, 1.0)
+        return ComponentParity(
+            levels.values, levels.max_abs_diff, 255.0, True, levels.fraction_within_one_level
+        ), reference
+    differences = np.concatenate([np.abs(w.astype(np.float64) - g).ravel() for w, g in zip(wanted, got, strict=True)])
+    scale = max(float(np.abs(w).max()) for w in wanted)
+    return ComponentParity(int(differences.size), float(differences.max()), scale, False, 1.0), reference
+
+
+def _export(component: Component, folder: Path) -> Path:
+    """ONNX of one component in `folder`; external data beside it where the component asks for it."""
+    onnx_path = folder / ONNX_FILE
+    if not component.external_data:
+        export_onnx(component.graph, component.spec, component.cases[0], onnx_path, opset=OPSET)
+        return onnx_path
+    traced = folder / "traced"
+    traced.mkdir()
+    # Over 2 GB the exporter writes one file per weight beside the graph; loading and saving once
+    # more gathers them into one data file, the layout Triton's onnxruntime backend expects.
+    export_onnx(component.graph, component.spec, component.cases[0], traced / ONNX_FILE, opset=OPSET)
+    graph = onnx.load(str(traced / ONNX_FILE))
+    onnx.save_model(
+        graph,
+        str(onnx_path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=EXTERNAL_DATA_FILE,
+        size_threshold=1024,
+    )
+    del graph
+    shutil.rmtree(traced)
+    onnx.checker.check_model(str(onnx_path), full_check=True)
+    return onnx_path
+
+
+def _provenance(model: StableDiffusion, component: str, parity: ComponentParity) -> dict[str, object]:
+    import diffusers
+    import transformers
+
+    return {
+        "stable_diffusion_checkpoint": str(model.folder.resolve()),
+        "component": component,
+        "parity_onnxruntime_vs_pytorch": {**asdict(parity), "passed": parity.passed},
+        "versions": {
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__,
+        },
+    }
+
+
+def _export_component(
+    model: StableDiffusion,
+    component: Component,
+    repository: Path,
+    served_name: str,
+    batching: BatchingOptions,
+    fp16: bool,
+    min_psnr_db: float,
+    step: Step,
+) -> ComponentResult:
+    with tempfile.TemporaryDirectory(prefix="prodgen-export-sd-") as work:
+        step(f"{served_name}: exporting ONNX")
+        onnx_path = _export(component, Path(work))
+        step(f"{served_name}: verifying ONNX Runtime against PyTorch")
+        parity, reference = _parity(component, onnx_path)
+        if not parity.passed:
+            raise ProdgenError(f"{served_name}: ONNX parity check failed: {parity.describe()}; nothing was published")
+        provenance = _provenance(model, component.suffix, parity)
+
+        def write_version(folder: Path) -> None:
+            for item in Path(work).iterdir():
+                if item.is_file():
+                    shutil.copyfile(item, folder / item.name)
+            (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+
+        step(f"{served_name}: publishing")
+        published = publish(
+            repository,
+            served_name,
+            write_version,
+            lambda _v: to_pbtxt(onnxruntime_config(component.spec, served_name, batching)),
+        )
+        outcome = None
+        fp16_published = None
+        if fp16 and component.suffix in FP16_COMPONENTS:
+            step(f"{served_name}: converting to FP16 and checking its fidelity")
+            outcome = fp16_with_fallback(
+                onnx.load(str(onnx_path)), component.spec, component.cases, reference, min_psnr_db, served_name
+            )
+            fp16_path = Path(work) / "fp16" / ONNX_FILE
+            fp16_path.parent.mkdir()
+            onnx.save(outcome.graph.model, str(fp16_path))
+            fp16_published = publish_fp16(
+                component.spec, served_name, repository, batching, onnx_path, fp16_path, outcome, provenance
+            )
+    return ComponentResult(served_name, published, parity, outcome, fp16_published)
+
+
+def export_stable_diffusion(
+    checkpoint: Path,
+    repository: Path,
+    name: str,
+    batching: BatchingOptions = BatchingOptions(max_batch_size=4),
+    fp16: bool = False,
+    min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
+    step: Step = lambda _: None,
+) -> DiffusionExportResult:
+    """Export, verify and publish the four components and the pipeline model `name`.
+
+    `batching.max_batch_size` is the pictures per pipeline request; the components take twice
+    as many rows, since classifier-free guidance runs both halves in one UNet call."""
+    step("loading the checkpoint")
+    model = load_stable_diffusion(checkpoint)
+    component_batching = BatchingOptions(
+        2 * batching.max_batch_size, batching.max_queue_delay_us, batching.instance_count
+    )
+    results = []
+    with torch.no_grad():
+        for component in components(model):
+            results.append(
+                _export_component(
+                    model,
+                    component,
+                    repository,
+                    f"{name}_{component.suffix}",
+                    component_batching,
+                    fp16,
+                    min_psnr_db,
+                    step,
+                )
+            )
+    facts = PipelineFacts.of(model, {result.name.removeprefix(f"{name}_"): result.name for result in results})
+    step(f"{name}: publishing the pipeline model")
+    pipeline = publish(
+        repository,
+        name,
+        lambda folder: write_pipeline_version(folder, model, facts),
+        lambda _v: pipeline_config_text(name, facts, batching),
+    )
+    return DiffusionExportResult(pipeline, results)

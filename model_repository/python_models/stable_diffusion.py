@@ -1,0 +1,285 @@
+"""Triton python-backend model: one Stable-Diffusion pipeline call, prompt in, uint8 picture out.
+
+Published as `model.py` of the pipeline model `NAME`, next to `seeding.py` (prodgen's seeded
+noise), `schedulers.py` (numpy schedulers), the checkpoint's `tokenizer/` and its
+`scheduler_config.json`. It runs unchanged on NVIDIA's Triton: the work is done by the
+component models `NAME_text_encoder`, `NAME_unet`, `NAME_vae_decoder` and `NAME_vae_encoder`,
+called through Triton's business-logic scripting (`pb_utils.InferenceRequest(...).exec()`), so
+each runs on whatever backend and device its own config says.
+
+Modes, from the inputs present: text → picture; `image` (+ `strength`) → the picture restyled;
+`image` + `mask` (255: repaint, 0: keep) → inpainted, with a 9-channel inpainting UNet as it
+was trained or, with a plain UNet, by blending the kept area's re-noised latents at each step.
+Each row of a request is one picture with its own prompt, negative prompt, seed, image and
+mask; steps, guidance, size, scheduler and strength are per request and must agree across rows.
+Classifier-free guidance runs the unconditional and conditional halves as one UNet batch.
+"""
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import schedulers  # noqa: E402  (published beside this file)
+import seeding  # noqa: E402  (prodgen/seeding.py, published beside this file)
+
+_PREFIX = "prodgen."
+SCHEDULER_CONFIG = "scheduler_config.json"
+TOKENIZER_FOLDER = "tokenizer"
+
+
+def _invalid_argument(message):
+    code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        from transformers import CLIPTokenizer
+
+        config = json.loads(args["model_config"])
+        parameters = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
+
+        def parameter(name):
+            return parameters[_PREFIX + name]
+
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        with open(os.path.join(folder, SCHEDULER_CONFIG)) as stream:
+            self.scheduler_config = json.load(stream)
+        self.tokenizer = CLIPTokenizer.from_pretrained(os.path.join(folder, TOKENIZER_FOLDER))
+        self.models = {
+            part: parameter(f"model.{part}") for part in ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+        }
+        self.text_length = int(parameter("text_length"))
+        self.latent_channels = int(parameter("latent_channels"))
+        self.inpainting = int(parameter("unet_in_channels")) == 9
+        self.vae_scale_factor = int(parameter("vae_scale_factor"))
+        self.size_multiple = int(parameter("size_multiple"))
+        self.min_side = int(parameter("min_side"))
+        self.max_side = int(parameter("max_side"))
+        self.default_side = int(parameter("opt_side"))
+        self.max_steps = int(parameter("max_steps"))
+        self.scheduler_kinds = parameter("schedulers").split(",")
+        self.defaults = {
+            "steps": int(parameter("default_steps")),
+            "guidance": float(parameter("default_guidance")),
+            "scheduler": parameter("default_scheduler"),
+            "strength": float(parameter("default_strength")),
+        }
+
+    # ── reading and checking a request ──
+
+    def _array(self, request, name):
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        return None if tensor is None else tensor.as_numpy()
+
+    def _texts(self, request, name, rows):
+        array = self._array(request, name)
+        if array is None:
+            return None
+        if array.shape[0] != rows:
+            raise ValueError(f"input '{name}': {array.shape[0]} rows, expected one per picture ({rows})")
+        texts = []
+        for value in array.reshape(rows, -1)[:, 0]:
+            try:
+                texts.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
+            except UnicodeDecodeError:
+                raise ValueError(f"input '{name}': not UTF-8 text") from None
+        return texts
+
+    def _scalar(self, request, name, rows, kind):
+        array = self._array(request, name)
+        if array is None:
+            return self.defaults.get(name)
+        values = array.reshape(-1)
+        if values.size != rows:
+            raise ValueError(f"input '{name}': {values.size} values, expected one per picture ({rows})")
+        if kind is str:
+            values = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values])
+        if not (values == values[0]).all():
+            raise ValueError(f"input '{name}': every picture of one request must use the same value")
+        value = values[0]
+        if kind is float and not math.isfinite(float(value)):
+            raise ValueError(f"input '{name}': {value} is not a finite number")
+        return kind(value)
+
+    def _size(self, request, rows, image):
+        height = self._scalar(request, "height", rows, int)
+        width = self._scalar(request, "width", rows, int)
+        if image is not None:
+            image_h, image_w = image.shape[1:3]
+            for label, given, actual in (("height", height, image_h), ("width", width, image_w)):
+                if given is not None and given != actual:
+                    raise ValueError(f"input '{label}': {given}, but the image is {actual} pixels")
+            height, width = image_h, image_w
+        height = height or self.default_side
+        width = width or self.default_side
+        for label, side in (("height", height), ("width", width)):
+            if not self.min_side <= side <= self.max_side or side % self.size_multiple:
+                raise ValueError(
+                    f"{label} {side} pixels: expected a multiple of {self.size_multiple} "
+                    f"in {self.min_side}..{self.max_side}"
+                )
+        return height, width
+
+    def _settings(self, request):
+        prompt = self._array(request, "prompt")
+        if prompt is None:
+            raise ValueError("input 'prompt' is missing")
+        rows = prompt.shape[0]
+        prompts = self._texts(request, "prompt", rows)
+        negatives = self._texts(request, "negative_prompt", rows) or [""] * rows
+        seeds = self._array(request, "seed")
+        seeds = np.zeros(rows, dtype=np.int64) if seeds is None else seeds.reshape(-1).astype(np.int64)
+        if seeds.size != rows or (seeds < 0).any():
+            raise ValueError(f"input 'seed': expected one seed >= 0 per picture ({rows})")
+        image = self._array(request, "image")
+        mask = self._array(request, "mask")
+        if image is not None and (image.ndim != 4 or image.shape[0] != rows or image.shape[-1] != 3):
+            raise ValueError(f"input 'image': shape {image.shape}, expected ({rows}, height, width, 3)")
+        if mask is not None:
+            if image is None:
+                raise ValueError("input 'mask' needs an 'image' to inpaint")
+            if mask.shape != (*image.shape[:3], 1):
+                raise ValueError(f"input 'mask': shape {mask.shape}, expected {(*image.shape[:3], 1)} (the image's)")
+        elif self.inpainting:
+            raise ValueError("this is an inpainting model: give an 'image' and a 'mask'")
+        steps = self._scalar(request, "steps", rows, int)
+        if not 1 <= steps <= self.max_steps:
+            raise ValueError(f"input 'steps': {steps}, expected 1..{self.max_steps}")
+        guidance = self._scalar(request, "guidance", rows, float)
+        if not 0.0 <= guidance <= 50.0:
+            raise ValueError(f"input 'guidance': {guidance}, expected 0..50")
+        scheduler = self._scalar(request, "scheduler", rows, str)
+        if scheduler not in self.scheduler_kinds:
+            raise ValueError(f"input 'scheduler': '{scheduler}', expected one of {', '.join(self.scheduler_kinds)}")
+        strength = self._scalar(request, "strength", rows, float) if image is not None else 1.0
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"input 'strength': {strength}, expected 0 < strength <= 1")
+        if image is not None and int(steps * strength) < 1:
+            raise ValueError(f"steps {steps} × strength {strength} leaves no denoising step; raise either")
+        height, width = self._size(request, rows, image)
+        return {
+            "prompts": prompts, "negatives": negatives, "seeds": seeds, "image": image, "mask": mask,
+            "steps": steps, "guidance": guidance, "scheduler": scheduler, "strength": strength,
+            "height": height, "width": width,
+        }  # fmt: skip
+
+    # ── calling the component models ──
+
+    def _call(self, part, inputs, output):
+        request = pb_utils.InferenceRequest(
+            model_name=self.models[part],
+            requested_output_names=[output],
+            inputs=[pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in inputs.items()],
+        )
+        response = request.exec()
+        if response.has_error():
+            raise RuntimeError(f"{self.models[part]}: {response.error().message()}")
+        return pb_utils.get_output_tensor_by_name(response, output).as_numpy()
+
+    def _tokens(self, texts):
+        ids = self.tokenizer(
+            texts, padding="max_length", max_length=self.text_length, truncation=True, return_tensors="np"
+        ).input_ids
+        full = self.tokenizer(texts, truncation=False).input_ids
+        dropped = np.array([max(0, len(tokens) - self.text_length) for tokens in full], dtype=np.int64)
+        return np.asarray(ids, dtype=np.int64), dropped
+
+    def _text_states(self, settings, guided):
+        texts = (settings["negatives"] if guided else []) + settings["prompts"]
+        ids, dropped = self._tokens(texts)
+        states = self._call("text_encoder", {"input_ids": ids}, "text_states")
+        return states, dropped[-len(settings["prompts"]) :]
+
+    def _encode(self, image):
+        return self._call("vae_encoder", {"image": image}, "latents")
+
+    # ── the denoising loop ──
+
+    def _noise(self, seeds, shape):
+        size = int(np.prod(shape))
+        return np.stack([seeding.latent_from_seed(int(seed), size).reshape(shape) for seed in seeds])
+
+    def _generate(self, settings):
+        rows = len(settings["prompts"])
+        guided = settings["guidance"] > 1.0
+        states, dropped = self._text_states(settings, guided)
+        latent_shape = (
+            self.latent_channels,
+            settings["height"] // self.vae_scale_factor,
+            settings["width"] // self.vae_scale_factor,
+        )
+        noise = self._noise(settings["seeds"], latent_shape)
+        scheduler = schedulers.make_scheduler(settings["scheduler"], self.scheduler_config)
+        scheduler.set_timesteps(settings["steps"], strength=settings["strength"])
+        timesteps = scheduler.timesteps
+        image, mask = settings["image"], settings["mask"]
+        image_latents = None
+        if image is not None and (settings["strength"] < 1.0 or (mask is not None and not self.inpainting)):
+            image_latents = self._encode(image)
+        if image_latents is not None and settings["strength"] < 1.0:
+            latents = scheduler.add_noise(image_latents, noise, timesteps[0])
+        else:
+            latents = noise * np.float32(scheduler.init_noise_sigma)
+        extra = None
+        latent_mask = None
+        if mask is not None:
+            keep = (mask.astype(np.float32) / 255.0 < 0.5)[..., 0]  # (rows, H, W), True where kept
+            factor = self.vae_scale_factor
+            latent_mask = (~keep[:, None, ::factor, ::factor]).astype(np.float32)
+            if self.inpainting:
+                masked = np.where(keep[..., None], image, np.uint8(128))
+                extra = np.concatenate([latent_mask, self._encode(masked)], axis=1)
+                if guided:
+                    extra = np.concatenate([extra, extra])
+        for index, t in enumerate(timesteps):
+            model_input = np.concatenate([latents, latents]) if guided else latents
+            model_input = scheduler.scale_model_input(model_input, t)
+            if extra is not None:
+                model_input = np.concatenate([model_input, extra], axis=1)
+            timestep = np.full((model_input.shape[0], 1), t, dtype=np.float32)
+            predicted = self._call(
+                "unet",
+                {"latents": model_input.astype(np.float32), "timestep": timestep, "text_states": states},
+                "noise",
+            )
+            if guided:
+                unconditional, conditional = predicted[:rows], predicted[rows:]
+                predicted = unconditional + np.float32(settings["guidance"]) * (conditional - unconditional)
+            latents = scheduler.step(predicted, t, latents).astype(np.float32)
+            if latent_mask is not None and not self.inpainting:
+                kept = image_latents
+                if index + 1 < len(timesteps):
+                    kept = scheduler.add_noise(image_latents, noise, timesteps[index + 1])
+                latents = (1.0 - latent_mask) * kept + latent_mask * latents
+        picture = self._call("vae_decoder", {"latents": latents.astype(np.float32)}, "image")
+        return picture, dropped
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            try:
+                settings = self._settings(request)
+            except ValueError as error:
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_invalid_argument(str(error))))
+                continue
+            try:
+                picture, dropped = self._generate(settings)
+            except Exception as error:  # a component's failure goes back to this caller; the server stays up
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
+                continue
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor("image", picture),
+                        pb_utils.Tensor("truncated_tokens", dropped.reshape(-1, 1)),
+                    ]
+                )
+            )
+        return responses

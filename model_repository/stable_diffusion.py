@@ -1,0 +1,130 @@
+"""The Stable-Diffusion pipeline model `NAME`: its config.pbtxt and the files of its version folder.
+
+The version folder holds everything the python backend needs and nothing from prodgen's
+install: `model.py` (python_models/stable_diffusion.py), `seeding.py` (prodgen/seeding.py,
+the same file the client seeds GAN latents with), `schedulers.py`, the checkpoint's tokenizer
+and its scheduler config. So the repository runs as is on NVIDIA's Triton with numpy and
+transformers in its python environment.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+import prodgen.seeding
+from prodgen.model_repository.config import PARAMETER_PREFIX, BatchingOptions, to_pbtxt
+from prodgen.zoo.stable_diffusion import StableDiffusion
+from prodgen.zoo.stable_diffusion_graphs import picture_bounds
+
+PYTHON_MODELS = Path(__file__).with_name("python_models")
+PIPELINE_SOURCE = PYTHON_MODELS / "stable_diffusion.py"
+SCHEDULERS_SOURCE = PYTHON_MODELS / "schedulers.py"
+SEEDING_SOURCE = Path(prodgen.seeding.__file__)
+SCHEDULER_CONFIG = "scheduler_config.json"
+TOKENIZER_FOLDER = "tokenizer"
+
+SCHEDULERS = ("ddim", "euler", "dpmpp2m")
+DEFAULTS = {
+    "default_steps": "25",
+    "default_guidance": "7.5",
+    "default_scheduler": "dpmpp2m",
+    "default_strength": "0.8",
+    "max_steps": "150",
+}
+"""Request defaults, published as parameters so clients and the model read the same values
+(diffusers' own defaults: guidance 7.5, img2img strength 0.8)."""
+
+_STRING = mc.TYPE_STRING
+_INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
+    ("prompt", _STRING, (1,), False),
+    ("negative_prompt", _STRING, (1,), True),
+    ("seed", mc.TYPE_INT64, (1,), True),
+    ("steps", mc.TYPE_INT64, (1,), True),
+    ("guidance", mc.TYPE_FP32, (1,), True),
+    ("scheduler", _STRING, (1,), True),
+    ("height", mc.TYPE_INT64, (1,), True),
+    ("width", mc.TYPE_INT64, (1,), True),
+    ("image", mc.TYPE_UINT8, (-1, -1, 3), True),
+    ("strength", mc.TYPE_FP32, (1,), True),
+    ("mask", mc.TYPE_UINT8, (-1, -1, 1), True),
+)
+_OUTPUTS = (("image", mc.TYPE_UINT8, (-1, -1, 3)), ("truncated_tokens", mc.TYPE_INT64, (1,)))
+
+
+@dataclass(frozen=True)
+class PipelineFacts:
+    """What the pipeline model must know about its checkpoint and its component models."""
+
+    component_models: dict[str, str]
+    text_length: int
+    latent_channels: int
+    unet_in_channels: int
+    vae_scale_factor: int
+    size_multiple: int
+    min_side: int
+    max_side: int
+    opt_side: int
+
+    @classmethod
+    def of(cls, model: StableDiffusion, component_models: dict[str, str]) -> PipelineFacts:
+        bounds = picture_bounds(model)
+        return cls(
+            component_models=component_models,
+            text_length=model.text_length,
+            latent_channels=model.latent_channels,
+            unet_in_channels=model.unet_in_channels,
+            vae_scale_factor=model.vae_scale_factor,
+            size_multiple=model.size_multiple,
+            min_side=bounds.min_side,
+            max_side=bounds.max_side,
+            opt_side=bounds.opt_side,
+        )
+
+    def parameters(self) -> dict[str, str]:
+        return {
+            "task": "diffusion",
+            "mode": "inpainting" if self.unet_in_channels == 9 else "text-to-image",
+            "schedulers": ",".join(SCHEDULERS),
+            **{f"model.{part}": served for part, served in self.component_models.items()},
+            "text_length": str(self.text_length),
+            "latent_channels": str(self.latent_channels),
+            "unet_in_channels": str(self.unet_in_channels),
+            "vae_scale_factor": str(self.vae_scale_factor),
+            "size_multiple": str(self.size_multiple),
+            "min_side": str(self.min_side),
+            "max_side": str(self.max_side),
+            "opt_side": str(self.opt_side),
+            **DEFAULTS,
+        }
+
+
+def pipeline_config(name: str, facts: PipelineFacts, batching: BatchingOptions) -> mc.ModelConfig:
+    """A python-backend config: one row per picture, up to `batching.max_batch_size` a request."""
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=batching.max_batch_size)
+    for tensor_name, data_type, dims, optional in _INPUTS:
+        config.input.add(name=tensor_name, data_type=data_type, dims=list(dims), optional=optional)
+    for tensor_name, data_type, dims in _OUTPUTS:
+        config.output.add(name=tensor_name, data_type=data_type, dims=list(dims))
+    config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+    # The pipeline only orchestrates: its components run on the devices their own configs name.
+    config.instance_group.add(count=batching.instance_count, kind=mc.ModelInstanceGroup.KIND_CPU)
+    for key, value in facts.parameters().items():
+        config.parameters[PARAMETER_PREFIX + key].string_value = value
+    return config
+
+
+def pipeline_config_text(name: str, facts: PipelineFacts, batching: BatchingOptions) -> str:
+    return to_pbtxt(pipeline_config(name, facts, batching))
+
+
+def write_pipeline_version(folder: Path, model: StableDiffusion, facts: PipelineFacts) -> None:
+    shutil.copyfile(PIPELINE_SOURCE, folder / "model.py")
+    shutil.copyfile(SCHEDULERS_SOURCE, folder / "schedulers.py")
+    shutil.copyfile(SEEDING_SOURCE, folder / "seeding.py")
+    model.tokenizer.save_pretrained(str(folder / TOKENIZER_FOLDER))
+    (folder / SCHEDULER_CONFIG).write_text(json.dumps(model.scheduler_config, indent=2) + "\n")

@@ -1,0 +1,192 @@
+"""Stable-Diffusion checkpoints: a `save_pretrained` folder in, checked PyTorch components out.
+
+The architectures are diffusers' and transformers' own (`UNet2DConditionModel`,
+`AutoencoderKL`, `CLIPTextModel`, `CLIPTokenizer`): they are the reference every SD
+checkpoint is trained and fine-tuned with, so nothing here re-implements them. Both libraries
+are the optional `diffusion` extra and are imported only when a checkpoint is loaded.
+
+Weights load from safetensors, or from `.bin` files through `torch.load(weights_only=True)`,
+which is what diffusers 0.42 and transformers 5 do; nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prodgen.errors import ProdgenError
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+MODEL_INDEX = "model_index.json"
+COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+SCHEDULER_CONFIG = "scheduler_config.json"
+INPAINT_IN_CHANNELS = 9
+"""An inpainting UNet sees the noisy latents (4), the mask (1) and the masked picture's latents (4)."""
+INSTALL_HINT = "latent diffusion needs the 'diffusion' extra: pip install 'prodgen[diffusion]'"
+
+
+@dataclass(frozen=True)
+class StableDiffusion:
+    """The PyTorch components of one checkpoint, in eval mode, and what the pipeline needs to know."""
+
+    folder: Path
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    scheduler_config: dict[str, Any]
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def unet_in_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    @property
+    def inpainting(self) -> bool:
+        return self.unet_in_channels == INPAINT_IN_CHANNELS
+
+    @property
+    def vae_scale_factor(self) -> int:
+        """Pixels per latent pixel: the VAE halves the side once per block but the last."""
+        return int(2 ** (len(self.vae.config.block_out_channels) - 1))
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def latent_multiple(self) -> int:
+        """Latent sides must divide by this: the UNet halves them once per down block but the last."""
+        return int(2 ** (len(self.unet.config.down_block_types) - 1))
+
+    @property
+    def size_multiple(self) -> int:
+        """Picture sides must divide by this (SD 1.5: 64)."""
+        return self.vae_scale_factor * self.latent_multiple
+
+    @property
+    def text_length(self) -> int:
+        return int(self.tokenizer.model_max_length)
+
+    @property
+    def text_width(self) -> int:
+        return int(self.text_encoder.config.hidden_size)
+
+    @property
+    def native_size(self) -> int:
+        """The picture side the UNet was trained at (SD 1.5: 512)."""
+        return int(self.unet.config.sample_size) * self.vae_scale_factor
+
+
+def _require_libraries() -> None:
+    try:
+        import diffusers  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as error:
+        raise ProdgenError(f"{INSTALL_HINT} ({error})") from None
+
+
+def _check_folder(folder: Path) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise ProdgenError(
+            f"{folder}: not a folder; expected a Stable-Diffusion checkpoint saved with diffusers' save_pretrained"
+        )
+    index_path = folder / MODEL_INDEX
+    if not index_path.is_file():
+        raise ProdgenError(
+            f"{folder}: no {MODEL_INDEX}; expected a Stable-Diffusion checkpoint saved with diffusers' save_pretrained "
+            f"(folders {', '.join(COMPONENTS)})"
+        )
+    try:
+        index = json.loads(index_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ProdgenError(f"{index_path}: not valid JSON ({error})") from None
+    if not isinstance(index, dict):
+        raise ProdgenError(f"{index_path}: expected a JSON object naming the pipeline's components")
+    missing = [name for name in COMPONENTS if not (folder / name).is_dir()]
+    if missing:
+        raise ProdgenError(
+            f"{folder}: component folder(s) {', '.join(missing)} missing; a Stable-Diffusion checkpoint has "
+            f"{', '.join(COMPONENTS)}"
+        )
+    return index
+
+
+def _load(component: str, folder: Path, load: Any) -> Any:
+    """One component through its library's from_pretrained, any failure as one line naming it."""
+    try:
+        return load(str(folder / component))
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ProdgenError(f"{folder / component}: cannot load the {component}: {first_line}") from None
+
+
+def _check_shapes(model: StableDiffusion) -> None:
+    """The components must fit together; a mismatch would otherwise surface as a shape error mid-export."""
+    unet = model.unet.config
+    where = model.folder
+    if model.unet_in_channels not in (model.latent_channels, INPAINT_IN_CHANNELS):
+        raise ProdgenError(
+            f"{where / 'unet'}: in_channels {unet.in_channels}, expected {model.latent_channels} (the VAE's latent "
+            f"channels) or {INPAINT_IN_CHANNELS} (inpainting)"
+        )
+    if model.inpainting and model.latent_channels != 4:
+        raise ProdgenError(f"{where / 'vae'}: latent_channels {model.latent_channels}, an inpainting UNet expects 4")
+    if int(unet.out_channels) != model.latent_channels:
+        raise ProdgenError(
+            f"{where / 'unet'}: out_channels {unet.out_channels}, expected the VAE's latent channels "
+            f"{model.latent_channels}"
+        )
+    if int(unet.cross_attention_dim) != model.text_width:
+        raise ProdgenError(
+            f"{where / 'unet'}: cross_attention_dim {unet.cross_attention_dim}, expected the text encoder's "
+            f"hidden size {model.text_width}"
+        )
+    positions = int(model.text_encoder.config.max_position_embeddings)
+    if not 1 < model.text_length <= positions:
+        raise ProdgenError(
+            f"{where / 'tokenizer'}: model_max_length {model.text_length}, expected 2..{positions} "
+            f"(the text encoder's max_position_embeddings)"
+        )
+    if getattr(unet, "time_cond_proj_dim", None) is not None or getattr(unet, "addition_embed_type", None):
+        raise ProdgenError(
+            f"{where / 'unet'}: extra conditioning inputs (time_cond_proj_dim / addition_embed_type) are not "
+            "Stable Diffusion 1.x/2.x; SDXL and LCM UNets are not supported"
+        )
+
+
+def load_stable_diffusion(folder: Path) -> StableDiffusion:
+    """Load and check a `save_pretrained` folder (SD 1.x/2.x, inpainting variant included)."""
+    _require_libraries()
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    _check_folder(folder)
+    scheduler_path = folder / "scheduler" / SCHEDULER_CONFIG
+    try:
+        scheduler_config = json.loads(scheduler_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ProdgenError(f"{scheduler_path}: cannot read the scheduler config ({error})") from None
+    with torch.no_grad():
+        model = StableDiffusion(
+            folder=folder,
+            unet=_load("unet", folder, lambda path: UNet2DConditionModel.from_pretrained(path).eval()),
+            vae=_load("vae", folder, lambda path: AutoencoderKL.from_pretrained(path).eval()),
+            text_encoder=_load("text_encoder", folder, lambda path: CLIPTextModel.from_pretrained(path).eval()),
+            tokenizer=_load("tokenizer", folder, CLIPTokenizer.from_pretrained),
+            scheduler_config=scheduler_config,
+        )
+    _check_shapes(model)
+    if not math.isfinite(model.scaling_factor) or model.scaling_factor <= 0:
+        raise ProdgenError(f"{folder / 'vae'}: scaling_factor {model.scaling_factor}, expected a positive number")
+    return model

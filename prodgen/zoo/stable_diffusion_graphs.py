@@ -1,0 +1,232 @@
+"""The four served components of a Stable-Diffusion checkpoint: graphs, tensors, verification inputs.
+
+Each component is a Triton model of its own (`NAME_text_encoder`, `NAME_unet`,
+`NAME_vae_decoder`, `NAME_vae_encoder`) described by a `ZooModel`, so export, verification,
+the FP16 gate, config.pbtxt and TensorRT profiles treat it like any zoo network. The VAE
+graphs carry the scaling factor and the uint8 conversion, so the pipeline model only moves
+latents between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from prodgen.contract import ImageBounds, TensorSpec, image_spec
+from prodgen.photos import photo_batch
+from prodgen.seeding import latents_from_seed
+from prodgen.zoo.spec import ZooModel
+from prodgen.zoo.stable_diffusion import StableDiffusion
+
+TEXT_ENCODER = "text_encoder"
+UNET = "unet"
+VAE_DECODER = "vae_decoder"
+VAE_ENCODER = "vae_encoder"
+COMPONENT_NAMES = (TEXT_ENCODER, UNET, VAE_DECODER, VAE_ENCODER)
+
+FLOAT_TOLERANCE = 1e-4
+"""Export verification of float outputs: max |ONNX − PyTorch| relative to max(1, max |PyTorch|)."""
+
+VERIFICATION_PROMPTS = ("a studio photo of a red sneaker on a white table", "")
+
+
+class TextEncoderGraph(nn.Module):
+    """Token ids (B, L) int64 → CLIP's last hidden states (B, L, W), what SD 1.x/2.x condition on."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, return_dict=False)[0]
+
+
+class UNetGraph(nn.Module):
+    """(latents, timestep (B, 1), text states) → predicted noise; the timestep travels per picture
+    because Triton batches every input along axis 0."""
+
+    def __init__(self, unet: nn.Module) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, latents: torch.Tensor, timestep: torch.Tensor, text_states: torch.Tensor) -> torch.Tensor:
+        return self.unet(latents, timestep.reshape(-1), encoder_hidden_states=text_states, return_dict=False)[0]
+
+
+class VaeDecoderGraph(nn.Module):
+    """Scaled latents → uint8 NHWC picture, as diffusers' pipelines post-process it
+    (÷ scaling factor, decode, x/2 + 0.5 clamped to [0, 1], ×255 rounded)."""
+
+    def __init__(self, vae: nn.Module, scaling_factor: float) -> None:
+        super().__init__()
+        self.vae = vae
+        self.scaling_factor = scaling_factor
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        decoded = self.vae.decode(latents / self.scaling_factor, return_dict=False)[0]
+        picture = (decoded / 2 + 0.5).clamp(0, 1)
+        return torch.round(picture * 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+class VaeEncoderGraph(nn.Module):
+    """uint8 NHWC picture → scaled latents: the mean of the VAE's latent distribution.
+
+    The mean, not a sample: the pipeline's only randomness is its seeded noise, and for SD's
+    VAE the posterior's spread is far below what the scheduler's noise adds."""
+
+    def __init__(self, vae: nn.Module, scaling_factor: float) -> None:
+        super().__init__()
+        self.vae = vae
+        self.scaling_factor = scaling_factor
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        pixels = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0 * 2.0 - 1.0
+        return self.vae.encode(pixels).latent_dist.mean * self.scaling_factor
+
+
+def latent_bounds(model: StableDiffusion) -> ImageBounds:
+    """Latent sides the UNet and VAE decoder accept: from one UNet stride up to twice the trained size."""
+    step = model.latent_multiple
+    native = int(model.unet.config.sample_size)
+    return ImageBounds(min_side=step, max_side=max(2 * native, 8 * step), opt_side=max(native, step))
+
+
+def picture_bounds(model: StableDiffusion) -> ImageBounds:
+    latent = latent_bounds(model)
+    factor = model.vae_scale_factor
+    return ImageBounds(latent.min_side * factor, latent.max_side * factor, latent.opt_side * factor)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One served component: its spec, its PyTorch serving graph and the inputs it is verified on."""
+
+    suffix: str
+    spec: ZooModel
+    graph: nn.Module
+    cases: list[dict[str, np.ndarray]]
+    external_data: bool = False
+    """Save the ONNX weights beside the graph (real SD UNets exceed protobuf's 2 GB)."""
+
+
+def _spec(
+    model: StableDiffusion,
+    suffix: str,
+    graph: nn.Module,
+    inputs: tuple[TensorSpec, ...],
+    outputs: tuple[TensorSpec, ...],
+    bounds: ImageBounds | None,
+) -> ZooModel:
+    return ZooModel(
+        name=f"stable-diffusion-{suffix.replace('_', '-')}",
+        task="diffusion",
+        summary=f"Stable Diffusion {suffix}",
+        upstream=str(model.folder),
+        build=lambda: graph,
+        serving_graph=lambda network: network,
+        inputs=inputs,
+        outputs=outputs,
+        bounds=bounds,
+    )
+
+
+def prompt_ids(model: StableDiffusion, prompts: tuple[str, ...] = VERIFICATION_PROMPTS) -> np.ndarray:
+    tokens = model.tokenizer(
+        list(prompts), padding="max_length", max_length=model.text_length, truncation=True, return_tensors="np"
+    )
+    return np.asarray(tokens.input_ids, dtype=np.int64)
+
+
+def _latents(seed: int, batch: int, channels: int, side_h: int, side_w: int) -> np.ndarray:
+    flat = latents_from_seed(seed, batch, channels * side_h * side_w)
+    return flat.reshape(batch, channels, side_h, side_w)
+
+
+def components(model: StableDiffusion) -> list[Component]:
+    """The four components with their verification inputs: real prompts, real photos, seeded latents,
+    at the tuned size and at a smaller non-square one."""
+    latent = latent_bounds(model)
+    pictures = picture_bounds(model)
+    length, width, channels = model.text_length, model.text_width, model.latent_channels
+    step = model.latent_multiple
+    sizes = [(latent.opt_side, latent.opt_side), (max(step, latent.opt_side // 2), latent.opt_side + step)]
+    ids = prompt_ids(model)
+    text = TextEncoderGraph(model.text_encoder).eval()
+    with torch.no_grad():
+        states = text(torch.from_numpy(ids)).numpy()
+    unet = UNetGraph(model.unet).eval()
+    decoder = VaeDecoderGraph(model.vae, model.scaling_factor).eval()
+    encoder = VaeEncoderGraph(model.vae, model.scaling_factor).eval()
+    unet_cases = [
+        {
+            "latents": _latents(10 + i, 2, model.unet_in_channels, h, w),
+            "timestep": np.array([[999.0], [321.5]], dtype=np.float32),
+            "text_states": states,
+        }
+        for i, (h, w) in enumerate(sizes)
+    ]
+    decoder_cases = [{"latents": _latents(20 + i, 2, channels, h, w)} for i, (h, w) in enumerate(sizes)]
+    factor = model.vae_scale_factor
+    encoder_cases = [{"image": photo_batch(2, h * factor, w * factor, offset=i)} for i, (h, w) in enumerate(sizes)]
+    return [
+        Component(
+            TEXT_ENCODER,
+            _spec(
+                model,
+                TEXT_ENCODER,
+                text,
+                (TensorSpec("input_ids", "INT64", (length,)),),
+                (TensorSpec("text_states", "FP32", (length, width)),),
+                None,
+            ),
+            text,
+            [{"input_ids": ids}, {"input_ids": ids[:1]}],
+        ),
+        Component(
+            UNET,
+            _spec(
+                model,
+                UNET,
+                unet,
+                (
+                    TensorSpec("latents", "FP32", (model.unet_in_channels, -1, -1)),
+                    TensorSpec("timestep", "FP32", (1,)),
+                    TensorSpec("text_states", "FP32", (length, width)),
+                ),
+                (TensorSpec("noise", "FP32", (channels, -1, -1)),),
+                latent,
+            ),
+            unet,
+            unet_cases,
+            external_data=True,
+        ),
+        Component(
+            VAE_DECODER,
+            _spec(
+                model,
+                VAE_DECODER,
+                decoder,
+                (TensorSpec("latents", "FP32", (channels, -1, -1)),),
+                (image_spec("image"),),
+                latent,
+            ),
+            decoder,
+            decoder_cases,
+        ),
+        Component(
+            VAE_ENCODER,
+            _spec(
+                model,
+                VAE_ENCODER,
+                encoder,
+                (image_spec("image"),),
+                (TensorSpec("latents", "FP32", (channels, -1, -1)),),
+                pictures,
+            ),
+            encoder,
+            encoder_cases,
+        ),
+    ]
