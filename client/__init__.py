@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__all__ = ["Health", "ProdgenClient", "ServedModel"]
+__all__ = ["Health", "ProdgenClient", "Sampling", "ServedModel"]
 
 if TYPE_CHECKING:
     from prodgen.client.api import Health, ProdgenClient, ServedModel
+    from prodgen.client.diffusion import Sampling
 else:
 
     def __getattr__(name: str) -> object:
+        if name == "Sampling":
+            from prodgen.client import diffusion
+
+            return diffusion.Sampling
         if name in __all__:
             from prodgen.client import api
 

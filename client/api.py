@@ -24,6 +24,7 @@ import tritonclient.grpc as grpcclient
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
+from prodgen.client import diffusion
 from prodgen.client.fleet import ChannelSecurity, Fleet, FleetPolicy
 from prodgen.client.tiling import Tiling, tile_spans, upscale_tiled
 from prodgen.client.urls import grpc_target
@@ -357,3 +358,45 @@ class ProdgenClient:
         )
         total = len(tile_spans(image.shape[0], tiling)) * len(tile_spans(image.shape[1], tiling))
         return upscale_tiled(image, run, scale, tiling)
+
+    # Latent diffusion (client/diffusion.py): one call to the pipeline model runs the whole loop.
+
+    def txt2img(
+        self,
+        name: str,
+        prompt: str,
+        sampling: diffusion.Sampling | None = None,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> np.ndarray:
+        """Pictures (N, H, W, 3) for `prompt`; picture i uses seed + i."""
+        return diffusion.txt2img(self, name, prompt, sampling, height, width)
+
+    def img2img(
+        self,
+        name: str,
+        prompt: str,
+        image: np.ndarray,
+        strength: float | None = None,
+        sampling: diffusion.Sampling | None = None,
+    ) -> np.ndarray:
+        """`image` (H, W, 3) re-drawn towards `prompt`; strength 0..1 is how much changes."""
+        return diffusion.img2img(self, name, prompt, image, strength, sampling)
+
+    def inpaint(
+        self,
+        name: str,
+        prompt: str,
+        image: np.ndarray,
+        mask: np.ndarray,
+        strength: float | None = None,
+        sampling: diffusion.Sampling | None = None,
+    ) -> np.ndarray:
+        """`image` with the masked area (255) regenerated from `prompt`."""
+        return diffusion.inpaint(self, name, prompt, image, mask, strength, sampling)
+
+    def restage(
+        self, name: str, prompt: str, cutout: np.ndarray, sampling: diffusion.Sampling | None = None
+    ) -> np.ndarray:
+        """An RGBA product cutout in a new scene from `prompt`; opaque pixels are kept exactly."""
+        return diffusion.restage(self, name, prompt, cutout, sampling)

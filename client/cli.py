@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from prodgen.cli_support import console
+from prodgen.client.diffusion_cli import register_diffusion_commands
 from prodgen.client.outputs import picture_file, picture_files
 from prodgen.errors import ProdgenError
 from prodgen.progress import ProgressBoard
@@ -111,6 +112,9 @@ def upscale(
                     f"{path} {photo.shape[1]}×{photo.shape[0]} → {target} {result.shape[1]}×{result.shape[0]}"
                 )
                 overall.advance()
+
+
+register_diffusion_commands(app)
 
 
 @app.command()

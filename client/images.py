@@ -22,6 +22,31 @@ def read_image(path: Path) -> np.ndarray:
         raise ProdgenError(f"{path}: not an image file PIL can read (expected PNG, JPEG, WebP, …)") from error
 
 
+def _read_mode(path: Path, mode: str) -> tuple[np.ndarray, str]:
+    if not path.is_file():
+        raise ProdgenError(f"image: no file at {path}")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert(mode), dtype=np.uint8).copy(), image.mode
+    except (UnidentifiedImageError, OSError) as error:
+        raise ProdgenError(f"{path}: not an image file PIL can read (expected PNG, JPEG, WebP, …)") from error
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask file as uint8 greyscale (H, W): 255 where the picture is to be repainted."""
+    return _read_mode(path, "L")[0]
+
+
+def read_cutout(path: Path) -> np.ndarray:
+    """An RGBA product cutout (H, W, 4); a file without transparency is refused."""
+    pixels, mode = _read_mode(path, "RGBA")
+    if mode not in ("RGBA", "LA", "PA") and not (mode == "P" and pixels[..., 3].min() < 255):
+        raise ProdgenError(
+            f"{path}: no alpha channel (mode {mode}); expected an RGBA cutout, transparent around the product"
+        )
+    return pixels
+
+
 def write_image(path: Path, image: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)

@@ -13,6 +13,7 @@ from prodgen.cli_support import VersionOption, console, error_line, run_app
 from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import ssim_text
 from prodgen.export.pipeline import ExportRequest, ExportResult, export_model
+from prodgen.export.stable_diffusion_cli import STABLE_DIFFUSION, export_stable_diffusion_command
 from prodgen.export.zoo_listing import print_zoo
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.model_repository.publish import DEFAULT_REPOSITORY, check_repository
@@ -125,6 +126,12 @@ def export(
     the exit status is non-zero if any failed."""
     if list_models:
         print_zoo(console(), json_out)
+        return
+    if models == [STABLE_DIFFUSION]:
+        batching = BatchingOptions(
+            max_batch_size=max_batch, max_queue_delay_us=max_queue_delay_us, instance_count=instances
+        )
+        export_stable_diffusion_command(checkpoint or [], repository, name, batching, fp16, min_psnr)
         return
     if all_models == bool(models):
         raise ProdgenError("give MODEL names or --all (prodgen-export --list shows the zoo)")

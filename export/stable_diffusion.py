@@ -40,6 +40,7 @@ OPSET = 18
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
 PROVENANCE_FILE = "prodgen-export.json"
+DEFAULT_PIPELINE_BATCHING = BatchingOptions(max_batch_size=4)
 FP16_COMPONENTS = ("unet", "vae_decoder", "vae_encoder")
 """The FP16 gate covers what runs at every step and the VAE (whose decoder is known to overflow)."""
 
@@ -208,7 +209,7 @@ def export_stable_diffusion(
     checkpoint: Path,
     repository: Path,
     name: str,
-    batching: BatchingOptions = BatchingOptions(max_batch_size=4),
+    batching: BatchingOptions = DEFAULT_PIPELINE_BATCHING,
     fp16: bool = False,
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
     step: Step = lambda _: None,

@@ -30,3 +30,36 @@ def embedded_server(exported_repository: Path) -> Iterator[EmbeddedServer]:
     options = ServerOptions(exported_repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
     with EmbeddedServer(options) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def diffusion_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny Stable-Diffusion save_pretrained folders: a text-to-image one and an inpainting one (9-channel UNet)."""
+    from tiny_diffusion import write_tiny_checkpoint
+
+    folder = tmp_path_factory.mktemp("diffusion-checkpoints")
+    return {
+        "sd": write_tiny_checkpoint(folder / "sd", seed=0),
+        "sd_inpaint": write_tiny_checkpoint(folder / "sd-inpaint", inpainting=True, seed=1),
+    }
+
+
+@pytest.fixture(scope="session")
+def diffusion_exports(diffusion_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Both tiny checkpoints exported (components verified) and published as pipelines `sd` and `sd_inpaint`."""
+    from prodgen.export.stable_diffusion import export_stable_diffusion
+
+    repository = tmp_path_factory.mktemp("diffusion-repository") / "models"
+    batching = BatchingOptions(max_batch_size=2)
+    return {
+        name: export_stable_diffusion(folder, repository, name, batching)
+        for name, folder in diffusion_checkpoints.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def diffusion_server(diffusion_exports: dict) -> Iterator[EmbeddedServer]:
+    repository = next(iter(diffusion_exports.values())).pipeline.model_dir.parent
+    options = ServerOptions(repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
+    with EmbeddedServer(options) as server:
+        yield server

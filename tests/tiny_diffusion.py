@@ -58,6 +58,10 @@ def tiny_components(inpainting: bool = False, seed: int = 0) -> dict[str, object
         attention_head_dim=8,
         norm_num_groups=32,
     )
+    # Random weights predict noise of std ≈ 0.36; a trained UNet predicts unit-variance noise.
+    with torch.no_grad():
+        unet.conv_out.weight.mul_(2.5)
+        unet.conv_out.bias.mul_(2.5)
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,

@@ -271,7 +271,7 @@ class TritonPythonModel:
                 continue
             try:
                 picture, dropped = self._generate(settings)
-            except Exception as error:  # a component's failure goes back to this caller; the server stays up
+            except Exception as error:  # noqa: BLE001 - a component's failure goes back to this caller; the server stays up
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
                 continue
             responses.append(

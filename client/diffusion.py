@@ -1,0 +1,234 @@
+"""Latent-diffusion requests: text → picture, picture → picture, inpainting and restaging.
+
+One gRPC call to the pipeline model per up to max-batch pictures; the server runs the whole
+denoising loop. Picture *i* of a request uses seed + *i*, so any picture can be reproduced
+alone. Inputs are checked here first (prompt, sizes, mask) so a mistake costs one clear line,
+not a round trip; the server checks the same things for clients that are not this one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from prodgen.contract import check_image_array
+from prodgen.errors import ProdgenError
+
+if TYPE_CHECKING:
+    from prodgen.client.api import ProdgenClient, ServedModel
+
+OPAQUE = 255
+KEEP, REPAINT = 0, 255
+"""Mask values: 0 keeps a pixel, 255 regenerates it (diffusers' convention)."""
+FILL_GREY = 128
+"""What transparent cutout pixels are set to before encoding: the middle of the uint8 range."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Per-request sampler settings; None takes the model's published default."""
+
+    seed: int = 0
+    count: int = 1
+    steps: int | None = None
+    guidance: float | None = None
+    scheduler: str | None = None
+    negative_prompt: str = ""
+
+
+class PromptTruncatedWarning(UserWarning):
+    """The prompt had more tokens than the text encoder reads; the rest was dropped."""
+
+
+def _diffusion_model(client: ProdgenClient, name: str) -> ServedModel:
+    model = client.model(name)
+    if model.task != "diffusion":
+        raise ProdgenError(f"model '{name}' is not a diffusion pipeline (task: {model.task})")
+    return model
+
+
+def _check_prompt(prompt: str) -> bytes:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ProdgenError("prompt: empty; describe the picture you want")
+    encoded = prompt.encode("utf-8")
+    if b"\x00" in encoded:
+        raise ProdgenError("prompt: contains a NUL character")
+    return encoded
+
+
+def _check_side(model: ServedModel, label: str, side: int) -> None:
+    multiple = int(model.parameters.get("size_multiple", "1"))
+    bounds = model.bounds
+    low, high = (bounds.min_side, bounds.max_side) if bounds else (1, 1 << 30)
+    if not low <= side <= high or side % multiple:
+        raise ProdgenError(
+            f"{label} {side} pixels: model '{model.name}' takes multiples of {multiple} in {low}..{high}"
+        )
+
+
+def _check_picture(model: ServedModel, image: np.ndarray, label: str = "image") -> None:
+    if image.ndim != 3:
+        raise ProdgenError(f"{label}: shape {tuple(image.shape)} given, expected (height, width, 3)")
+    check_image_array(label, image[np.newaxis])
+    _check_side(model, f"{label} height", image.shape[0])
+    _check_side(model, f"{label} width", image.shape[1])
+
+
+def _check_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A (H, W) or (H, W, 1) uint8 mask the size of `image`, as (H, W, 1)."""
+    if mask.dtype != np.uint8:
+        raise ProdgenError(f"mask: dtype {mask.dtype} given, expected uint8 (0 keep … 255 repaint)")
+    if mask.ndim == 3 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.shape != image.shape[:2]:
+        raise ProdgenError(
+            f"mask: {mask.shape[1] if mask.ndim > 1 else '?'}×{mask.shape[0]} (shape {tuple(mask.shape)}) given, "
+            f"expected the image's size {image.shape[1]}×{image.shape[0]}"
+        )
+    return mask[..., np.newaxis]
+
+
+def _rows(value: object, count: int, dtype: type) -> np.ndarray:
+    return np.full((count, 1), value, dtype=dtype)
+
+
+def _request(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    sampling: Sampling | None,
+    extra: dict[str, np.ndarray],
+) -> np.ndarray:
+    model = _diffusion_model(client, name)
+    encoded = _check_prompt(prompt)
+    sampling = sampling or Sampling()
+    count = sampling.count
+    if count < 1:
+        raise ProdgenError(f"count {count}: expected at least one picture")
+    if sampling.seed < 0:
+        raise ProdgenError(f"seed {sampling.seed}: expected a seed >= 0")
+    if sampling.steps is not None and not 1 <= sampling.steps <= int(model.parameters.get("max_steps", "1000")):
+        raise ProdgenError(f"steps {sampling.steps}: expected 1..{model.parameters.get('max_steps')}")
+    known = model.parameters.get("schedulers", "").split(",")
+    if sampling.scheduler is not None and sampling.scheduler not in known:
+        raise ProdgenError(f"scheduler '{sampling.scheduler}': model '{name}' offers {', '.join(known)}")
+    inputs = {
+        "prompt": _rows(encoded, count, np.object_),
+        "negative_prompt": _rows(sampling.negative_prompt.encode("utf-8"), count, np.object_),
+        "seed": (sampling.seed + np.arange(count, dtype=np.int64)).reshape(count, 1),
+    }
+    if sampling.steps is not None:
+        inputs["steps"] = _rows(sampling.steps, count, np.int64)
+    if sampling.guidance is not None:
+        inputs["guidance"] = _rows(sampling.guidance, count, np.float32)
+    if sampling.scheduler is not None:
+        inputs["scheduler"] = _rows(sampling.scheduler.encode("utf-8"), count, np.object_)
+    for key, value in extra.items():
+        inputs[key] = (
+            np.repeat(value[np.newaxis], count, axis=0) if value.ndim > 1 else _rows(value[0], count, value.dtype.type)
+        )
+    result = client.infer(name, inputs)
+    dropped = int(result["truncated_tokens"].max())
+    if dropped:
+        length = model.parameters.get("text_length", "?")
+        warnings.warn(
+            f"prompt: {dropped} tokens beyond the text encoder's {length} were dropped; shorten the prompt",
+            PromptTruncatedWarning,
+            stacklevel=3,
+        )
+    return result["image"]
+
+
+def txt2img(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    sampling: Sampling | None = None,
+    height: int | None = None,
+    width: int | None = None,
+) -> np.ndarray:
+    """`sampling.count` pictures (N, H, W, 3) uint8 for `prompt`; sides default to the model's trained size."""
+    model = _diffusion_model(client, name)
+    if model.parameters.get("mode") == "inpainting":
+        raise ProdgenError(f"model '{name}' is an inpainting model: use inpaint or restage")
+    extra = {}
+    for label, side in (("height", height), ("width", width)):
+        if side is not None:
+            _check_side(model, label, side)
+            extra[label] = np.array([side], dtype=np.int64)
+    return _request(client, name, prompt, sampling, extra)
+
+
+def _strength(strength: float | None) -> dict[str, np.ndarray]:
+    if strength is None:
+        return {}
+    if not 0.0 < strength <= 1.0:
+        raise ProdgenError(f"strength {strength}: expected 0 < strength <= 1 (1 ignores the picture's content)")
+    return {"strength": np.array([strength], dtype=np.float32)}
+
+
+def img2img(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    image: np.ndarray,
+    strength: float | None = None,
+    sampling: Sampling | None = None,
+) -> np.ndarray:
+    """`image` (H, W, 3) restyled by `prompt`: `strength` is how much of it is re-drawn (0..1]."""
+    model = _diffusion_model(client, name)
+    if model.parameters.get("mode") == "inpainting":
+        raise ProdgenError(f"model '{name}' is an inpainting model: use inpaint or restage")
+    _check_picture(model, image)
+    return _request(client, name, prompt, sampling, {"image": image, **_strength(strength)})
+
+
+def inpaint(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    image: np.ndarray,
+    mask: np.ndarray,
+    strength: float | None = None,
+    sampling: Sampling | None = None,
+) -> np.ndarray:
+    """`image` with the area where `mask` ≥ 128 regenerated from `prompt`."""
+    model = _diffusion_model(client, name)
+    _check_picture(model, image)
+    mask = _check_mask(mask, image)
+    if not (mask >= 128).any():
+        raise ProdgenError("mask: no pixel is marked for repainting (values ≥ 128); nothing to do")
+    return _request(client, name, prompt, sampling, {"image": image, "mask": mask, **_strength(strength or 1.0)})
+
+
+def restage(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    cutout: np.ndarray,
+    sampling: Sampling | None = None,
+) -> np.ndarray:
+    """An RGBA product cutout (H, W, 4) placed in a new scene: the background is generated from
+    `prompt` and the product's opaque pixels are kept exactly (soft edges blend by alpha)."""
+    model = _diffusion_model(client, name)
+    if cutout.ndim != 3 or cutout.shape[-1] != 4 or cutout.dtype != np.uint8:
+        raise ProdgenError(
+            f"cutout: shape {tuple(cutout.shape)} {cutout.dtype} given, expected an RGBA uint8 picture (height, width, 4)"
+        )
+    alpha = cutout[..., 3:].astype(np.float32) / OPAQUE
+    if (cutout[..., 3] == OPAQUE).all():
+        raise ProdgenError("cutout: every pixel is opaque, so there is no background to replace")
+    if not (cutout[..., 3] == OPAQUE).any():
+        raise ProdgenError("cutout: no opaque pixel, so there is no product to keep; use txt2img")
+    rgb = cutout[..., :3].astype(np.float32)
+    image = np.round(rgb * alpha + FILL_GREY * (1 - alpha)).astype(np.uint8)
+    _check_picture(model, image, "cutout")
+    mask = np.where(cutout[..., 3:] == OPAQUE, KEEP, REPAINT).astype(np.uint8)
+    generated = _request(
+        client, name, prompt, sampling, {"image": image, "mask": mask, "strength": np.array([1.0], np.float32)}
+    )
+    blended = alpha * rgb + (1 - alpha) * generated.astype(np.float32)
+    return np.round(blended).astype(np.uint8)

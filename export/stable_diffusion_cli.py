@@ -1,0 +1,55 @@
+"""`prodgen-export stable-diffusion --checkpoint DIR --name NAME [--fp16]`: what it prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from prodgen.cli_support import console
+from prodgen.errors import ProdgenError
+from prodgen.export.stable_diffusion import DiffusionExportResult, export_stable_diffusion
+from prodgen.model_repository.config import BatchingOptions
+
+STABLE_DIFFUSION = "stable-diffusion"
+DEFAULT_NAME = "stable_diffusion"
+
+
+def export_stable_diffusion_command(
+    checkpoints: list[Path], repository: Path, name: str | None, batching: BatchingOptions, fp16: bool, min_psnr: float
+) -> DiffusionExportResult:
+    if len(checkpoints) != 1:
+        raise ProdgenError(
+            f"{STABLE_DIFFUSION} takes one --checkpoint: the folder diffusers' save_pretrained wrote "
+            f"({len(checkpoints)} given)"
+        )
+    out = console()
+    served = name or DEFAULT_NAME
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out, transient=True
+    ) as progress:
+        task = progress.add_task(served, total=None)
+        result = export_stable_diffusion(
+            checkpoints[0],
+            repository,
+            served,
+            batching,
+            fp16,
+            min_psnr,
+            step=lambda what: progress.update(task, description=what),
+        )
+    for component in result.components:
+        out.print(f"{component.name}: parity ONNX Runtime vs PyTorch: {component.parity.describe()}")
+        out.print(
+            f"{component.name}: published version {component.published.version} at {component.published.version_dir}"
+        )
+        if component.fp16 is not None and component.fp16_published is not None:
+            kept = len(component.fp16.kept_by_fallback)
+            out.print(
+                f"{component.name}: FP16 fidelity: {component.fp16.final.describe()}"
+                + (f" (first try: {component.fp16.first.describe()}; {kept} layers kept in FP32)" if kept else "")
+            )
+            for note in component.fp16_published.notes:
+                out.print(f"{component.name}: {note}")
+    out.print(f"{served}: pipeline model published at {result.pipeline.version_dir}")
+    return result

@@ -1,0 +1,265 @@
+"""The served Stable-Diffusion pipeline against diffusers' own pipelines, over real gRPC.
+
+Both sides get the same checkpoint, prompt, scheduler, steps, guidance and initial noise
+(prodgen's seeded noise, handed to diffusers as `latents` or through its noise function);
+diffusers runs the PyTorch components, the server the exported ONNX ones through BLS.
+Image latents for diffusers are the VAE posterior's mean, which is what the served VAE
+encoder returns (diffusers would otherwise draw a sample from its own RNG).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from prodgen.client import ProdgenClient, Sampling
+from prodgen.client.diffusion import PromptTruncatedWarning
+from prodgen.errors import ProdgenError
+from prodgen.photos import photo_batch
+from prodgen.seeding import latent_from_seed
+from prodgen.serve.server import EmbeddedServer
+from tests_support import console_script
+
+pytestmark = pytest.mark.e2e
+
+SCHEDULERS = ("ddim", "euler", "dpmpp2m")
+SIDE = 32
+STEPS = 4
+GUIDANCE = 7.5
+PROMPT = "a studio photo of a red sneaker on a white table"
+MIN_PSNR_DB = 40.0
+
+
+def psnr(reference: np.ndarray, candidate: np.ndarray) -> float:
+    assert reference.shape == candidate.shape and reference.dtype == candidate.dtype == np.uint8
+    mse = float(np.mean((reference.astype(np.float64) - candidate.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def seeded_noise(seed: int, side: int = SIDE, factor: int = 2) -> torch.Tensor:
+    shape = (4, side // factor, side // factor)
+    return torch.from_numpy(latent_from_seed(seed, int(np.prod(shape))).reshape(1, *shape))
+
+
+def diffusers_scheduler(kind: str, config: dict) -> object:
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    if kind == "ddim":
+        return DDIMScheduler.from_config(config)
+    if kind == "euler":
+        return EulerDiscreteScheduler.from_config(config)
+    return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+
+
+def load_reference(kind: str, folder: Path, scheduler: str) -> object:
+    import diffusers
+
+    pipeline = getattr(diffusers, kind).from_pretrained(str(folder), safety_checker=None, requires_safety_checker=False)
+    pipeline.scheduler = diffusers_scheduler(scheduler, pipeline.scheduler.config)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def as_uint8(pictures: np.ndarray) -> np.ndarray:
+    return (pictures * 255).round().astype(np.uint8)
+
+
+def posterior_mean(pipeline: object, image: np.ndarray) -> torch.Tensor:
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0 * 2.0 - 1.0
+    return image_latents(pipeline, pixels)
+
+
+def image_latents(pipeline: object, pixels: torch.Tensor) -> torch.Tensor:
+    vae = pipeline.vae  # type: ignore[attr-defined]
+    with torch.no_grad():
+        return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+
+
+@contextmanager
+def noise_for(module_name: str, noise: torch.Tensor) -> Iterator[None]:
+    """diffusers' img2img/inpaint draw their noise inside; hand them prodgen's seeded noise instead."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    original = module.randn_tensor
+    module.randn_tensor = lambda shape, **_: noise.reshape(shape).clone()
+    try:
+        yield
+    finally:
+        module.randn_tensor = original
+
+
+@pytest.fixture(scope="module")
+def client(diffusion_server: EmbeddedServer) -> Iterator[ProdgenClient]:
+    with ProdgenClient(diffusion_server.options.grpc_url, timeout_s=300) as connected:
+        yield connected
+
+
+def test_components_match_pytorch(diffusion_exports: dict) -> None:
+    for export in diffusion_exports.values():
+        for component in export.components:
+            assert component.parity.passed, f"{component.name}: {component.parity.describe()}"
+            print(f"{component.name}: {component.parity.describe()}")
+        unet = next(c for c in export.components if c.name.endswith("_unet"))
+        assert (unet.published.version_dir / "model.onnx.data").is_file(), "the UNet's weights are external data"
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_txt2img_matches_diffusers(
+    client: ProdgenClient, diffusion_checkpoints: dict[str, Path], scheduler: str
+) -> None:
+    seed = 11
+    served = client.txt2img("sd", PROMPT, Sampling(seed, 1, STEPS, GUIDANCE, scheduler), SIDE, SIDE)
+    pipeline = load_reference("StableDiffusionPipeline", diffusion_checkpoints["sd"], scheduler)
+    expected = pipeline(  # type: ignore[operator]
+        PROMPT,
+        height=SIDE,
+        width=SIDE,
+        num_inference_steps=STEPS,
+        guidance_scale=GUIDANCE,
+        latents=seeded_noise(seed),
+        output_type="np",
+    ).images
+    value = psnr(as_uint8(expected), served)
+    print(f"txt2img {scheduler}: PSNR {value:.2f} dB")
+    assert value >= MIN_PSNR_DB
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_img2img_matches_diffusers(
+    client: ProdgenClient, diffusion_checkpoints: dict[str, Path], scheduler: str
+) -> None:
+    seed, strength, steps = 5, 0.6, 5
+    photo = photo_batch(1, SIDE, SIDE)[0]
+    served = client.img2img("sd", PROMPT, photo, strength, Sampling(seed, 1, steps, GUIDANCE, scheduler))
+    pipeline = load_reference("StableDiffusionImg2ImgPipeline", diffusion_checkpoints["sd"], scheduler)
+    module = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img"
+    with noise_for(module, seeded_noise(seed)):
+        expected = pipeline(  # type: ignore[operator]
+            PROMPT,
+            image=posterior_mean(pipeline, photo),
+            strength=strength,
+            num_inference_steps=steps,
+            guidance_scale=GUIDANCE,
+            output_type="np",
+        ).images
+    value = psnr(as_uint8(expected), served)
+    print(f"img2img {scheduler}: PSNR {value:.2f} dB")
+    assert value >= MIN_PSNR_DB
+
+
+def square_mask(side: int = SIDE) -> np.ndarray:
+    mask = np.zeros((side, side), dtype=np.uint8)
+    mask[side // 4 : 3 * side // 4, side // 8 : side // 2] = 255
+    return mask
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_inpaint_matches_diffusers(
+    client: ProdgenClient, diffusion_checkpoints: dict[str, Path], scheduler: str
+) -> None:
+    seed = 3
+    photo = photo_batch(1, SIDE, SIDE, offset=1)[0]
+    mask = square_mask()
+    served = client.inpaint("sd_inpaint", PROMPT, photo, mask, sampling=Sampling(seed, 1, STEPS, GUIDANCE, scheduler))
+    pipeline = load_reference("StableDiffusionInpaintPipeline", diffusion_checkpoints["sd_inpaint"], scheduler)
+    pixels = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255.0 * 2.0 - 1.0
+    keep = torch.from_numpy(mask < 128)[None, None]
+    module = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint"
+    with noise_for(module, seeded_noise(seed)):
+        expected = pipeline(  # type: ignore[operator]
+            PROMPT,
+            image=Image.fromarray(photo),
+            mask_image=Image.fromarray(mask),
+            masked_image_latents=image_latents(pipeline, pixels * keep),
+            height=SIDE,
+            width=SIDE,
+            strength=1.0,
+            num_inference_steps=STEPS,
+            guidance_scale=GUIDANCE,
+            output_type="np",
+        ).images
+    value = psnr(as_uint8(expected), served)
+    print(f"inpaint {scheduler}: PSNR {value:.2f} dB")
+    assert value >= MIN_PSNR_DB
+
+
+def test_seed_gives_the_same_picture_alone_or_in_a_batch(client: ProdgenClient) -> None:
+    batch = client.txt2img("sd", PROMPT, Sampling(seed=20, count=2, steps=2), SIDE, SIDE)
+    alone = client.txt2img("sd", PROMPT, Sampling(seed=21, count=1, steps=2), SIDE, SIDE)
+    assert batch.shape == (2, SIDE, SIDE, 3)
+    np.testing.assert_array_equal(batch[1], alone[0])
+    assert not np.array_equal(batch[0], batch[1])
+
+
+def test_restage_keeps_the_opaque_product(client: ProdgenClient) -> None:
+    photo = photo_batch(1, SIDE, SIDE, offset=2)[0]
+    alpha = np.zeros((SIDE, SIDE), dtype=np.uint8)
+    alpha[8:24, 10:22] = 255
+    alpha[8:24, 9] = 128  # a soft edge
+    cutout = np.dstack([photo, alpha])
+    for model in ("sd_inpaint", "sd"):
+        result = client.restage(model, "the same product in a kitchen", cutout, Sampling(seed=1, steps=3))
+        assert result.shape == (1, SIDE, SIDE, 3)
+        opaque = alpha == 255
+        np.testing.assert_array_equal(result[0][opaque], photo[opaque])
+        assert not np.array_equal(result[0][~opaque], photo[~opaque]), "the background was regenerated"
+
+
+def test_long_prompt_is_truncated_with_a_warning(client: ProdgenClient) -> None:
+    with pytest.warns(PromptTruncatedWarning, match="tokens beyond"):
+        client.txt2img("sd", "a red sneaker " * 40, Sampling(steps=1), SIDE, SIDE)
+
+
+def test_bad_requests_get_one_clear_line_and_the_server_stays_up(client: ProdgenClient) -> None:
+    photo = photo_batch(1, SIDE, SIDE)[0]
+    with pytest.raises(ProdgenError, match="prompt: empty"):
+        client.txt2img("sd", "  ")
+    with pytest.raises(ProdgenError, match="mask: .*expected the image's size 32×32"):
+        client.inpaint("sd_inpaint", PROMPT, photo, np.zeros((16, 32), dtype=np.uint8))
+    with pytest.raises(ProdgenError, match="image height 30 pixels: model 'sd' takes multiples of 4"):
+        client.img2img("sd", PROMPT, photo_batch(1, 30, 32)[0])
+    with pytest.raises(ProdgenError, match="inpainting model"):
+        client.txt2img("sd_inpaint", PROMPT)
+    with pytest.raises(ProdgenError, match="no alpha|RGBA"):
+        client.restage("sd_inpaint", PROMPT, photo)
+    with pytest.raises(ProdgenError, match="input 'guidance'.*expected 0..50"):
+        client.infer("sd", {"prompt": np.array([[b"x"]], dtype=object), "guidance": np.array([[99.0]], np.float32)})
+    assert client.txt2img("sd", PROMPT, Sampling(steps=1), SIDE, SIDE).shape == (1, SIDE, SIDE, 3)
+
+
+def test_cli_writes_one_png_per_picture(diffusion_server: EmbeddedServer, tmp_path: Path) -> None:
+    import subprocess
+
+    out = tmp_path / "shoe.png"
+    command = [
+        console_script("prodgen"), "txt2img", "sd", PROMPT, "--seed", "4", "--steps", "2", "--count", "2",
+        "--height", str(SIDE), "--width", str(SIDE), "--out", str(out), "--url", diffusion_server.options.grpc_url,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    pictures = [np.asarray(Image.open(tmp_path / f"shoe-{i}.png")) for i in range(2)]
+    assert all(picture.shape == (SIDE, SIDE, 3) for picture in pictures)
+    bad = subprocess.run(
+        [
+            console_script("prodgen"),
+            "txt2img",
+            "sd",
+            PROMPT,
+            "--height",
+            "30",
+            "--url",
+            diffusion_server.options.grpc_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "height 30 pixels" in bad.stderr and "Traceback" not in bad.stderr
