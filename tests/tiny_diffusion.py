@@ -41,7 +41,7 @@ def write_tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("\n".join(merges) + "\n")
 
 
-def tiny_components(inpainting: bool = False, seed: int = 0) -> dict[str, object]:
+def tiny_components(inpainting: bool = False, seed: int = 0, cross_attention_dim: int = 32) -> dict[str, object]:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -54,7 +54,7 @@ def tiny_components(inpainting: bool = False, seed: int = 0) -> dict[str, object
         block_out_channels=(32, 64),
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
+        cross_attention_dim=cross_attention_dim,
         attention_head_dim=8,
         norm_num_groups=32,
     )

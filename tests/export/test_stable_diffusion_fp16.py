@@ -1,0 +1,48 @@
+"""The FP16 gate on Stable Diffusion's UNet and VAE, with a VAE decoder that overflows FP16.
+
+SD's own VAE decoder overflows FP16 (activations past 65504 in its up blocks: the reason
+"fp16-fix" VAEs exist). Here a tiny decoder is made to do the same by scaling its first
+convolution: every later block adds to that residual stream, and the final group norm undoes
+the scale, so FP32 output is sound while FP16 tensors overflow to inf.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from prodgen.export.stable_diffusion import export_stable_diffusion
+from prodgen.model_repository.config import BatchingOptions
+
+OVERFLOW_SCALE = 3e5
+
+
+def test_fp16_gate_catches_the_overflowing_decoder_and_keeps_it_fp32(
+    diffusion_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    from diffusers import AutoencoderKL
+
+    folder = Path(shutil.copytree(diffusion_checkpoints["sd"], tmp_path / "hot-vae"))
+    vae = AutoencoderKL.from_pretrained(str(folder / "vae"))
+    with torch.no_grad():
+        vae.decoder.conv_in.weight.mul_(OVERFLOW_SCALE)
+        vae.decoder.conv_in.bias.mul_(OVERFLOW_SCALE)
+    vae.save_pretrained(str(folder / "vae"))
+
+    result = export_stable_diffusion(folder, tmp_path / "models", "hot", BatchingOptions(max_batch_size=1), fp16=True)
+    by_part = {component.name.removeprefix("hot_"): component for component in result.components}
+
+    decoder = by_part["vae_decoder"]
+    assert decoder.fp16 is not None and decoder.fp16_published is not None
+    assert decoder.fp16.first.nonfinite > 0, "pure FP16 must overflow: the gate has to see it on CPU"
+    assert decoder.fp16.final.passed and decoder.fp16.final.nonfinite == 0
+    assert decoder.fp16.kept_by_fallback, "the fallback kept the overflowing layers in FP32"
+    assert (decoder.fp16_published.fp16.version_dir / "model.onnx").is_file()
+    for part in ("unet", "vae_encoder"):
+        outcome = by_part[part].fp16
+        assert outcome is not None and outcome.final.passed, part
+    assert by_part["text_encoder"].fp16 is None, "the text encoder runs once per request and stays FP32"
+    print({part: c.fp16.final.describe() for part, c in by_part.items() if c.fp16 is not None})
+    print("decoder first try:", decoder.fp16.first.describe(), "kept:", len(decoder.fp16.kept_by_fallback))
