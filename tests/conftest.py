@@ -35,12 +35,12 @@ def embedded_server(exported_repository: Path) -> Iterator[EmbeddedServer]:
 @pytest.fixture(scope="session")
 def diffusion_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny Stable-Diffusion save_pretrained folders: a text-to-image one and an inpainting one (9-channel UNet)."""
-    from tiny_diffusion import write_tiny_checkpoint
+    from prodgen.zoo.stable_diffusion_random import write_random_checkpoint
 
     folder = tmp_path_factory.mktemp("diffusion-checkpoints")
     return {
-        "sd": write_tiny_checkpoint(folder / "sd", seed=0),
-        "sd_inpaint": write_tiny_checkpoint(folder / "sd-inpaint", inpainting=True, seed=1),
+        "sd": write_random_checkpoint(folder / "sd", seed=0),
+        "sd_inpaint": write_random_checkpoint(folder / "sd-inpaint", inpainting=True, seed=1),
     }
 
 

@@ -220,10 +220,13 @@ class TritonPythonModel:
         scheduler.set_timesteps(settings["steps"], strength=settings["strength"])
         timesteps = scheduler.timesteps
         image, mask = settings["image"], settings["mask"]
+        # As diffusers: image-to-image always starts from the picture noised to the first timestep;
+        # inpainting at full strength from pure noise (the mask input carries the kept area).
+        from_image = image is not None and (mask is None or settings["strength"] < 1.0)
         image_latents = None
-        if image is not None and (settings["strength"] < 1.0 or (mask is not None and not self.inpainting)):
+        if from_image or (mask is not None and not self.inpainting):
             image_latents = self._encode(image)
-        if image_latents is not None and settings["strength"] < 1.0:
+        if from_image:
             latents = scheduler.add_noise(image_latents, noise, timesteps[0])
         else:
             latents = noise * np.float32(scheduler.init_noise_sigma)

@@ -15,13 +15,9 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prodgen.errors import ProdgenError
-
-if TYPE_CHECKING:
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
 
 MODEL_INDEX = "model_index.json"
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -35,11 +31,17 @@ INSTALL_HINT = "latent diffusion needs the 'diffusion' extra: pip install 'prodg
 class StableDiffusion:
     """The PyTorch components of one checkpoint, in eval mode, and what the pipeline needs to know."""
 
+    # diffusers builds its classes' attributes (config, submodules) at run time, which type
+    # checkers cannot follow: the components are typed loosely on purpose.
     folder: Path
-    unet: UNet2DConditionModel
-    vae: AutoencoderKL
-    text_encoder: CLIPTextModel
-    tokenizer: CLIPTokenizer
+    unet: Any
+    """diffusers.UNet2DConditionModel"""
+    vae: Any
+    """diffusers.AutoencoderKL"""
+    text_encoder: Any
+    """transformers.CLIPTextModel"""
+    tokenizer: Any
+    """transformers.CLIPTokenizer"""
     scheduler_config: dict[str, Any]
 
     @property

@@ -10,6 +10,7 @@ latents between them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ VERIFICATION_PROMPTS = ("a studio photo of a red sneaker on a white table", "")
 class TextEncoderGraph(nn.Module):
     """Token ids (B, L) int64 → CLIP's last hidden states (B, L, W), what SD 1.x/2.x condition on."""
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: Any) -> None:
         super().__init__()
         self.encoder = encoder
 
@@ -48,7 +49,7 @@ class UNetGraph(nn.Module):
     """(latents, timestep (B, 1), text states) → predicted noise; the timestep travels per picture
     because Triton batches every input along axis 0."""
 
-    def __init__(self, unet: nn.Module) -> None:
+    def __init__(self, unet: Any) -> None:
         super().__init__()
         self.unet = unet
 
@@ -60,7 +61,7 @@ class VaeDecoderGraph(nn.Module):
     """Scaled latents → uint8 NHWC picture, as diffusers' pipelines post-process it
     (÷ scaling factor, decode, x/2 + 0.5 clamped to [0, 1], ×255 rounded)."""
 
-    def __init__(self, vae: nn.Module, scaling_factor: float) -> None:
+    def __init__(self, vae: Any, scaling_factor: float) -> None:
         super().__init__()
         self.vae = vae
         self.scaling_factor = scaling_factor
@@ -77,7 +78,7 @@ class VaeEncoderGraph(nn.Module):
     The mean, not a sample: the pipeline's only randomness is its seeded noise, and for SD's
     VAE the posterior's spread is far below what the scheduler's noise adds."""
 
-    def __init__(self, vae: nn.Module, scaling_factor: float) -> None:
+    def __init__(self, vae: Any, scaling_factor: float) -> None:
         super().__init__()
         self.vae = vae
         self.scaling_factor = scaling_factor

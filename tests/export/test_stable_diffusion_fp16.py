@@ -8,6 +8,7 @@ the scale, so FP32 output is sound while FP16 tensors overflow to inf.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -44,5 +45,19 @@ def test_fp16_gate_catches_the_overflowing_decoder_and_keeps_it_fp32(
         outcome = by_part[part].fp16
         assert outcome is not None and outcome.final.passed, part
     assert by_part["text_encoder"].fp16 is None, "the text encoder runs once per request and stays FP32"
+
+    # TensorRT profiles (docker/build_plan.sh reads them): batch up to twice the pipeline's (CFG
+    # halves), latent sides within the UNet's bounds (tiny: 2..32, tuned at its 16×16 sample size).
+    unet_published = by_part["unet"].fp16_published
+    assert unet_published is not None
+    recipe = json.loads((unet_published.fp16.version_dir / "tensorrt-build.json").read_text())
+    assert recipe["plan_model"] == "hot_unet_trt"
+    assert recipe["trtexec_shapes"] == [
+        "--minShapes=latents:1x4x2x2,timestep:1x1,text_states:1x77x32",
+        "--optShapes=latents:1x4x16x16,timestep:1x1,text_states:1x77x32",
+        "--maxShapes=latents:2x4x32x32,timestep:2x1,text_states:2x77x32",
+    ]
+    decoder_recipe = json.loads((decoder.fp16_published.fp16.version_dir / "tensorrt-build.json").read_text())
+    assert decoder_recipe["trtexec_shapes"][2] == "--maxShapes=latents:2x4x32x32"
     print({part: c.fp16.final.describe() for part, c in by_part.items() if c.fp16 is not None})
     print("decoder first try:", decoder.fp16.first.describe(), "kept:", len(decoder.fp16.kept_by_fallback))
