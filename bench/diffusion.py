@@ -66,7 +66,7 @@ def measure(
 
     from prodgen.bench.baseline import _free_port
 
-    chosen = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "dpmpp2m": DPMSolverMultistepScheduler}
+    chosen = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "dpmpp-2m": DPMSolverMultistepScheduler}
     with tempfile.TemporaryDirectory(prefix="prodgen-bench-sd-") as work:
         repository = Path(work) / "models"
         started = time.perf_counter()
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--steps", default="2,6", help="two step counts, e.g. 2,6")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--guidance", type=float, default=7.5)
-    parser.add_argument("--scheduler", choices=("ddim", "euler", "dpmpp2m"), default="ddim")
+    parser.add_argument("--scheduler", choices=("ddim", "euler", "dpmpp-2m"), default="ddim")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads for PyTorch and ONNX Runtime alike")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()

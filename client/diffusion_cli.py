@@ -32,7 +32,7 @@ Seed = Annotated[int, typer.Option(min=0, help="Picture i uses seed+i: the same 
 Steps = Annotated[int | None, typer.Option(min=1, help="Denoising steps (model default if omitted).")]
 Guidance = Annotated[float | None, typer.Option(min=0.0, help="Classifier-free guidance scale.")]
 Count = Annotated[int, typer.Option(min=1, help="Number of pictures.")]
-Scheduler = Annotated[str | None, typer.Option(help="ddim, euler or dpmpp2m (model default if omitted).")]
+Scheduler = Annotated[str | None, typer.Option(help="ddim, euler or dpmpp-2m (model default if omitted).")]
 Negative = Annotated[str, typer.Option(help="What the picture should not show.")]
 Strength = Annotated[float | None, typer.Option(min=0.0, max=1.0, help="How much of the picture is re-drawn.")]
 

@@ -9,6 +9,7 @@ transformers in its python environment.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from dataclasses import dataclass
@@ -28,11 +29,10 @@ SEEDING_SOURCE = Path(prodgen.seeding.__file__)
 SCHEDULER_CONFIG = "scheduler_config.json"
 TOKENIZER_FOLDER = "tokenizer"
 
-SCHEDULERS = ("ddim", "euler", "dpmpp2m")
 DEFAULTS = {
     "default_steps": "25",
     "default_guidance": "7.5",
-    "default_scheduler": "dpmpp2m",
+    "default_scheduler": "dpmpp-2m",
     "default_strength": "0.8",
     "max_steps": "150",
 }
@@ -54,6 +54,15 @@ _INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
     ("mask", mc.TYPE_UINT8, (-1, -1, 1), True),
 )
 _OUTPUTS = (("image", mc.TYPE_UINT8, (-1, -1, 3)), ("truncated_tokens", mc.TYPE_INT64, (1,)))
+
+
+def scheduler_names() -> tuple[str, ...]:
+    """The schedulers the published `schedulers.py` offers (its `SCHEDULERS`), for clients to read."""
+    spec = importlib.util.spec_from_file_location("prodgen_published_schedulers", SCHEDULERS_SOURCE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.SCHEDULERS)
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ class PipelineFacts:
         return {
             "task": "diffusion",
             "mode": "inpainting" if self.unet_in_channels == 9 else "text-to-image",
-            "schedulers": ",".join(SCHEDULERS),
+            "schedulers": ",".join(scheduler_names()),
             **{f"model.{part}": served for part, served in self.component_models.items()},
             "text_length": str(self.text_length),
             "latent_channels": str(self.latent_channels),

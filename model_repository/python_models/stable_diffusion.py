@@ -64,7 +64,6 @@ class TritonPythonModel:
         self.max_side = int(parameter("max_side"))
         self.default_side = int(parameter("opt_side"))
         self.max_steps = int(parameter("max_steps"))
-        self.scheduler_kinds = parameter("schedulers").split(",")
         self.defaults = {
             "steps": int(parameter("default_steps")),
             "guidance": float(parameter("default_guidance")),
@@ -156,8 +155,8 @@ class TritonPythonModel:
         if not 0.0 <= guidance <= 50.0:
             raise ValueError(f"input 'guidance': {guidance}, expected 0..50")
         scheduler = self._scalar(request, "scheduler", rows, str)
-        if scheduler not in self.scheduler_kinds:
-            raise ValueError(f"input 'scheduler': '{scheduler}', expected one of {', '.join(self.scheduler_kinds)}")
+        if scheduler not in schedulers.SCHEDULERS:
+            raise ValueError(f"input 'scheduler': '{scheduler}', expected one of {', '.join(schedulers.SCHEDULERS)}")
         strength = self._scalar(request, "strength", rows, float) if image is not None else 1.0
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"input 'strength': {strength}, expected 0 < strength <= 1")

@@ -29,7 +29,7 @@ from tests_support import console_script
 
 pytestmark = pytest.mark.e2e
 
-SCHEDULERS = ("ddim", "euler", "dpmpp2m")
+SCHEDULERS = ("ddim", "euler", "dpmpp-2m")
 SIDE = 32
 STEPS = 4
 GUIDANCE = 7.5
