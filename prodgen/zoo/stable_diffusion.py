@@ -179,11 +179,14 @@ def load_stable_diffusion(folder: Path) -> StableDiffusion:
         scheduler_config = json.loads(scheduler_path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ProdgenError(f"{scheduler_path}: cannot read the scheduler config ({error})") from None
+    # low_cpu_mem_usage=False: the accelerate package is not a dependency; saying so avoids its warning.
     with torch.no_grad():
         model = StableDiffusion(
             folder=folder,
-            unet=_load("unet", folder, lambda path: UNet2DConditionModel.from_pretrained(path).eval()),
-            vae=_load("vae", folder, lambda path: AutoencoderKL.from_pretrained(path).eval()),
+            unet=_load(
+                "unet", folder, lambda path: UNet2DConditionModel.from_pretrained(path, low_cpu_mem_usage=False).eval()
+            ),
+            vae=_load("vae", folder, lambda path: AutoencoderKL.from_pretrained(path, low_cpu_mem_usage=False).eval()),
             text_encoder=_load("text_encoder", folder, lambda path: CLIPTextModel.from_pretrained(path).eval()),
             tokenizer=_load("tokenizer", folder, CLIPTokenizer.from_pretrained),
             scheduler_config=scheduler_config,

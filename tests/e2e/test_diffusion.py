@@ -192,6 +192,33 @@ def test_inpaint_matches_diffusers(
     assert value >= MIN_PSNR_DB
 
 
+def test_inpaint_with_a_plain_unet_matches_diffusers(
+    client: ProdgenClient, diffusion_checkpoints: dict[str, Path]
+) -> None:
+    """A 4-channel UNet inpaints by re-noising the kept area's latents after every step, as diffusers does."""
+    seed, scheduler = 9, "euler"
+    photo = photo_batch(1, SIDE, SIDE, offset=3)[0]
+    mask = square_mask()
+    served = client.inpaint("sd", PROMPT, photo, mask, sampling=Sampling(seed, 1, STEPS, GUIDANCE, scheduler))
+    pipeline = load_reference("StableDiffusionInpaintPipeline", diffusion_checkpoints["sd"], scheduler)
+    pipeline._encode_vae_image = lambda image, generator: image_latents(pipeline, image)  # type: ignore[attr-defined]
+    module = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint"
+    with noise_for(module, seeded_noise(seed)):
+        expected = pipeline(  # type: ignore[operator]
+            PROMPT,
+            image=Image.fromarray(photo),
+            mask_image=Image.fromarray(mask),
+            height=SIDE,
+            width=SIDE,
+            num_inference_steps=STEPS,
+            guidance_scale=GUIDANCE,
+            output_type="np",
+        ).images
+    value = psnr(as_uint8(expected), served)
+    print(f"inpaint (4-channel UNet) {scheduler}: PSNR {value:.2f} dB")
+    assert value >= MIN_PSNR_DB
+
+
 def test_seed_gives_the_same_picture_alone_or_in_a_batch(client: ProdgenClient) -> None:
     batch = client.txt2img("sd", PROMPT, Sampling(seed=20, count=2, steps=2), SIDE, SIDE)
     alone = client.txt2img("sd", PROMPT, Sampling(seed=21, count=1, steps=2), SIDE, SIDE)
