@@ -1,0 +1,35 @@
+"""The pipeline model's config.pbtxt: a python-backend ModelConfig Triton parses, naming its components."""
+
+from __future__ import annotations
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from prodgen.model_repository.config import BatchingOptions, parse_pbtxt
+from prodgen.model_repository.stable_diffusion import PipelineFacts, pipeline_config_text, scheduler_names
+
+FACTS = PipelineFacts(
+    component_models={part: f"shop_{part}" for part in ("text_encoder", "unet", "vae_decoder", "vae_encoder")},
+    text_length=77,
+    latent_channels=4,
+    unet_in_channels=9,
+    vae_scale_factor=8,
+    size_multiple=64,
+    min_side=64,
+    max_side=1024,
+    opt_side=512,
+)
+
+
+def test_pipeline_config_is_a_python_model_with_optional_request_settings() -> None:
+    config = parse_pbtxt(pipeline_config_text("shop", FACTS, BatchingOptions(max_batch_size=4)))
+    assert config.backend == "python" and config.max_batch_size == 4
+    inputs = {tensor.name: tensor for tensor in config.input}
+    assert inputs["prompt"].data_type == mc.TYPE_STRING and not inputs["prompt"].optional
+    assert all(inputs[name].optional for name in inputs if name != "prompt")
+    assert list(inputs["image"].dims) == [-1, -1, 3] and list(inputs["mask"].dims) == [-1, -1, 1]
+    assert [tensor.name for tensor in config.output] == ["image", "truncated_tokens"]
+    parameters = {key: value.string_value for key, value in config.parameters.items()}
+    assert parameters["prodgen.model.unet"] == "shop_unet"
+    assert parameters["prodgen.mode"] == "inpainting" and parameters["prodgen.size_multiple"] == "64"
+    assert parameters["prodgen.schedulers"].split(",") == list(scheduler_names())
+    assert {"ddim", "euler", "dpmpp-2m"} <= set(scheduler_names())
