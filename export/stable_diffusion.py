@@ -24,7 +24,14 @@ import onnx
 import torch
 
 from prodgen.errors import ProdgenError
-from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Fp16Outcome, fp16_with_fallback
+from prodgen.export.fidelity import (
+    DEFAULT_MIN_PSNR_DB,
+    Fp16Outcome,
+    describe_ssim,
+    fp16_with_fallback,
+    lowest_of,
+    lowest_ssim,
+)
 from prodgen.export.fp16_publish import Fp16Published, publish_fp16
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import compare_outputs, onnx_session, run_pytorch
@@ -55,6 +62,8 @@ class ComponentParity:
     """max |PyTorch| (floats) or 255 (uint8): the tolerance for floats is relative to max(1, this)."""
     uint8: bool
     fraction_within_one_level: float
+    lowest_ssim: float | None
+    """SSIM of the least similar output picture (or latent plane); None below SSIM's window size."""
 
     @property
     def passed(self) -> bool:
@@ -66,11 +75,11 @@ class ComponentParity:
         if self.uint8:
             return (
                 f"max |Δ| {self.max_abs_diff:g} uint8 levels over {self.values:,} values (required ≤ 1), "
-                f"{100 * self.fraction_within_one_level:.4f} % within 1 level"
+                f"{100 * self.fraction_within_one_level:.4f} % within 1 level, {describe_ssim(self.lowest_ssim)}"
             )
         return (
             f"max |Δ| {self.max_abs_diff:.3g} over {self.values:,} values, max |PyTorch| {self.reference_scale:.3g} "
-            f"(required ≤ {FLOAT_TOLERANCE:g} × max(1, max |PyTorch|))"
+            f"(required ≤ {FLOAT_TOLERANCE:g} × max(1, max |PyTorch|)), {describe_ssim(self.lowest_ssim)}"
         )
 
 
@@ -104,14 +113,16 @@ def _parity(component: Component, onnx_path: Path) -> tuple[ComponentParity, lis
         reference.append(expected)
         wanted += expected
         got += actual
+    ssim = lowest_of(lowest_ssim(w, g) for w, g in zip(wanted, got, strict=True))
     if wanted[0].dtype == np.uint8:
         levels = compare_outputs(wanted, got, 1.0)
-        return ComponentParity(
-            levels.values, levels.max_abs_diff, 255.0, True, levels.fraction_within_one_level
-        ), reference
+        parity = ComponentParity(
+            levels.values, levels.max_abs_diff, 255.0, True, levels.fraction_within_one_level, ssim
+        )
+        return parity, reference
     differences = np.concatenate([np.abs(w.astype(np.float64) - g).ravel() for w, g in zip(wanted, got, strict=True)])
     scale = max(float(np.abs(w).max()) for w in wanted)
-    return ComponentParity(int(differences.size), float(differences.max()), scale, False, 1.0), reference
+    return ComponentParity(int(differences.size), float(differences.max()), scale, False, 1.0, ssim), reference
 
 
 def _export(component: Component, folder: Path) -> Path:
