@@ -10,9 +10,10 @@ encoder returns (diffusers would otherwise draw a sample from its own RNG).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,7 +59,14 @@ def diffusers_scheduler(kind: str, config: dict) -> object:
     return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
 
 
-def load_reference(kind: str, folder: Path, scheduler: str) -> object:
+PIPELINE_MODULES = {
+    "StableDiffusionPipeline": "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion",
+    "StableDiffusionImg2ImgPipeline": "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img",
+    "StableDiffusionInpaintPipeline": "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint",
+}
+
+
+def load_reference(kind: str, folder: Path, scheduler: str) -> Any:
     import diffusers
 
     pipeline = getattr(diffusers, kind).from_pretrained(str(folder), safety_checker=None, requires_safety_checker=False)
@@ -71,13 +79,13 @@ def as_uint8(pictures: np.ndarray) -> np.ndarray:
     return (pictures * 255).round().astype(np.uint8)
 
 
-def posterior_mean(pipeline: object, image: np.ndarray) -> torch.Tensor:
-    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0 * 2.0 - 1.0
-    return image_latents(pipeline, pixels)
+def pixels_of(image: np.ndarray) -> torch.Tensor:
+    """A uint8 (H, W, 3) picture as diffusers' image processor gives it to the VAE: (1, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255.0 * 2.0 - 1.0
 
 
-def image_latents(pipeline: object, pixels: torch.Tensor) -> torch.Tensor:
-    vae = pipeline.vae  # type: ignore[attr-defined]
+def image_latents(pipeline: Any, pixels: torch.Tensor) -> torch.Tensor:
+    vae = pipeline.vae
     with torch.no_grad():
         return vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
 
@@ -111,25 +119,38 @@ def test_components_match_pytorch(diffusion_exports: dict) -> None:
         assert (unet.published.version_dir / "model.onnx.data").is_file(), "the UNet's weights are external data"
 
 
+def diffusers_picture(
+    kind: str, folder: Path, scheduler: str, seed: int, arguments: Callable[[Any], dict[str, Any]]
+) -> np.ndarray:
+    """diffusers' own `kind` pipeline on `folder` with prodgen's seeded noise; `arguments(pipeline)`
+    gives the mode's call arguments (it may need the pipeline's VAE for image latents)."""
+    pipeline = load_reference(kind, folder, scheduler)
+    module = PIPELINE_MODULES[kind]
+    with noise_for(module, seeded_noise(seed)):
+        pictures = pipeline(PROMPT, guidance_scale=GUIDANCE, output_type="np", **arguments(pipeline)).images
+    return as_uint8(pictures)
+
+
+def assert_close(label: str, expected: np.ndarray, served: np.ndarray) -> None:
+    value = psnr(expected, served)
+    print(f"{label}: PSNR {value:.2f} dB")
+    assert value >= MIN_PSNR_DB
+
+
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_txt2img_matches_diffusers(
     client: ProdgenClient, diffusion_checkpoints: dict[str, Path], scheduler: str
 ) -> None:
     seed = 11
     served = client.txt2img("sd", PROMPT, Sampling(seed, 1, STEPS, GUIDANCE, scheduler), SIDE, SIDE)
-    pipeline = load_reference("StableDiffusionPipeline", diffusion_checkpoints["sd"], scheduler)
-    expected = pipeline(  # type: ignore[operator]
-        PROMPT,
-        height=SIDE,
-        width=SIDE,
-        num_inference_steps=STEPS,
-        guidance_scale=GUIDANCE,
-        latents=seeded_noise(seed),
-        output_type="np",
-    ).images
-    value = psnr(as_uint8(expected), served)
-    print(f"txt2img {scheduler}: PSNR {value:.2f} dB")
-    assert value >= MIN_PSNR_DB
+    expected = diffusers_picture(
+        "StableDiffusionPipeline",
+        diffusion_checkpoints["sd"],
+        scheduler,
+        seed,
+        lambda _: {"height": SIDE, "width": SIDE, "num_inference_steps": STEPS, "latents": seeded_noise(seed)},
+    )
+    assert_close(f"txt2img {scheduler}", expected, served)
 
 
 @pytest.mark.parametrize(("scheduler", "strength"), [(kind, 0.6) for kind in SCHEDULERS] + [("euler", 1.0)])
@@ -140,20 +161,18 @@ def test_img2img_matches_diffusers(
     seed, steps = 5, 5
     photo = photo_batch(1, SIDE, SIDE)[0]
     served = client.img2img("sd", PROMPT, photo, strength, Sampling(seed, 1, steps, GUIDANCE, scheduler))
-    pipeline = load_reference("StableDiffusionImg2ImgPipeline", diffusion_checkpoints["sd"], scheduler)
-    module = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img"
-    with noise_for(module, seeded_noise(seed)):
-        expected = pipeline(  # type: ignore[operator]
-            PROMPT,
-            image=posterior_mean(pipeline, photo),
-            strength=strength,
-            num_inference_steps=steps,
-            guidance_scale=GUIDANCE,
-            output_type="np",
-        ).images
-    value = psnr(as_uint8(expected), served)
-    print(f"img2img {scheduler} strength {strength}: PSNR {value:.2f} dB")
-    assert value >= MIN_PSNR_DB
+    expected = diffusers_picture(
+        "StableDiffusionImg2ImgPipeline",
+        diffusion_checkpoints["sd"],
+        scheduler,
+        seed,
+        lambda pipeline: {
+            "image": image_latents(pipeline, pixels_of(photo)),
+            "strength": strength,
+            "num_inference_steps": steps,
+        },
+    )
+    assert_close(f"img2img {scheduler} strength {strength}", expected, served)
 
 
 def square_mask(side: int = SIDE) -> np.ndarray:
@@ -162,34 +181,39 @@ def square_mask(side: int = SIDE) -> np.ndarray:
     return mask
 
 
+def inpaint_arguments(photo: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    return {
+        "image": Image.fromarray(photo),
+        "mask_image": Image.fromarray(mask),
+        "height": SIDE,
+        "width": SIDE,
+        "num_inference_steps": STEPS,
+    }
+
+
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_inpaint_matches_diffusers(
     client: ProdgenClient, diffusion_checkpoints: dict[str, Path], scheduler: str
 ) -> None:
+    """The masked picture's latents are given to diffusers (from its own formula, in float), so it does not
+    draw a VAE sample; the server fills the masked area with uint8 128 where diffusers has 127.5."""
     seed = 3
     photo = photo_batch(1, SIDE, SIDE, offset=1)[0]
     mask = square_mask()
     served = client.inpaint("sd_inpaint", PROMPT, photo, mask, sampling=Sampling(seed, 1, STEPS, GUIDANCE, scheduler))
-    pipeline = load_reference("StableDiffusionInpaintPipeline", diffusion_checkpoints["sd_inpaint"], scheduler)
-    pixels = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255.0 * 2.0 - 1.0
     keep = torch.from_numpy(mask < 128)[None, None]
-    module = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint"
-    with noise_for(module, seeded_noise(seed)):
-        expected = pipeline(  # type: ignore[operator]
-            PROMPT,
-            image=Image.fromarray(photo),
-            mask_image=Image.fromarray(mask),
-            masked_image_latents=image_latents(pipeline, pixels * keep),
-            height=SIDE,
-            width=SIDE,
-            strength=1.0,
-            num_inference_steps=STEPS,
-            guidance_scale=GUIDANCE,
-            output_type="np",
-        ).images
-    value = psnr(as_uint8(expected), served)
-    print(f"inpaint {scheduler}: PSNR {value:.2f} dB")
-    assert value >= MIN_PSNR_DB
+    expected = diffusers_picture(
+        "StableDiffusionInpaintPipeline",
+        diffusion_checkpoints["sd_inpaint"],
+        scheduler,
+        seed,
+        lambda pipeline: {
+            **inpaint_arguments(photo, mask),
+            "masked_image_latents": image_latents(pipeline, pixels_of(photo) * keep),
+            "strength": 1.0,
+        },
+    )
+    assert_close(f"inpaint {scheduler}", expected, served)
 
 
 def test_inpaint_with_a_plain_unet_matches_diffusers(
@@ -200,23 +224,15 @@ def test_inpaint_with_a_plain_unet_matches_diffusers(
     photo = photo_batch(1, SIDE, SIDE, offset=3)[0]
     mask = square_mask()
     served = client.inpaint("sd", PROMPT, photo, mask, sampling=Sampling(seed, 1, STEPS, GUIDANCE, scheduler))
-    pipeline = load_reference("StableDiffusionInpaintPipeline", diffusion_checkpoints["sd"], scheduler)
-    pipeline._encode_vae_image = lambda image, generator: image_latents(pipeline, image)  # type: ignore[attr-defined]
-    module = "diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_inpaint"
-    with noise_for(module, seeded_noise(seed)):
-        expected = pipeline(  # type: ignore[operator]
-            PROMPT,
-            image=Image.fromarray(photo),
-            mask_image=Image.fromarray(mask),
-            height=SIDE,
-            width=SIDE,
-            num_inference_steps=STEPS,
-            guidance_scale=GUIDANCE,
-            output_type="np",
-        ).images
-    value = psnr(as_uint8(expected), served)
-    print(f"inpaint (4-channel UNet) {scheduler}: PSNR {value:.2f} dB")
-    assert value >= MIN_PSNR_DB
+
+    def arguments(pipeline: Any) -> dict[str, Any]:
+        pipeline._encode_vae_image = lambda image, generator: image_latents(pipeline, image)
+        return inpaint_arguments(photo, mask)
+
+    expected = diffusers_picture(
+        "StableDiffusionInpaintPipeline", diffusion_checkpoints["sd"], scheduler, seed, arguments
+    )
+    assert_close(f"inpaint (4-channel UNet) {scheduler}", expected, served)
 
 
 def test_seed_gives_the_same_picture_alone_or_in_a_batch(client: ProdgenClient) -> None:
