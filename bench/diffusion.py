@@ -29,6 +29,7 @@ from prodgen.client import ProdgenClient, Sampling
 from prodgen.export.stable_diffusion import export_stable_diffusion
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.seeding import latent_from_seed
+from prodgen.serve.options import free_port
 from prodgen.serve.server import EmbeddedServer, ServerOptions
 from prodgen.zoo.stable_diffusion_random import write_random_checkpoint
 
@@ -64,8 +65,6 @@ def measure(
     torch.set_num_threads(threads)
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from prodgen.bench.baseline import _free_port
-
     chosen = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "dpmpp-2m": DPMSolverMultistepScheduler}
     with tempfile.TemporaryDirectory(prefix="prodgen-bench-sd-") as work:
         repository = Path(work) / "models"
@@ -80,11 +79,18 @@ def measure(
         factor = 2 ** (len(reference.vae.config.block_out_channels) - 1)
         shape = (1, 4, side // factor, side // factor)
         noise = torch.from_numpy(latent_from_seed(0, int(np.prod(shape))).reshape(shape))
-        ports = {"grpc_port": _free_port(), "http_port": _free_port(), "metrics_port": _free_port()}
         served: dict[int, list[float]] = {count: [] for count in steps}
         direct: dict[int, list[float]] = {count: [] for count in steps}
         with (
-            EmbeddedServer(ServerOptions(repository, intra_op_threads=threads, **ports)) as server,
+            EmbeddedServer(
+                ServerOptions(
+                    repository,
+                    grpc_port=free_port(),
+                    http_port=free_port(),
+                    metrics_port=free_port(),
+                    intra_op_threads=threads,
+                )
+            ) as server,
             ProdgenClient(server.options.grpc_url, timeout_s=3600) as client,
         ):
             for round_index in range(repeats + 1):  # round 0 warms both up and is not counted

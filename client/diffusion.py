@@ -19,6 +19,7 @@ from prodgen.errors import ProdgenError
 
 if TYPE_CHECKING:
     from prodgen.client.api import ProdgenClient, ServedModel
+    from prodgen.model_facts import DiffusionFacts
 
 OPAQUE = 255
 KEEP, REPAINT = 0, 255
@@ -45,9 +46,14 @@ class PromptTruncatedWarning(UserWarning):
 
 def _diffusion_model(client: ProdgenClient, name: str) -> ServedModel:
     model = client.model(name)
-    if model.task != "diffusion":
+    if model.task != "diffusion" or model.facts.diffusion is None:
         raise ProdgenError(f"model '{name}' is not a diffusion pipeline (task: {model.task})")
     return model
+
+
+def _facts(model: ServedModel) -> DiffusionFacts:
+    assert model.facts.diffusion is not None  # checked by _diffusion_model
+    return model.facts.diffusion
 
 
 def _check_prompt(prompt: str) -> bytes:
@@ -60,7 +66,7 @@ def _check_prompt(prompt: str) -> bytes:
 
 
 def _check_side(model: ServedModel, label: str, side: int) -> None:
-    multiple = int(model.parameters.get("size_multiple", "1"))
+    multiple = model.facts.side_multiple
     bounds = model.bounds
     low, high = (bounds.min_side, bounds.max_side) if bounds else (1, 1 << 30)
     if not low <= side <= high or side % multiple:
@@ -110,9 +116,10 @@ def _request(
         raise ProdgenError(f"count {count}: expected at least one picture")
     if sampling.seed < 0:
         raise ProdgenError(f"seed {sampling.seed}: expected a seed >= 0")
-    if sampling.steps is not None and not 1 <= sampling.steps <= int(model.parameters.get("max_steps", "1000")):
-        raise ProdgenError(f"steps {sampling.steps}: expected 1..{model.parameters.get('max_steps')}")
-    known = model.parameters.get("schedulers", "").split(",")
+    facts = _facts(model)
+    if sampling.steps is not None and not 1 <= sampling.steps <= facts.max_steps:
+        raise ProdgenError(f"steps {sampling.steps}: expected 1..{facts.max_steps}")
+    known = facts.schedulers.split(",")
     if sampling.scheduler is not None and sampling.scheduler not in known:
         raise ProdgenError(f"scheduler '{sampling.scheduler}': model '{name}' offers {', '.join(known)}")
     inputs = {
@@ -133,7 +140,7 @@ def _request(
     result = client.infer(name, inputs)
     dropped = int(result["truncated_tokens"].max())
     if dropped:
-        length = model.parameters.get("text_length", "?")
+        length = facts.prompt_max_tokens
         warnings.warn(
             f"prompt: {dropped} tokens beyond the text encoder's {length} were dropped; shorten the prompt",
             PromptTruncatedWarning,
@@ -152,7 +159,7 @@ def txt2img(
 ) -> np.ndarray:
     """`sampling.count` pictures (N, H, W, 3) uint8 for `prompt`; sides default to the model's trained size."""
     model = _diffusion_model(client, name)
-    if model.parameters.get("mode") == "inpainting":
+    if _facts(model).inpainting:
         raise ProdgenError(f"model '{name}' is an inpainting model: use inpaint or restage")
     extra = {}
     for label, side in (("height", height), ("width", width)):
@@ -180,7 +187,7 @@ def img2img(
 ) -> np.ndarray:
     """`image` (H, W, 3) restyled by `prompt`: `strength` is how much of it is re-drawn (0..1]."""
     model = _diffusion_model(client, name)
-    if model.parameters.get("mode") == "inpainting":
+    if _facts(model).inpainting:
         raise ProdgenError(f"model '{name}' is an inpainting model: use inpaint or restage")
     _check_picture(model, image)
     return _request(client, name, prompt, sampling, {"image": image, **_strength(strength)})

@@ -18,8 +18,10 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 import prodgen.seeding
+from prodgen.contract import ImageBounds
+from prodgen.model_facts import DiffusionFacts, ModelFacts, PublishedFacts, to_parameters
 from prodgen.model_repository.config import PARAMETER_PREFIX, BatchingOptions, to_pbtxt
-from prodgen.zoo.stable_diffusion import StableDiffusion
+from prodgen.zoo.stable_diffusion import INPAINT_IN_CHANNELS, StableDiffusion
 from prodgen.zoo.stable_diffusion_graphs import picture_bounds
 
 PYTHON_MODELS = Path(__file__).with_name("python_models")
@@ -29,12 +31,12 @@ SEEDING_SOURCE = Path(prodgen.seeding.__file__)
 SCHEDULER_CONFIG = "scheduler_config.json"
 TOKENIZER_FOLDER = "tokenizer"
 
+MAX_STEPS = 150
 DEFAULTS = {
     "default_steps": "25",
     "default_guidance": "7.5",
     "default_scheduler": "dpmpp-2m",
     "default_strength": "0.8",
-    "max_steps": "150",
 }
 """Request defaults, published as parameters so clients and the model read the same values
 (diffusers' own defaults: guidance 7.5, img2img strength 0.8)."""
@@ -95,19 +97,25 @@ class PipelineFacts:
         )
 
     def parameters(self) -> dict[str, str]:
+        """Typed facts for clients (prodgen.model_facts), then what only the pipeline model reads."""
+        facts = PublishedFacts(
+            task="diffusion",
+            bounds=ImageBounds(self.min_side, self.max_side, self.opt_side),
+            facts=ModelFacts(
+                side_multiple=self.size_multiple,
+                diffusion=DiffusionFacts(
+                    prompt_max_tokens=self.text_length,
+                    latent_channels=self.latent_channels,
+                    vae_scale_factor=self.vae_scale_factor,
+                    inpainting=self.unet_in_channels == INPAINT_IN_CHANNELS,
+                    max_steps=MAX_STEPS,
+                    schedulers=",".join(scheduler_names()),
+                ),
+            ),
+        )
         return {
-            "task": "diffusion",
-            "mode": "inpainting" if self.unet_in_channels == 9 else "text-to-image",
-            "schedulers": ",".join(scheduler_names()),
+            **to_parameters(facts),
             **{f"model.{part}": served for part, served in self.component_models.items()},
-            "text_length": str(self.text_length),
-            "latent_channels": str(self.latent_channels),
-            "unet_in_channels": str(self.unet_in_channels),
-            "vae_scale_factor": str(self.vae_scale_factor),
-            "size_multiple": str(self.size_multiple),
-            "min_side": str(self.min_side),
-            "max_side": str(self.max_side),
-            "opt_side": str(self.opt_side),
             **DEFAULTS,
         }
 

@@ -43,6 +43,12 @@ class DiffusionFacts:
     latent_channels: int
     vae_scale_factor: int
     """Image side over latent side (8 for Stable Diffusion's VAE)."""
+    inpainting: bool = False
+    """A 9-channel inpainting UNet: every request needs an image and a mask."""
+    max_steps: int = 1000
+    """The most denoising steps a request may ask for."""
+    schedulers: str = ""
+    """The scheduler names a request may choose, comma-separated."""
 
     def __post_init__(self) -> None:
         _at_least_one(self, "prompt_max_tokens", "latent_channels", "vae_scale_factor")

@@ -15,37 +15,42 @@ mask; steps, guidance, size, scheduler and strength are per request and must agr
 Classifier-free guidance runs the unconditional and conditional halves as one UNet batch.
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
 import sys
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import schedulers  # noqa: E402  (published beside this file)
-import seeding  # noqa: E402  (prodgen/seeding.py, published beside this file)
+import schedulers  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
+import seeding  # type: ignore[import-not-found]  # noqa: E402  (prodgen/seeding.py, published beside this file)
 
 _PREFIX = "prodgen."
+Settings = dict[str, Any]
+"""One request's checked inputs: prompts, seeds, image, mask and the sampler settings."""
 SCHEDULER_CONFIG = "scheduler_config.json"
 TOKENIZER_FOLDER = "tokenizer"
 
 
-def _invalid_argument(message):
+def _invalid_argument(message: str) -> Any:
     code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
     return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
 
 
 class TritonPythonModel:
-    def initialize(self, args):
+    def initialize(self, args: dict[str, str]) -> None:
         from transformers import CLIPTokenizer
 
         config = json.loads(args["model_config"])
         parameters = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
 
-        def parameter(name):
+        def parameter(name: str) -> str:
             return parameters[_PREFIX + name]
 
         folder = os.path.join(args["model_repository"], args["model_version"])
@@ -55,15 +60,15 @@ class TritonPythonModel:
         self.models = {
             part: parameter(f"model.{part}") for part in ("text_encoder", "unet", "vae_decoder", "vae_encoder")
         }
-        self.text_length = int(parameter("text_length"))
-        self.latent_channels = int(parameter("latent_channels"))
-        self.inpainting = int(parameter("unet_in_channels")) == 9
-        self.vae_scale_factor = int(parameter("vae_scale_factor"))
-        self.size_multiple = int(parameter("size_multiple"))
+        self.text_length = int(parameter("diffusion.prompt_max_tokens"))
+        self.latent_channels = int(parameter("diffusion.latent_channels"))
+        self.inpainting = parameter("diffusion.inpainting").lower() == "true"
+        self.vae_scale_factor = int(parameter("diffusion.vae_scale_factor"))
+        self.size_multiple = int(parameter("side_multiple"))
         self.min_side = int(parameter("min_side"))
         self.max_side = int(parameter("max_side"))
         self.default_side = int(parameter("opt_side"))
-        self.max_steps = int(parameter("max_steps"))
+        self.max_steps = int(parameter("diffusion.max_steps"))
         self.defaults = {
             "steps": int(parameter("default_steps")),
             "guidance": float(parameter("default_guidance")),
@@ -73,11 +78,11 @@ class TritonPythonModel:
 
     # ── reading and checking a request ──
 
-    def _array(self, request, name):
+    def _array(self, request: Any, name: str) -> np.ndarray | None:
         tensor = pb_utils.get_input_tensor_by_name(request, name)
         return None if tensor is None else tensor.as_numpy()
 
-    def _texts(self, request, name, rows):
+    def _texts(self, request: Any, name: str, rows: int) -> list[str] | None:
         array = self._array(request, name)
         if array is None:
             return None
@@ -91,7 +96,7 @@ class TritonPythonModel:
                 raise ValueError(f"input '{name}': not UTF-8 text") from None
         return texts
 
-    def _scalar(self, request, name, rows, kind):
+    def _scalar(self, request: Any, name: str, rows: int, kind: type) -> Any:
         array = self._array(request, name)
         if array is None:
             return self.defaults.get(name)
@@ -107,7 +112,7 @@ class TritonPythonModel:
             raise ValueError(f"input '{name}': {value} is not a finite number")
         return kind(value)
 
-    def _size(self, request, rows, image):
+    def _size(self, request: Any, rows: int, image: np.ndarray | None) -> tuple[int, int]:
         height = self._scalar(request, "height", rows, int)
         width = self._scalar(request, "width", rows, int)
         if image is not None:
@@ -126,7 +131,7 @@ class TritonPythonModel:
                 )
         return height, width
 
-    def _settings(self, request):
+    def _settings(self, request: Any) -> Settings:
         prompt = self._array(request, "prompt")
         if prompt is None:
             raise ValueError("input 'prompt' is missing")
@@ -171,7 +176,7 @@ class TritonPythonModel:
 
     # ── calling the component models ──
 
-    def _call(self, part, inputs, output):
+    def _call(self, part: str, inputs: dict[str, np.ndarray], output: str) -> np.ndarray:
         request = pb_utils.InferenceRequest(
             model_name=self.models[part],
             requested_output_names=[output],
@@ -182,7 +187,7 @@ class TritonPythonModel:
             raise RuntimeError(f"{self.models[part]}: {response.error().message()}")
         return pb_utils.get_output_tensor_by_name(response, output).as_numpy()
 
-    def _tokens(self, texts):
+    def _tokens(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         ids = self.tokenizer(
             texts, padding="max_length", max_length=self.text_length, truncation=True, return_tensors="np"
         ).input_ids
@@ -190,22 +195,22 @@ class TritonPythonModel:
         dropped = np.array([max(0, len(tokens) - self.text_length) for tokens in full], dtype=np.int64)
         return np.asarray(ids, dtype=np.int64), dropped
 
-    def _text_states(self, settings, guided):
+    def _text_states(self, settings: Settings, guided: bool) -> tuple[np.ndarray, np.ndarray]:
         texts = (settings["negatives"] if guided else []) + settings["prompts"]
         ids, dropped = self._tokens(texts)
         states = self._call("text_encoder", {"input_ids": ids}, "text_states")
         return states, dropped[-len(settings["prompts"]) :]
 
-    def _encode(self, image):
+    def _encode(self, image: np.ndarray) -> np.ndarray:
         return self._call("vae_encoder", {"image": image}, "latents")
 
     # ── the denoising loop ──
 
-    def _noise(self, seeds, shape):
+    def _noise(self, seeds: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         size = int(np.prod(shape))
         return np.stack([seeding.latent_from_seed(int(seed), size).reshape(shape) for seed in seeds])
 
-    def _generate(self, settings):
+    def _generate(self, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
         rows = len(settings["prompts"])
         guided = settings["guidance"] > 1.0
         states, dropped = self._text_states(settings, guided)
@@ -263,7 +268,7 @@ class TritonPythonModel:
         picture = self._call("vae_decoder", {"latents": latents.astype(np.float32)}, "image")
         return picture, dropped
 
-    def execute(self, requests):
+    def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
         for request in requests:
             try:

@@ -96,12 +96,12 @@ def noise_for(module_name: str, noise: torch.Tensor) -> Iterator[None]:
     import importlib
 
     module = importlib.import_module(module_name)
-    original = module.randn_tensor
-    module.randn_tensor = lambda shape, **_: noise.reshape(shape).clone()
+    original = getattr(module, "randn_tensor")  # noqa: B009 - diffusers builds the module's names at run time
+    setattr(module, "randn_tensor", lambda shape, **_: noise.reshape(shape).clone())  # noqa: B010
     try:
         yield
     finally:
-        module.randn_tensor = original
+        setattr(module, "randn_tensor", original)  # noqa: B010
 
 
 @pytest.fixture(scope="module")

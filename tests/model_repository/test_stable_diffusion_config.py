@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from prodgen.model_facts import published_facts
 from prodgen.model_repository.config import BatchingOptions, parse_pbtxt
 from prodgen.model_repository.stable_diffusion import PipelineFacts, pipeline_config_text, scheduler_names
 
@@ -30,6 +31,10 @@ def test_pipeline_config_is_a_python_model_with_optional_request_settings() -> N
     assert [tensor.name for tensor in config.output] == ["image", "truncated_tokens"]
     parameters = {key: value.string_value for key, value in config.parameters.items()}
     assert parameters["prodgen.model.unet"] == "shop_unet"
-    assert parameters["prodgen.mode"] == "inpainting" and parameters["prodgen.size_multiple"] == "64"
-    assert parameters["prodgen.schedulers"].split(",") == list(scheduler_names())
+    assert parameters["prodgen.task"] == "diffusion" and parameters["prodgen.side_multiple"] == "64"
+    published = published_facts(parameters)
+    assert published.bounds is not None and published.bounds.max_side == 1024
+    diffusion = published.facts.diffusion
+    assert diffusion is not None and diffusion.inpainting and diffusion.prompt_max_tokens == 77
+    assert diffusion.schedulers.split(",") == list(scheduler_names())
     assert {"ddim", "euler", "dpmpp-2m"} <= set(scheduler_names())

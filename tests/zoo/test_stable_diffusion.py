@@ -47,7 +47,7 @@ def test_a_unet_that_does_not_fit_the_text_encoder_is_named(checkpoint: Path) ->
     from prodgen.zoo.stable_diffusion_random import random_components
 
     shutil.rmtree(checkpoint / "unet")
-    random_components(cross_attention_dim=16)["unet"].save_pretrained(str(checkpoint / "unet"))  # type: ignore[attr-defined]
+    random_components(cross_attention_dim=16)["unet"].save_pretrained(str(checkpoint / "unet"))
     with pytest.raises(ProdgenError, match="cross_attention_dim 16, expected the text encoder's hidden size 32"):
         load_stable_diffusion(checkpoint)
 
