@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
 from prodgen.cli_support import console
 from prodgen.errors import ProdgenError
 from prodgen.export.stable_diffusion import DiffusionExportResult, export_stable_diffusion
 from prodgen.model_repository.config import BatchingOptions
+from prodgen.progress import ProgressBoard
 
 STABLE_DIFFUSION = "stable-diffusion"
 DEFAULT_NAME = "stable_diffusion"
@@ -25,19 +24,8 @@ def export_stable_diffusion_command(
         )
     out = console()
     served = name or DEFAULT_NAME
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=out, transient=True
-    ) as progress:
-        task = progress.add_task(served, total=None)
-        result = export_stable_diffusion(
-            checkpoints[0],
-            repository,
-            served,
-            batching,
-            fp16,
-            min_psnr,
-            step=lambda what: progress.update(task, description=what),
-        )
+    with ProgressBoard() as board, board.task(served) as task:
+        result = export_stable_diffusion(checkpoints[0], repository, served, batching, fp16, min_psnr, step=task.step)
     for component in result.components:
         out.print(f"{component.name}: parity ONNX Runtime vs PyTorch: {component.parity.describe()}")
         out.print(
