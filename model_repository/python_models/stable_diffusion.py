@@ -110,6 +110,11 @@ class TritonPythonModel:
         value = values[0]
         if kind is float and not math.isfinite(float(value)):
             raise ValueError(f"input '{name}': {value} is not a finite number")
+        if kind is float:
+            # FP32 on the wire: a strength of 0.7 arrives as 0.699999988, and int(10 steps × that) is 6 where
+            # the caller (and diffusers, computing with the typed 0.7) means 7. The shortest decimal that
+            # round-trips the float32 is the value the caller sent.
+            return float(str(value))
         return kind(value)
 
     def _size(self, request: Any, rows: int, image: np.ndarray | None) -> tuple[int, int]:
