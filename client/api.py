@@ -28,7 +28,7 @@ from prodgen.client import diffusion
 from prodgen.client.fleet import ChannelSecurity, Fleet, FleetPolicy
 from prodgen.client.tiling import Tiling, tile_spans, upscale_tiled
 from prodgen.client.urls import grpc_target
-from prodgen.contract import ImageBounds, InputKind, TensorSpec, check_image_array
+from prodgen.contract import ImageBounds, InputKind, TensorSpec, check_image_array, check_values
 from prodgen.errors import ProdgenError
 from prodgen.model_facts import ModelFacts, published_facts
 from prodgen.model_repository.config import tensor_specs
@@ -37,6 +37,9 @@ from prodgen.suggest import did_you_mean
 from prodgen.triton_request import DEFAULT_URL, infer_inputs, requested_outputs
 
 __all__ = ["DEFAULT_URL", "Health", "ProdgenClient", "ServedModel"]
+
+SHED_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
+"""What Triton answers (UNAVAILABLE) when a model's queue policy sheds a request."""
 
 T = TypeVar("T")
 
@@ -144,6 +147,7 @@ def infer_requests(
             raise ProdgenError(
                 f"{name}: input '{spec.name}' has dtype {array.dtype}, expected {np.dtype(spec.numpy_dtype)}"
             )
+        check_values(f"{name}: input '{spec.name}'", array, spec.value_range)
     batch = len(inputs[present[0].name])
     step = max(model.max_batch_size, 1)
     return [
@@ -201,6 +205,13 @@ class ProdgenClient:
         except InferenceServerException as error:
             status = error.status() or ""
             message = error.message() or str(error)
+            if "UNAVAILABLE" in status and any(reason in message for reason in SHED_MESSAGES):
+                raise ProdgenError(
+                    f"{what}: {self.url} is overloaded and refused the request at once ({message.strip()}); "
+                    "retry later or on another server"
+                ) from error
+            if "UNAVAILABLE" in status and ("Server is stopping" in message or "server is stopping" in message):
+                raise ProdgenError(f"{what}: {self.url} is shutting down; retry on another server") from error
             if "UNAVAILABLE" in status and "socket closed" in message.lower():
                 # something listens there but hangs up on HTTP/2: Triton's HTTP or metrics port, typically
                 raise ProdgenError(

@@ -17,6 +17,7 @@ from prodgen.export.stable_diffusion_cli import STABLE_DIFFUSION, export_stable_
 from prodgen.export.zoo_listing import print_zoo
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.model_repository.publish import DEFAULT_REPOSITORY, check_repository
+from prodgen.names import check_model_name
 from prodgen.progress import ProgressBoard
 from prodgen.terminal_table import print_table
 
@@ -32,6 +33,8 @@ def _export_one(request: ExportRequest) -> ExportResult:
     for note in result.loading_notes:
         out.print(f"{request.served_name}: {note}")
     out.print(f"{request.served_name}: parity ONNX Runtime vs PyTorch: {result.parity.describe()}")
+    if result.queue is not None:
+        out.print(f"{request.served_name}: server queue: {result.queue.describe()}")
     out.print(f"{request.served_name}: published version {result.published.version} at {result.published.version_dir}")
     if result.fp16 is not None and result.fp16_published is not None:
         out.print(f"{request.served_name}: FP16 fidelity: {result.fp16.final.describe()}")
@@ -118,6 +121,14 @@ def export(
     min_psnr: Annotated[
         float, typer.Option(help="FP16 fidelity gate: minimum PSNR against FP32 PyTorch, dB.")
     ] = ExportRequest.min_psnr_db,
+    latency_budget_ms: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Bound the server's queue to what the model answers within this budget, from its measured "
+            "throughput; requests beyond it are refused (UNAVAILABLE) at once. 0: unbounded queue.",
+        ),
+    ] = 1000.0,
     version: VersionOption = False,
 ) -> None:
     """Export zoo models to ONNX, verify them against PyTorch on real photos, and publish them.
@@ -140,6 +151,9 @@ def export(
         raise ProdgenError("--checkpoint and --name apply to one model; export models with checkpoints one at a time")
     for zoo_name in chosen:
         zoo.get(zoo_name)  # an unknown name, a wrong file or folder fails before any export starts
+    if name is not None:  # so does a name the server could not serve, with the suffixes --fp16 adds
+        for served_name in [name, f"{name}_fp16", f"{name}_trt"] if fp16 else [name]:
+            check_model_name(served_name)
     for path in checkpoint or []:
         check_checkpoint_file(path)
     check_repository(repository, must_exist=False)
@@ -153,12 +167,13 @@ def export(
         request = ExportRequest(
             model=entry,
             repository=repository,
-            served_name=name or entry.name,
+            served_name=entry.name if name is None else name,
             checkpoint=_checkpoint_for(checkpoint or []),
             seed=seed,
             batching=batching,
             fp16=fp16,
             min_psnr_db=min_psnr,
+            latency_budget_s=latency_budget_ms / 1000 if latency_budget_ms > 0 else None,
         )
         try:
             results.append(_export_one(request))

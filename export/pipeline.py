@@ -24,6 +24,7 @@ from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Fp16Outcome, fp16_with_fallback
 from prodgen.export.fp16_publish import Fp16Published, publish_fp16
 from prodgen.export.onnx_export import export_onnx
+from prodgen.export.queue_sizing import DEFAULT_LATENCY_BUDGET_S, QueueSizing, size_queue
 from prodgen.export.verify import Parity, onnx_session, run_pytorch, verify_onnx
 from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
 from prodgen.model_repository.publish import ONNX_FILE, PublishedVersion, publish
@@ -48,6 +49,9 @@ class ExportRequest:
     fp16: bool = False
     """Also publish `<name>_fp16` (and `<name>_trt` where TensorRT is importable), fidelity-gated."""
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB
+    latency_budget_s: float | None = DEFAULT_LATENCY_BUDGET_S
+    """Bound the server's queue to what the model answers within this many seconds (measured
+    throughput × budget); None publishes an unbounded queue."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class ExportResult:
     fp16_published: Fp16Published | None = None
     loading_notes: list[str] = field(default_factory=list)
     """What loading decided beyond the weights (StyleGAN2: where the truncation centre came from)."""
+    queue: QueueSizing | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -109,6 +114,11 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
             raise ProdgenError(
                 f"{request.served_name}: ONNX parity check failed: {parity.describe()}; nothing was published"
             )
+        batching, queue = request.batching, None
+        if request.latency_budget_s is not None:
+            step("measuring throughput to size the server's queue")
+            queue = size_queue(onnx_path, cases[0], request.batching, request.latency_budget_s)
+            batching = queue.batching
         canary_inputs = {name: array[:1] for name, array in cases[0].items()}
         canary_outputs = dict(
             zip(
@@ -133,7 +143,7 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
             (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
         def config_text(_version: int) -> str:
-            return to_pbtxt(onnxruntime_config(model, request.served_name, request.batching))
+            return to_pbtxt(onnxruntime_config(model, request.served_name, batching))
 
         step("publishing")
         published = publish(request.repository, request.served_name, write_version, config_text)
@@ -141,7 +151,7 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
         if fp16 is not None:
             step("publishing FP16")
             fp16_published = publish_fp16(
-                model, request.served_name, request.repository, request.batching, onnx_path,
+                model, request.served_name, request.repository, batching, onnx_path,
                 Path(work) / "model_fp16.onnx", fp16, _provenance(request, parity, loading_notes),
             )  # fmt: skip
-    return ExportResult(published, parity, fp16, fp16_published, loading_notes)
+    return ExportResult(published, parity, fp16, fp16_published, loading_notes, queue)

@@ -39,6 +39,30 @@ class BatchingOptions:
     """How long the dynamic batcher may hold a request for company. Under load requests queue
     behind the busy instance and batch anyway; at low load a long delay is pure latency."""
     instance_count: int = 1
+    max_queue_size: int = 0
+    """Requests the server holds waiting for an instance before it refuses more (UNAVAILABLE,
+    "Exceeds maximum queue size"); 0 leaves the queue unbounded, which under overload grows
+    until clients time out while the server's memory grows with it."""
+    queue_timeout_us: int = 0
+    """A request still queued after this long is refused (UNAVAILABLE) instead of run late; 0: never."""
+
+
+MIN_QUEUED_BATCHES = 4
+
+
+def queue_policy_for(items_per_second: float, latency_budget_s: float, max_batch_size: int) -> tuple[int, int]:
+    """(max_queue_size, queue_timeout_us) so that a queued request is answered within the budget.
+
+    A model that runs `items_per_second` drains `items_per_second × budget` single-item requests
+    in the budget; more than that in the queue would be answered late anyway, so they are
+    refused at once and a client can retry elsewhere. Four full batches may always wait, so
+    clients with up to that many requests in flight are never refused for the queue's length,
+    whatever the export machine measured (the budget's timeout still applies to them).
+    """
+    if items_per_second <= 0 or latency_budget_s <= 0:
+        raise ValueError("the throughput and the latency budget must be positive")
+    floor = MIN_QUEUED_BATCHES * max_batch_size
+    return max(floor, int(items_per_second * latency_budget_s)), int(latency_budget_s * 1_000_000)
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -73,12 +97,33 @@ def onnxruntime_config(model: ZooModel, served_name: str, batching: BatchingOpti
     for spec in model.outputs:
         _tensor(spec, config.output.add())
     config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
+    if batching.max_queue_size > 0:
+        policy = config.dynamic_batching.default_queue_policy
+        policy.max_queue_size = batching.max_queue_size
+        policy.timeout_action = mc.ModelQueuePolicy.REJECT
+        policy.default_timeout_microseconds = batching.queue_timeout_us
+        policy.allow_timeout_override = True
     group = config.instance_group.add()
     group.count = batching.instance_count
     group.kind = mc.ModelInstanceGroup.KIND_AUTO
     for key, value in prodgen_parameters(model).items():
         config.parameters[PARAMETER_PREFIX + key].string_value = value
+    for key, value in input_range_parameters(model.inputs).items():
+        config.parameters[PARAMETER_PREFIX + key].string_value = value
     return config
+
+
+RANGE_KEY = "range."
+"""`prodgen.range.<input>` = "low..high": the inclusive values an input accepts."""
+
+
+def input_range_parameters(inputs: tuple[TensorSpec, ...]) -> dict[str, str]:
+    return {RANGE_KEY + s.name: f"{s.value_range[0]:g}..{s.value_range[1]:g}" for s in inputs if s.value_range}
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    low, high = text.split("..")
+    return float(low), float(high)
 
 
 def to_pbtxt(config: mc.ModelConfig) -> str:

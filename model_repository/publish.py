@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prodgen.errors import ProdgenError
+from prodgen.names import check_model_name
 
 DEFAULT_REPOSITORY = Path("models")
 """Where prodgen-export publishes and prodgen serve serves when no --repository is given."""
@@ -104,8 +105,7 @@ def publish(
     returns the config.pbtxt to publish with it. Concurrent publishers each get their own
     version number.
     """
-    if not name or "/" in name or name.startswith(".") or name != name.strip():
-        raise ProdgenError(f"model name '{name}' is not a valid Triton model name (no '/', no leading '.')")
+    check_model_name(name)
     repository.mkdir(parents=True, exist_ok=True)
     model_dir = repository / name
     if model_dir.exists() and not (model_dir / CONFIG_FILE).is_file():

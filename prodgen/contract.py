@@ -37,6 +37,9 @@ class TensorSpec:
     dtype: str
     dims: tuple[int, ...]
     optional: bool = False
+    value_range: tuple[float, float] | None = None
+    """Inclusive bounds every value must lie in (alpha 0..1, class ids 0..classes-1); None: any
+    value. Published in config.pbtxt, refused by the server and the client outside them."""
 
     @property
     def numpy_dtype(self) -> type:
@@ -79,6 +82,19 @@ class ImageBounds:
 
 def image_spec(name: str, side: int = -1) -> TensorSpec:
     return TensorSpec(name, "UINT8", (side, side, IMAGE_CHANNELS))
+
+
+def check_values(name: str, array: np.ndarray, value_range: tuple[float, float] | None) -> None:
+    """Raise a clear error if a float input holds NaN/Inf or any value lies outside `value_range`."""
+    from prodgen.errors import ProdgenError
+
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ProdgenError(f"{name}: contains NaN or Inf, expected finite numbers")
+    if value_range is not None and array.size:
+        low, high = value_range
+        outside = array[(array < low) | (array > high)]
+        if outside.size:
+            raise ProdgenError(f"{name}: {outside.flat[0]:g} is outside the allowed range {low:g}..{high:g}")
 
 
 def check_image_array(name: str, array: np.ndarray) -> None:

@@ -1,4 +1,8 @@
-"""`prodgen serve`: the embedded Triton server in the foreground until Ctrl-C or SIGTERM."""
+"""`prodgen serve`: the embedded Triton server in the foreground until Ctrl-C or SIGTERM.
+
+Ctrl-C and SIGTERM both drain first (new requests refused, running batches finish, then stop);
+Ctrl-C exits with 130 as a shell expects of an interrupted command, SIGTERM with 0.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from prodgen.serve.options import ServerOptions
 POLL_SECONDS = 5.0
 """A server run from the command line picks up what `prodgen-export` publishes while it runs;
 a server embedded in a program (`ServerOptions`) loads once unless told to poll."""
+EXIT_INTERRUPTED = 130
 
 
 def serve(
@@ -41,14 +46,24 @@ def serve(
             "`prodgen deploy`/`rollback` ask through Triton's repository API (production mode)."
         ),
     ] = ServerOptions.model_control,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(help="tritonserver's log and prodgen's reports, kept after stop [default: a file in /tmp]."),
+    ] = None,
 ) -> None:
     """Serve a model repository on the Triton server bundled with nvidia-pytriton (CPU is fine)."""
     from prodgen.serve.server import EmbeddedServer  # not needed for `prodgen --help` or the client commands
 
     out = console()
     stop = threading.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_signal)
     options = ServerOptions(
         repository=repository,
         host=host,
@@ -59,8 +74,10 @@ def serve(
         poll_interval_s=poll_seconds,
         log_verbose=log_verbose,
         model_control=model_control,
+        log_file=log_file,
+        stop_with_starter=True,
     )
-    server = EmbeddedServer(options)
+    server = EmbeddedServer(options, report=lambda line: out.print(line, soft_wrap=True))
     try:
         with out.status(f"starting tritonserver on {repository} …"):
             server.start()
@@ -69,18 +86,16 @@ def serve(
             out.print(f"not served here: {name} ({reason})")
         out.print(
             f"ready: {len(server.mirror.served)} models ({', '.join(server.mirror.served)}) — "
-            f"gRPC {host}:{grpc_port}, HTTP {host}:{http_port}, metrics {host}:{metrics_port}; Ctrl-C stops"
+            f"gRPC {host}:{grpc_port}, HTTP {host}:{http_port}, metrics {host}:{metrics_port}; "
+            f"log {server.log_path}; Ctrl-C stops",
+            soft_wrap=True,
         )
-        interval = poll_seconds if poll_seconds > 0 else 0.5
-        while not stop.wait(interval):
+        while not stop.wait(0.5):
             if not server.running():
-                raise ProdgenError("tritonserver stopped unexpectedly")
-            if poll_seconds > 0 and model_control != "explicit":
-                before = set(server.mirror.served)
-                after = set(server.sync().served)
-                if after != before:
-                    out.print(f"repository changed: now serving {', '.join(sorted(after)) or 'nothing'}")
-        out.print("stopping …")
+                raise ProdgenError(f"tritonserver stopped unexpectedly; its log is {server.log_path}")
+        out.print("draining: refusing new requests, finishing running batches …")
     finally:
         server.stop()
     out.print("stopped")
+    if signal.SIGINT in received:
+        raise typer.Exit(EXIT_INTERRUPTED)

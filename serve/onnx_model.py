@@ -8,6 +8,11 @@ Requests that the dynamic batcher hands over together are concatenated along the
 axis when their other dimensions agree and run as one ONNX Runtime call. A request that
 breaks the model's image bounds gets an error response naming the input; the others in
 the batch are unaffected.
+
+Every input is checked before ONNX Runtime runs, each with an error naming the input and what
+is allowed: image sides against the model's bounds from the request's shape alone (before
+the body is read), floats for NaN/Inf, and inputs with a declared range (`prodgen.range.*`:
+AdaIN's alpha, a conditional generator's class id) against it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 _PREFIX = "prodgen."
+_RANGE_PREFIX = _PREFIX + "range."
 
 Arrays = dict[str, np.ndarray]
 Group = list[tuple[int, Arrays]]
@@ -29,6 +35,11 @@ Group = list[tuple[int, Arrays]]
 
 def _invalid_argument(message: str) -> Any:
     code = getattr(pb_utils.TritonError, "INVALID_ARG", None)
+    return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
+
+
+def _unavailable(message: str) -> Any:
+    code = getattr(pb_utils.TritonError, "UNAVAILABLE", None)
     return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
 
 
@@ -47,6 +58,12 @@ class TritonPythonModel:
             if tensor["data_type"] == "TYPE_UINT8" and len(tensor["dims"]) == 3
         ]
         self.output_names = [tensor["name"] for tensor in config["output"]]
+        self.drain_marker = parameters.get(_PREFIX + "drain_marker")
+        self.ranges = {
+            key[len(_RANGE_PREFIX) :]: tuple(float(v) for v in value.split(".."))
+            for key, value in parameters.items()
+            if key.startswith(_RANGE_PREFIX)
+        }
         self.min_side = int(parameters.get(_PREFIX + "min_side", "1"))
         self.max_side = int(parameters.get(_PREFIX + "max_side", str(1 << 30)))
         options = ort.SessionOptions()
@@ -57,24 +74,41 @@ class TritonPythonModel:
         onnx_path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
 
+    def _check_sides(self, name: str, shape: Any) -> None:
+        for label, side in (("height", shape[1]), ("width", shape[2])):
+            if not self.min_side <= side <= self.max_side:
+                raise ValueError(
+                    f"input '{name}': {label} {side} is outside the model's bounds {self.min_side}..{self.max_side} pixels"
+                )
+
+    def _check_values(self, name: str, array: np.ndarray) -> None:
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ValueError(f"input '{name}': contains NaN or Inf, expected finite numbers")
+        if name in self.ranges and array.size:
+            low, high = self.ranges[name]
+            smallest, largest = array.min(), array.max()
+            if smallest < low or largest > high:
+                given = smallest if smallest < low else largest
+                raise ValueError(f"input '{name}': {given:g} is outside the allowed range {low:g}..{high:g}")
+
     def _read(self, request: Any) -> Arrays:
         arrays: Arrays = {}
         for name in self.input_names:
             tensor = pb_utils.get_input_tensor_by_name(request, name)
             if tensor is None:
                 raise ValueError(f"input '{name}' is missing")
+            if name in self.image_inputs:
+                self._check_sides(name, tensor.shape())
             arrays[name] = tensor.as_numpy()
-        for name in self.image_inputs:
-            height, width = arrays[name].shape[1:3]
-            for label, side in (("height", height), ("width", width)):
-                if not self.min_side <= side <= self.max_side:
-                    raise ValueError(
-                        f"input '{name}': {label} {side} is outside the model's bounds "
-                        f"{self.min_side}..{self.max_side} pixels"
-                    )
+            self._check_values(name, arrays[name])
         return arrays
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        if self.drain_marker and os.path.exists(self.drain_marker):
+            # The server is draining before it stops: requests that have not started are refused
+            # with a status a client retries elsewhere; batches already running finish.
+            refusal = "the server is stopping; retry on another server"
+            return [pb_utils.InferenceResponse(output_tensors=[], error=_unavailable(refusal)) for _ in requests]
         responses: list[Any] = [None] * len(requests)
         groups: defaultdict[tuple[object, ...], Group] = defaultdict(list)
         for index, request in enumerate(requests):

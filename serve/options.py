@@ -5,6 +5,7 @@ importing the server itself (and the gRPC and protobuf modules the server needs)
 from __future__ import annotations
 
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,10 @@ from prodgen.errors import ProdgenError
 
 LOOPBACK = "127.0.0.1"
 MODEL_CONTROL_MODES = ("auto", "explicit")
+
+
+def default_log_file(grpc_port: int) -> Path:
+    return Path(tempfile.gettempdir()) / "prodgen-serve" / f"tritonserver-{grpc_port}.log"
 
 
 def free_port() -> int:
@@ -40,10 +45,24 @@ class ServerOptions:
     models at start, then only what is asked through Triton's repository API (`prodgen deploy`);
     the python-backend mirror follows the repository every `mirror_follow_s` so a load finds it."""
     mirror_follow_s: float = 0.5
+    log_file: Path | None = field(default=None, kw_only=True)
+    """Where tritonserver's log and the supervisor's reports go (appended; kept after stop).
+    None: `default_log_file(grpc_port)` in the system's temporary folder."""
+    supervise_interval_s: float = field(default=0.5, kw_only=True)
+    """How often dead model instances are looked for (0: not at all)."""
+    drain_timeout_s: float = field(default=30.0, kw_only=True)
+    """On stop, how long running batches may take to finish before the server is killed."""
+    stop_with_starter: bool = field(default=False, kw_only=True)
+    """tritonserver gets SIGTERM when the thread that called `start()` ends, even by SIGKILL of
+    the process (`prodgen serve` sets it). Leave it off when starting from a short-lived thread."""
 
     def __post_init__(self) -> None:
         if self.model_control not in MODEL_CONTROL_MODES:
             raise ProdgenError(f"model control '{self.model_control}' is not one of {', '.join(MODEL_CONTROL_MODES)}")
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_file or default_log_file(self.grpc_port)
 
     @property
     def grpc_url(self) -> str:

@@ -11,15 +11,21 @@ Every file of a version is mirrored, so ONNX external data (`model.onnx.data`) l
 `sync_mirror` is incremental and atomic like publishing itself (new models and versions
 appear with one rename), so it can run again while the server polls its repository:
 a version published into the source repository shows up in the server without a restart.
+
+A version enters the mirror only if its `model.onnx` parses as an ONNX model: a truncated or
+half-copied file beside a working version would otherwise fail to load in Triton, again at
+every poll, and with strict readiness turn the whole server not ready. Refused versions are
+reported (`MirrorResult.rejected`) and the model keeps serving its newest valid version.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
 from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.model_repository.config import PARAMETER_PREFIX, parse_pbtxt, to_pbtxt
@@ -31,17 +37,26 @@ from prodgen.model_repository.publish import (
     versions,
     write_text_atomically,
 )
+from prodgen.names import name_problem
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("onnx_model.py")
+DRAIN_MARKER = "draining"
+"""A file beside the mirror; while it exists every served model answers UNAVAILABLE at once."""
 
 
 @dataclass(frozen=True)
 class MirrorResult:
     served: list[str]
     skipped: dict[str, str]
+    changed: list[str] = field(default_factory=list)
+    """Served models whose mirrored config or versions changed in this sync (to load again)."""
+    rejected: dict[str, str] = field(default_factory=dict)
+    """`<model>/<version>` left out of the mirror, with the reason."""
 
 
-def python_backend_config(config: mc.ModelConfig, intra_op_threads: int) -> mc.ModelConfig:
+def python_backend_config(
+    config: mc.ModelConfig, intra_op_threads: int, drain_marker: Path | None = None
+) -> mc.ModelConfig:
     mirrored = mc.ModelConfig()
     mirrored.CopyFrom(config)
     mirrored.backend = "python"
@@ -53,6 +68,8 @@ def python_backend_config(config: mc.ModelConfig, intra_op_threads: int) -> mc.M
     mirrored.ClearField("instance_group")
     mirrored.instance_group.add(count=count, kind=mc.ModelInstanceGroup.KIND_CPU)
     mirrored.parameters[PARAMETER_PREFIX + "intra_op_threads"].string_value = str(intra_op_threads)
+    if drain_marker is not None:
+        mirrored.parameters[PARAMETER_PREFIX + "drain_marker"].string_value = str(drain_marker)
     return mirrored
 
 
@@ -73,6 +90,33 @@ def _link_or_copy(source: str, target: str) -> None:
         os.link(Path(source).resolve(), target)
     except OSError:
         shutil.copyfile(source, target)
+
+
+_checked: dict[tuple[str, int, int], str | None] = {}
+
+
+def onnx_problem(path: Path) -> str | None:
+    """Why `path` is not a loadable ONNX model, or None; remembered per file size and mtime."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _checked:
+        try:
+            onnx.checker.check_model(str(path))
+            _checked[key] = None
+        except Exception as error:  # noqa: BLE001 - any parse or check failure means "do not serve this"
+            _checked[key] = f"{ONNX_FILE} is not a valid ONNX model ({type(error).__name__}: {str(error)[:160]})"
+    return _checked[key]
+
+
+def _valid_versions(model_dir: Path, name: str, rejected: dict[str, str]) -> list[int]:
+    valid = []
+    for version in _versions_with(model_dir):
+        problem = onnx_problem(model_dir / str(version) / ONNX_FILE)
+        if problem is None:
+            valid.append(version)
+        else:
+            rejected[f"{name}/{version}"] = problem
+    return valid
 
 
 def _fill_version(source: Path, folder: Path) -> None:
@@ -98,7 +142,8 @@ def _remove_atomically(folder: Path) -> None:
     shutil.rmtree(hidden)
 
 
-def _sync_model(source: Path, target: Path, config_text: str, staging_root: Path, wanted: list[int]) -> None:
+def _sync_model(source: Path, target: Path, config_text: str, staging_root: Path, wanted: list[int]) -> bool:
+    """Bring one mirrored model up to date; True if anything changed."""
     if not target.exists():
         with staging_dir(staging_root, f".{target.name}-") as staging:
             staged = staging / target.name
@@ -107,16 +152,21 @@ def _sync_model(source: Path, target: Path, config_text: str, staging_root: Path
                 _fill_version(source / str(version), staged / str(version))
             (staged / CONFIG_FILE).write_text(config_text)
             staged.rename(target)
-        return
+        return True
+    changed = False
     for version in wanted:
         if not (target / str(version)).exists():
             with staging_dir(target, ".staging-") as staging:
                 _fill_version(source / str(version), staging)
                 staging.rename(target / str(version))
+            changed = True
     for version in set(versions(target)) - set(wanted):
         _remove_atomically(target / str(version))
+        changed = True
     if (target / CONFIG_FILE).read_text() != config_text:
         write_text_atomically(target / CONFIG_FILE, config_text)
+        changed = True
+    return changed
 
 
 def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> MirrorResult:
@@ -126,8 +176,14 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
     staging_root.mkdir(exist_ok=True)
     served: list[str] = []
     skipped: dict[str, str] = {}
+    changed: list[str] = []
+    rejected: dict[str, str] = {}
     for name in model_names(repository):
         source = repository / name
+        problem = name_problem(name)
+        if problem is not None:
+            skipped[name] = f"name not servable: {problem}"
+            continue
         config = parse_pbtxt((source / CONFIG_FILE).read_text())
         if config.platform == "tensorrt_plan":
             skipped[name] = "TensorRT plan (model.plan): needs a GPU Triton with the tensorrt backend"
@@ -135,16 +191,22 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
             if not _versions_with(source, "model.py"):
                 skipped[name] = "no version with model.py"
             else:
-                _sync_model(source, target / name, to_pbtxt(config), staging_root, _versions_with(source, "model.py"))
+                if _sync_model(
+                    source, target / name, to_pbtxt(config), staging_root, _versions_with(source, "model.py")
+                ):
+                    changed.append(name)
                 served.append(name)
         elif not _is_onnx_model(config):
             skipped[name] = f"backend '{config.backend or config.platform}' needs a GPU Triton"
         elif not _versions_with(source):
             skipped[name] = f"no version with {ONNX_FILE}"
+        elif not (wanted := _valid_versions(source, name, rejected)):
+            skipped[name] = f"no version with a valid {ONNX_FILE}"
         else:
-            config_text = to_pbtxt(python_backend_config(config, intra_op_threads))
-            _sync_model(source, target / name, config_text, staging_root, _versions_with(source))
+            config_text = to_pbtxt(python_backend_config(config, intra_op_threads, target.parent / DRAIN_MARKER))
+            if _sync_model(source, target / name, config_text, staging_root, wanted):
+                changed.append(name)
             served.append(name)
     for stale in set(model_names(target)) - set(served):
         _remove_atomically(target / stale)
-    return MirrorResult(served, skipped)
+    return MirrorResult(served, skipped, changed, rejected)

@@ -125,7 +125,11 @@ ADAIN = register(
         upstream="naoto0804/pytorch-AdaIN (vgg_normalised.pth up to relu4_1, decoder.pth)",
         build=AdaIN,
         serving_graph=AdaINServing,
-        inputs=(image_spec("input_image"), image_spec("style_image"), TensorSpec("alpha", "FP32", (1,))),
+        inputs=(
+            image_spec("input_image"),
+            image_spec("style_image"),
+            TensorSpec("alpha", "FP32", (1,), value_range=(0.0, 1.0)),
+        ),
         outputs=(image_spec("output_image"),),
         bounds=ImageBounds(min_side=32, max_side=1024, opt_side=256),
         prepare_state_dict=drop_layers_past_relu4_1,

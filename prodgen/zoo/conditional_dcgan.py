@@ -75,7 +75,10 @@ def conditional_dcgan_zoo_model(
         upstream="pytorch/examples dcgan (netG) with a prodgen class embedding concatenated to z",
         build=partial(ConditionalDCGANGenerator, num_classes=num_classes, embedding_dim=embedding_dim, ngf=ngf),
         serving_graph=LatentToImage,
-        inputs=(TensorSpec("z", "FP32", (LATENT_DIM,)), TensorSpec("class_id", "INT64", (1,))),
+        inputs=(
+            TensorSpec("z", "FP32", (LATENT_DIM,)),
+            TensorSpec("class_id", "INT64", (1,), value_range=(0, num_classes - 1)),
+        ),
         outputs=(image_spec("output_image", 64),),
         init_weights=conditional_dcgan_init,
         facts=ModelFacts(num_classes=num_classes, notes={"embedding_dim": str(embedding_dim)}),

@@ -115,6 +115,7 @@ def test_a_version_published_while_serving_is_picked_up(exported_repository: Pat
         while time.monotonic() < deadline and not raw.is_model_ready("dcgan", "2"):
             time.sleep(0.5)
         assert raw.is_model_ready("dcgan", "2")
+        assert "dcgan: now serving version 2 (was 1)" in server.events
         with ProdgenClient(options.grpc_url) as client:
             served = client.generate("dcgan", seed=1, count=2)
         raw.close()
