@@ -128,7 +128,7 @@ def export(
             help="Bound the server's queue to what the model answers within this budget, from its measured "
             "throughput; requests beyond it are refused (UNAVAILABLE) at once. 0: unbounded queue.",
         ),
-    ] = 1000.0,
+    ] = 5000.0,
     version: VersionOption = False,
 ) -> None:
     """Export zoo models to ONNX, verify them against PyTorch on real photos, and publish them.

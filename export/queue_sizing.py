@@ -19,7 +19,7 @@ import numpy as np
 from prodgen.export.verify import onnx_session
 from prodgen.model_repository.config import BatchingOptions, queue_policy_for
 
-DEFAULT_LATENCY_BUDGET_S = 1.0
+DEFAULT_LATENCY_BUDGET_S = 5.0
 TIMED_RUNS = 2
 
 

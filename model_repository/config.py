@@ -46,6 +46,12 @@ class BatchingOptions:
     queue_timeout_us: int = 0
     """A request still queued after this long is refused (UNAVAILABLE) instead of run late; 0: never."""
 
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1: every prodgen model batches")
+        if self.max_queue_delay_us < 0 or self.instance_count < 1:
+            raise ValueError("max_queue_delay_us must be at least 0 and instance_count at least 1")
+
 
 MIN_QUEUED_BATCHES = 4
 
@@ -63,12 +69,6 @@ def queue_policy_for(items_per_second: float, latency_budget_s: float, max_batch
         raise ValueError("the throughput and the latency budget must be positive")
     floor = MIN_QUEUED_BATCHES * max_batch_size
     return max(floor, int(items_per_second * latency_budget_s)), int(latency_budget_s * 1_000_000)
-
-    def __post_init__(self) -> None:
-        if self.max_batch_size < 1:
-            raise ValueError("max_batch_size must be at least 1: every prodgen model batches")
-        if self.max_queue_delay_us < 0 or self.instance_count < 1:
-            raise ValueError("max_queue_delay_us must be at least 0 and instance_count at least 1")
 
 
 def _tensor(spec: TensorSpec, message: mc.ModelInput | mc.ModelOutput) -> None:

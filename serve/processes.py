@@ -47,21 +47,26 @@ def _listening_inodes(port: int) -> set[str]:
     return inodes
 
 
-def listener_pid(port: int) -> int | None:
-    """The pid of a process of this user listening on `port`, if one can be found."""
+def listener_pids(port: int) -> set[int]:
+    """The pids of processes of this user listening on `port` (on any address)."""
     wanted = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    found: set[int] = set()
     if not wanted:
-        return None
+        return found
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            for fd in (entry / "fd").iterdir():
-                if str(fd.readlink()) in wanted:
-                    return int(entry.name)
+            if any(str(fd.readlink()) in wanted for fd in (entry / "fd").iterdir()):
+                found.add(int(entry.name))
         except OSError:
             continue
-    return None
+    return found
+
+
+def listener_pid(port: int) -> int | None:
+    """A pid listening on `port`, if one can be found."""
+    return min(listener_pids(port), default=None)
 
 
 def cpu_ticks(pid: int) -> int:

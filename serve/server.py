@@ -40,6 +40,7 @@ from prodgen.serve.processes import (
     dying_with_this_process,
     is_orphaned_server,
     listener_pid,
+    listener_pids,
     port_in_use,
     process_info,
     remove_shared_memory,
@@ -225,10 +226,8 @@ class EmbeddedServer:
                         f"its log ({self.log_path}) ends:\n{self._log_tail()}"
                     )
                 try:
-                    if client.is_server_live(client_timeout=2) and listener_pid(self.options.grpc_port) in (
-                        self._process.pid,
-                        None,
-                    ):
+                    listeners = listener_pids(self.options.grpc_port)
+                    if client.is_server_live(client_timeout=2) and (not listeners or self._process.pid in listeners):
                         return
                 except Exception:  # noqa: BLE001 - not listening yet
                     pass

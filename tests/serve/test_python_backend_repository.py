@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from prodgen.model_repository.publish import ONNX_FILE
 from prodgen.serve.python_backend_repository import sync_mirror
 
+IDENTITY = helper.make_model(
+    helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])],
+    )
+)
 CONFIG = 'name: "m"\nbackend: "onnxruntime"\nmax_batch_size: 4\n'
 
 
@@ -16,7 +26,8 @@ def source_repository(root: Path, versions: tuple[int, ...] = (1,)) -> Path:
     repository = root / "models"
     for version in versions:
         (repository / "m" / str(version)).mkdir(parents=True)
-        (repository / "m" / str(version) / ONNX_FILE).write_bytes(b"onnx")
+        # a real (tiny) ONNX model: the mirror leaves out versions whose file is not one
+        onnx.save(IDENTITY, repository / "m" / str(version) / ONNX_FILE)
     (repository / "m" / "config.pbtxt").write_text(CONFIG)
     return repository
 
