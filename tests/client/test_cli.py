@@ -56,7 +56,9 @@ def test_export_list_shows_each_models_task_inputs_and_bounds() -> None:
     assert [entry["name"] for entry in listed] == zoo.names()
     upscaler = next(entry for entry in listed if entry["name"] == "realesrgan-x4")
     assert upscaler["task"] == "upscale"
-    assert upscaler["inputs"] == [{"name": "input_image", "dtype": "UINT8", "dims": [-1, -1, 3], "optional": False}]
+    assert upscaler["inputs"] == [
+        {"name": "input_image", "dtype": "UINT8", "dims": [-1, -1, 3], "optional": False, "value_range": None}
+    ]
     assert upscaler["bounds"] == {"min_side": 16, "max_side": 512, "opt_side": 128}
 
 
@@ -64,10 +66,11 @@ def test_export_steps_are_reported_when_piped(tmp_path: Path) -> None:
     result = run("prodgen-export", "dcgan", "--repository", str(tmp_path / "models"), env=EVERY_UPDATE)
     assert result.returncode == 0, result.stderr
     steps = [line.split(":")[1].strip() for line in result.stderr.splitlines()]
-    assert steps[:4] == [
+    assert steps[:5] == [
         "loading weights",
         "exporting ONNX",
         "verifying ONNX Runtime against PyTorch on real inputs",
+        "measuring throughput to size the server's queue",
         "publishing",
     ]
     assert result.stderr.splitlines()[-1].startswith("dcgan: done in")
