@@ -25,7 +25,9 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.utils import InferenceServerException
 
 from prodgen.client import diffusion
+from prodgen.client.failures import describe_failure
 from prodgen.client.fleet import ChannelSecurity, Fleet, FleetPolicy
+from prodgen.client.health_probe import Health, probe_health
 from prodgen.client.tiling import Tiling, tile_spans, upscale_tiled
 from prodgen.client.urls import grpc_target
 from prodgen.contract import ImageBounds, InputKind, TensorSpec, check_image_array, check_values
@@ -37,9 +39,6 @@ from prodgen.suggest import did_you_mean
 from prodgen.triton_request import DEFAULT_URL, infer_inputs, requested_outputs
 
 __all__ = ["DEFAULT_URL", "Health", "ProdgenClient", "ServedModel"]
-
-SHED_MESSAGES = ("Exceeds maximum queue size", "Request timeout expired")
-"""What Triton answers (UNAVAILABLE) when a model's queue policy sheds a request."""
 
 T = TypeVar("T")
 
@@ -69,15 +68,6 @@ class ServedModel:
 
     def inputs_of(self, kind: InputKind) -> tuple[TensorSpec, ...]:
         return tuple(spec for spec in self.inputs if spec.kind == kind)
-
-
-@dataclass(frozen=True)
-class Health:
-    url: str
-    live: bool
-    ready: bool
-    server_version: str
-    models_ready: dict[str, bool]
 
 
 def served_model(name: str, config: mc.ModelConfig) -> ServedModel:
@@ -203,36 +193,14 @@ class ProdgenClient:
         try:
             return function(*args, client_timeout=self.timeout_s, **kwargs)
         except InferenceServerException as error:
-            status = error.status() or ""
-            message = error.message() or str(error)
-            if "UNAVAILABLE" in status and any(reason in message for reason in SHED_MESSAGES):
-                raise ProdgenError(
-                    f"{what}: {self.url} is overloaded and refused the request at once ({message.strip()}); "
-                    "retry later or on another server"
-                ) from error
-            if "UNAVAILABLE" in status and ("Server is stopping" in message or "server is stopping" in message):
-                raise ProdgenError(f"{what}: {self.url} is shutting down; retry on another server") from error
-            if "UNAVAILABLE" in status and "socket closed" in message.lower():
-                # something listens there but hangs up on HTTP/2: Triton's HTTP or metrics port, typically
-                raise ProdgenError(
-                    f"{self.url} accepts connections but does not speak gRPC: is it Triton's HTTP or metrics port? "
-                    "expected the gRPC port (prodgen serve --grpc-port, 8001 by default)"
-                ) from error
-            if (
-                "UNAVAILABLE" in status
-                or "failed to connect" in message.lower()
-                or "connection refused" in message.lower()
-            ):
-                raise ProdgenError(
-                    f"cannot reach Triton at {self.url} ({what}); is `prodgen serve` running?"
-                ) from error
-            if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
-                raise ProdgenError(
-                    f"{what}: no answer from {self.url} within {self.timeout_s:g} s (--timeout)"
-                ) from error
-            raise ProdgenError(f"{what}: {message}") from error
+            raise describe_failure(
+                what, self.url, self.timeout_s, error.status() or "", error.message() or str(error)
+            ) from error
 
     def health(self) -> Health:
+        """Live, ready and each model's readiness: of `url`, or of whichever replica of a fleet answers."""
+        if self.fleet is None:
+            return probe_health(self.url, self.timeout_s)
         live = self._call("server live", self._client.is_server_live)
         ready = self._call("server ready", self._client.is_server_ready)
         metadata = self._call("server metadata", self._client.get_server_metadata)

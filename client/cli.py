@@ -143,17 +143,18 @@ def health(
     ] = 0.0,
 ) -> None:
     """Check that the server is live and ready, and which models are ready."""
+    from prodgen.client.health_probe import probe_health  # grpc alone: an operator's loop runs this often
+
     deadline = time.monotonic() + wait
-    with _client(url, timeout) as client:
-        while True:
-            try:
-                status = client.health()
-                if (status.live and status.ready) or time.monotonic() >= deadline:
-                    break
-            except ProdgenError:
-                if time.monotonic() >= deadline:
-                    raise
-            time.sleep(0.5)
+    while True:
+        try:
+            status = probe_health(url, timeout)
+            if (status.live and status.ready) or time.monotonic() >= deadline:
+                break
+        except ProdgenError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.5)
     ready = [name for name, ok in status.models_ready.items() if ok]
     not_ready = [name for name, ok in status.models_ready.items() if not ok]
     console().print(

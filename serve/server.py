@@ -17,6 +17,7 @@ goes to the Triton log, which lives outside the temporary workspace and outlives
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -214,6 +215,7 @@ class EmbeddedServer:
     def _wait_until_listening(self) -> None:
         """Wait for this server's gRPC endpoint; models named with --load-model are loaded before it opens."""
         import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
 
         assert self._process is not None
         client = grpcclient.InferenceServerClient(self.options.grpc_url)
@@ -225,12 +227,10 @@ class EmbeddedServer:
                         f"tritonserver exited with code {self._process.returncode} while starting; "
                         f"its log ({self.log_path}) ends:\n{self._log_tail()}"
                     )
-                try:
+                with contextlib.suppress(InferenceServerException, OSError):  # not listening yet
                     listeners = listener_pids(self.options.grpc_port)
                     if client.is_server_live(client_timeout=2) and (not listeners or self._process.pid in listeners):
                         return
-                except Exception:  # noqa: BLE001 - not listening yet
-                    pass
                 time.sleep(0.25)
         finally:
             client.close()
