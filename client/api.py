@@ -15,7 +15,7 @@ scalar setting), not by their names.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -33,7 +33,7 @@ from prodgen.client.urls import grpc_target
 from prodgen.contract import ImageBounds, InputKind, TensorSpec, check_image_array, check_values
 from prodgen.errors import ProdgenError
 from prodgen.model_facts import ModelFacts, published_facts
-from prodgen.model_repository.config import tensor_specs
+from prodgen.model_repository.config import input_ranges, tensor_specs
 from prodgen.seeding import latents_from_seed
 from prodgen.suggest import did_you_mean
 from prodgen.triton_request import DEFAULT_URL, infer_inputs, requested_outputs
@@ -73,10 +73,11 @@ class ServedModel:
 def served_model(name: str, config: mc.ModelConfig) -> ServedModel:
     """What a client needs to know about a model, decoded once from the config the server reports."""
     published = published_facts({key: value.string_value for key, value in config.parameters.items()})
+    ranges = input_ranges(config)
     return ServedModel(
         name=name,
         task=published.task,
-        inputs=tensor_specs(list(config.input)),
+        inputs=tuple(replace(spec, value_range=ranges.get(spec.name)) for spec in tensor_specs(list(config.input))),
         outputs=tensor_specs(list(config.output)),
         max_batch_size=config.max_batch_size,
         bounds=published.bounds,

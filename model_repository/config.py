@@ -126,6 +126,17 @@ def parse_range(text: str) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def input_ranges(config: mc.ModelConfig) -> dict[str, tuple[float, float]]:
+    """The `prodgen.range.<input>` parameters read back, so that a client checks them before sending:
+    NVIDIA's onnxruntime backend serves the same config without checking values itself."""
+    prefix = PARAMETER_PREFIX + RANGE_KEY
+    return {
+        key[len(prefix) :]: parse_range(value.string_value)
+        for key, value in config.parameters.items()
+        if key.startswith(prefix)
+    }
+
+
 def to_pbtxt(config: mc.ModelConfig) -> str:
     return text_format.MessageToString(config)
 
