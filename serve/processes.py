@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,9 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
+def _tcp_rows(port: int) -> Iterator[list[str]]:
+    """The fields of each /proc/net/tcp and tcp6 row whose local port is `port`
+    (field 3: state, 0A listening, 01 established; 4: tx:rx queue bytes; 9: socket inode)."""
     for table in ("tcp", "tcp6"):
         try:
             lines = (_PROC / "net" / table).read_text().splitlines()[1:]
@@ -42,9 +44,12 @@ def _listening_inodes(port: int) -> set[str]:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-                inodes.add(fields[9])
-    return inodes
+            if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                yield fields
+
+
+def _listening_inodes(port: int) -> set[str]:
+    return {fields[9] for fields in _tcp_rows(port) if fields[3] == "0A"}
 
 
 def listener_pids(port: int) -> set[int]:
@@ -80,17 +85,7 @@ def cpu_ticks(pid: int) -> int:
 
 def unsent_bytes(port: int) -> int:
     """Bytes that connections to local `port` have sent but their peers have not acknowledged yet."""
-    total = 0
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = (_PROC / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 4 and int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
-                total += int(fields[4].split(":")[0], 16)
-    return total
+    return sum(int(fields[4].split(":")[0], 16) for fields in _tcp_rows(port) if fields[3] == "01")
 
 
 @dataclass(frozen=True)
