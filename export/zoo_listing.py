@@ -16,6 +16,13 @@ HEADERS = ("model", "task", "inputs", "output", "image sides")
 """The table's columns (tensors by name and shape); `--json` adds dtypes, each model's summary and upstream."""
 
 
+DIFFUSION_LINE = (
+    "latent diffusion (text to picture, background replacement): "
+    "prodgen-export stable-diffusion --checkpoint DIR --name NAME, DIR a diffusers save_pretrained folder"
+)
+"""The diffusion family is no zoo entry (its architecture comes with the checkpoint folder), so the listing names it."""
+
+
 def _dims(spec: TensorSpec) -> str:
     """'H×W×3' for an image of any size, '64×64×3' for a fixed one, '[100]' for a vector."""
     if spec.is_image:
@@ -72,3 +79,4 @@ def print_zoo(console: Console, as_json: bool) -> None:
         wrap=("inputs", "image sides"),
         left=HEADERS,
     )
+    console.print(DIFFUSION_LINE, soft_wrap=True, highlight=False)

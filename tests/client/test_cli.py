@@ -52,6 +52,7 @@ def test_export_list_shows_each_models_task_inputs_and_bounds() -> None:
     assert sorted(rows) == zoo.names()
     assert "stylize" in rows["adain"] and "style_image H×W×3" in rows["adain"] and "32..1024" in rows["adain"]
     assert "generate" in rows["dcgan"] and "z [100]" in rows["dcgan"] and "64×64×3" in rows["dcgan"]
+    assert "prodgen-export stable-diffusion --checkpoint DIR" in table.stdout, "the diffusion family is named too"
     listed = json.loads(run("prodgen-export", "--list", "--json").stdout)
     assert [entry["name"] for entry in listed] == zoo.names()
     upscaler = next(entry for entry in listed if entry["name"] == "realesrgan-x4")
