@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,7 +18,7 @@ from prodgen.progress import ProgressBoard
 from prodgen.triton_request import DEFAULT_URL
 
 if TYPE_CHECKING:
-    from prodgen.client.api import ProdgenClient
+    from prodgen.client.api import ProdgenClient, ServedModel
 
 app = typer.Typer(
     add_completion=False,
@@ -117,12 +119,34 @@ def upscale(
 register_diffusion_commands(app)
 
 
+def _model_entry(model: ServedModel) -> dict[str, object]:
+    return {
+        "name": model.name,
+        "task": model.task,
+        "zoo_model": model.zoo_model,
+        "inputs": [asdict(spec) for spec in model.inputs],
+        "outputs": [asdict(spec) for spec in model.outputs],
+        "max_batch_size": model.max_batch_size,
+        "bounds": asdict(model.bounds) if model.bounds else None,
+    }
+
+
 @app.command()
-def models(url: Url = DEFAULT_URL, timeout: Timeout = 10.0) -> None:
+def models(
+    url: Url = DEFAULT_URL,
+    timeout: Timeout = 10.0,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the models as JSON (the keys of prodgen-export --list --json).")
+    ] = False,
+) -> None:
     """List the served models with their task, inputs, outputs, max batch and image sides."""
     out = console()
     with _client(url, timeout) as client:
-        for model in client.models():
+        served = client.models()
+        if json_out:
+            print(json.dumps([_model_entry(model) for model in served], indent=1, ensure_ascii=False))
+            return
+        for model in served:
             describe = ", ".join
             inputs = describe(f"{s.name} {s.dtype}{list(s.dims)}" for s in model.inputs)
             outputs = describe(f"{s.name} {s.dtype}{list(s.dims)}" for s in model.outputs)

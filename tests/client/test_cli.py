@@ -222,12 +222,24 @@ def test_unreachable_server() -> None:
 
 @pytest.mark.e2e
 def test_models_lists_every_served_model(embedded_server: EmbeddedServer) -> None:
-    result = run("prodgen", "models", "--url", embedded_server.options.grpc_url)
+    url = embedded_server.options.grpc_url
+    result = run("prodgen", "models", "--url", url)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     for name in ("dcgan", "fast-neural-style", "cyclegan"):
         line = next(line for line in lines if line.startswith(f"{name} ("))
         assert "max batch 4" in line
+    listed = {entry["name"]: entry for entry in json.loads(run("prodgen", "models", "--json", "--url", url).stdout)}
+    assert listed["dcgan"]["task"] == "generate" and listed["dcgan"]["max_batch_size"] == 4
+    assert listed["dcgan"]["inputs"][0] == {
+        "name": "z",
+        "dtype": "FP32",
+        "dims": [100],
+        "optional": False,
+        "value_range": None,
+    }
+    assert listed["fast-neural-style"]["zoo_model"] == "fast-neural-style"
+    assert listed["fast-neural-style"]["bounds"]["max_side"] > listed["fast-neural-style"]["bounds"]["min_side"]
 
 
 @pytest.mark.e2e
