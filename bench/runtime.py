@@ -8,7 +8,6 @@ each measured call. A runtime that cannot run on this machine raises
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from prodgen.cores import physical_cores as physical_cores  # where the runtimes have always found it
 from prodgen.zoo.spec import ZooModel
 
 Inputs = dict[str, np.ndarray]
@@ -62,23 +62,3 @@ class Runtime(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional: runtimes that hold nothing keep this
         """Release what `open` and `prepare` built."""
-
-
-def physical_cores() -> int:
-    """Cores that GEMM threads should use: distinct (package, core) pairs this process may run on."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return available
-    cores: set[tuple[str, str]] = set()
-    package = core = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "physical id":
-            package = value.strip()
-        elif key == "core id":
-            core = value.strip()
-            cores.add((package, core))
-    return max(1, min(available, len(cores) or available))

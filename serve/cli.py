@@ -33,7 +33,10 @@ def serve(
     http_port: Annotated[int, typer.Option(help="HTTP port.")] = ServerOptions.http_port,
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = ServerOptions.metrics_port,
     threads: Annotated[
-        int, typer.Option(help="ONNX Runtime threads per model instance (0: all cores).")
+        int,
+        typer.Option(
+            help="ONNX Runtime threads per model instance (0: the physical cores shared out among its instances)."
+        ),
     ] = ServerOptions.intra_op_threads,
     poll_seconds: Annotated[
         float, typer.Option(min=0, help="Pick up newly published models and versions this often (0: load once).")

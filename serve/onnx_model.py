@@ -69,6 +69,11 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(parameters.get(_PREFIX + "intra_op_threads", "0"))
         options.inter_op_num_threads = 1
+        # Threads that spin after a run hold the cores while the response is still being sent;
+        # the mirror decides (prodgen.serve.session_threads), ONNX Runtime's default is to spin.
+        spinning = parameters.get(_PREFIX + "intra_op_spinning", "1")
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         # The mirror links the version's ONNX file under this name (ONNX_FILE of
         # prodgen.model_repository.config); this file runs in Triton's python stub and imports nothing from prodgen.
         onnx_path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
@@ -133,6 +138,11 @@ class TritonPythonModel:
         except Exception as error:  # noqa: BLE001 - ONNX Runtime's failure goes back to each caller, the server stays up
             for index, _ in members:
                 responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error)))
+            return
+        if len(members) == 1:
+            # the whole output goes back as ONNX Runtime returned it: no slice, no copy here
+            tensors = [pb_utils.Tensor(name, output) for name, output in zip(self.output_names, outputs, strict=True)]
+            responses[members[0][0]] = pb_utils.InferenceResponse(output_tensors=tensors)
             return
         start = 0
         for index, arrays in members:

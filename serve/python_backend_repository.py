@@ -38,6 +38,7 @@ from prodgen.model_repository.publish import (
     write_text_atomically,
 )
 from prodgen.names import name_problem
+from prodgen.serve import session_threads
 
 PYTHON_MODEL_SOURCE = Path(__file__).with_name("onnx_model.py")
 DRAIN_MARKER = "draining"
@@ -57,6 +58,8 @@ class MirrorResult:
 def python_backend_config(
     config: mc.ModelConfig, intra_op_threads: int, drain_marker: Path | None = None
 ) -> mc.ModelConfig:
+    """The python-backend twin of an onnxruntime model; `intra_op_threads` 0 shares the cores
+    out among its instances (`prodgen.serve.session_threads`)."""
     mirrored = mc.ModelConfig()
     mirrored.CopyFrom(config)
     mirrored.backend = "python"
@@ -67,7 +70,10 @@ def python_backend_config(
     count = sum(group.count for group in config.instance_group) or 1
     mirrored.ClearField("instance_group")
     mirrored.instance_group.add(count=count, kind=mc.ModelInstanceGroup.KIND_CPU)
-    mirrored.parameters[PARAMETER_PREFIX + "intra_op_threads"].string_value = str(intra_op_threads)
+    mirrored.parameters[PARAMETER_PREFIX + "intra_op_threads"].string_value = str(
+        session_threads.intra_op_threads(intra_op_threads, count)
+    )
+    mirrored.parameters[PARAMETER_PREFIX + "intra_op_spinning"].string_value = str(int(session_threads.ALLOW_SPINNING))
     if drain_marker is not None:
         mirrored.parameters[PARAMETER_PREFIX + "drain_marker"].string_value = str(drain_marker)
     return mirrored

@@ -8,8 +8,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from prodgen.cores import physical_cores
+from prodgen.model_repository.config import PARAMETER_PREFIX, parse_pbtxt
 from prodgen.model_repository.publish import ONNX_FILE
-from prodgen.serve.python_backend_repository import sync_mirror
+from prodgen.serve.python_backend_repository import python_backend_config, sync_mirror
+from prodgen.serve.session_threads import intra_op_threads
 
 IDENTITY = helper.make_model(
     helper.make_graph(
@@ -51,3 +54,20 @@ def test_a_failed_mirror_leaves_no_staging_folder_behind(tmp_path: Path) -> None
     with pytest.raises(OSError):
         sync_mirror(repository, mirror)
     assert list((tmp_path / "serve" / ".models.staging").iterdir()) == []
+
+
+def test_each_instance_gets_its_share_of_the_cores_by_default() -> None:
+    assert intra_op_threads(0, instances=1, cores=8) == 8
+    assert intra_op_threads(0, instances=3, cores=8) == 2
+    assert intra_op_threads(0, instances=4, cores=2) == 1  # never zero threads
+    assert intra_op_threads(3, instances=4, cores=2) == 3  # an explicit --threads wins
+
+
+@pytest.mark.parametrize(("requested", "instances"), [(0, 1), (0, 2), (5, 2)])
+def test_the_mirrored_config_carries_the_thread_count_and_no_spinning(requested: int, instances: int) -> None:
+    config = parse_pbtxt(CONFIG + f"instance_group {{ count: {instances} kind: KIND_CPU }}\n")
+    mirrored = python_backend_config(config, requested)
+    threads = mirrored.parameters[PARAMETER_PREFIX + "intra_op_threads"].string_value
+    assert int(threads) == (requested or max(1, physical_cores() // instances))
+    assert mirrored.parameters[PARAMETER_PREFIX + "intra_op_spinning"].string_value == "0"
+    assert sum(group.count for group in mirrored.instance_group) == instances
