@@ -162,7 +162,8 @@ def _overhead_line(overhead: PairedOverhead) -> str:
     line = (
         f"- Interleaved pairs (one served request, one direct ONNX Runtime call, alternating order), {overhead.pairs} pairs: "
         f"served p50 {overhead.served.p50_ms:.2f} ms, direct p50 {overhead.direct.p50_ms:.2f} ms, "
-        f"added p50 {overhead.added_p50_ms:+.2f} ms, p90 {overhead.added_p90_ms:+.2f} ms"
+        f"added p50 {overhead.added_p50.text(' ms', signed=True)}, p90 {overhead.added_p90.text(' ms', signed=True)} "
+        "(bootstrap over the pairs' differences)"
     )
     server = overhead.server
     if server is not None and server.server_ms is not None and server.compute_infer_ms is not None:
@@ -186,13 +187,18 @@ def _targets_lines(report: BenchReport) -> list[str]:
 
 
 def _measured(check: TargetCheck) -> str:
+    """The figure with its confidence interval when it has one (a time difference always has one)."""
     if check.measured is None:
         return "–"
+    interval = check.interval
     if check.required.endswith("%"):
-        return f"{100 * check.measured:.0f} %"
+        figure = f"{100 * check.measured:.0f} %"
+        return figure if interval is None else f"{figure} ({100 * interval.low:.0f}..{100 * interval.high:.0f} %)"
     if check.required.endswith("ms"):
-        return f"{check.measured:+.2f} ms"
-    return f"{check.measured:.2f}×"
+        figure = f"{check.measured:+.2f} ms"
+        return figure if interval is None else f"{figure} ({interval.low:+.2f}..{interval.high:+.2f} ms)"
+    figure = f"{check.measured:.2f}×"
+    return figure if interval is None else f"{figure} ({interval.low:.2f}..{interval.high:.2f}×)"
 
 
 def markdown(report: BenchReport) -> str:

@@ -126,6 +126,14 @@ class LoadLevel:
     def unfinished(self) -> int:
         return self.sent - self.completed - self.errors
 
+    @property
+    def measured_latencies_ms(self) -> list[float]:
+        """Latencies of the successful requests that finished in the measured windows."""
+        if not self.used_windows:
+            return []
+        start, end = self.windows[-self.used_windows].start_s, self.windows[-1].end_s
+        return [s.latency_ms for s in self.samples if s.ok and start <= s.done_s < end]
+
 
 @dataclass
 class ServedResult:

@@ -13,6 +13,12 @@ is the CPU build, it is "not measured" rather than a comparison of CPU with GPU.
 
 A missed target states by how much; why, and what would close it, is for the reader of
 the report, since it depends on the machine.
+
+Each figure comes with a bootstrap confidence interval (`prodgen.bench.stats`): over the
+interleaved pairs for the server overhead, over each runtime's timed runs for the ratios, and
+over the served level's request latencies for throughput at load (at a fixed concurrency a
+closed loop's throughput is the concurrency over the mean latency). A target is "met" or
+"missed" only when the whole interval lies on one side of it, otherwise "within noise".
 """
 
 from __future__ import annotations
@@ -23,6 +29,14 @@ from dataclasses import dataclass
 from prodgen.bench.direct import DirectResult
 from prodgen.bench.reference import DirectReference
 from prodgen.bench.served import ServedResult
+from prodgen.bench.stats import (
+    Interval,
+    ThresholdVerdict,
+    bootstrap_difference_interval,
+    bootstrap_interval,
+    bootstrap_ratio_interval,
+    row_means,
+)
 
 ORT_OVER_EAGER = 1.5
 SERVED_OVER_DIRECT = 0.90
@@ -41,9 +55,14 @@ class TargetCheck:
     met: bool | None
     detail: str
 
+    interval: Interval | None = None
+    """The measured figure's confidence interval; `met` is None (within noise) when it straddles the threshold."""
+
     @property
     def verdict(self) -> str:
-        return "not measured" if self.met is None else "met" if self.met else "missed"
+        if self.met is None:
+            return "not measured" if self.interval is None else "within noise"
+        return "met" if self.met else "missed"
 
 
 def _ort_over_eager(result: DirectResult) -> list[TargetCheck]:
@@ -60,6 +79,9 @@ def _ort_over_eager(result: DirectResult) -> list[TargetCheck]:
             checks.append(TargetCheck("ort≥1.5×eager@b4", result.model, None, f"≥ {ORT_OVER_EAGER}×", None, needs))
             continue
         ratio = ort.images_per_s / eager.images_per_s
+        verdict = ThresholdVerdict(
+            bootstrap_ratio_interval(eager.latencies_ms, ort.latencies_ms), ORT_OVER_EAGER, "at least"
+        )
         gap = (
             ""
             if ratio >= ORT_OVER_EAGER
@@ -80,8 +102,10 @@ def _ort_over_eager(result: DirectResult) -> list[TargetCheck]:
                 result.model,
                 ratio,
                 f"≥ {ORT_OVER_EAGER}×",
-                ratio >= ORT_OVER_EAGER,
-                f"{ort.images_per_s:.1f} vs {eager.images_per_s:.1f} images/s{where}{gap}",
+                verdict.met,
+                f"{ort.images_per_s:.1f} vs {eager.images_per_s:.1f} images/s{where}, "
+                f"ratio {verdict.interval.text('×')}{gap}",
+                verdict.interval,
             )
         )
     return checks
@@ -100,12 +124,16 @@ def _ceiling(result: DirectResult) -> list[TargetCheck]:
         ]
     best = max(fp32, key=lambda m: m.ceiling_fraction or 0.0)
     fraction = best.ceiling_fraction or 0.0
+    # the fraction is inversely proportional to the mean latency; the ceiling is taken as measured
+    mean_latency = bootstrap_interval(best.latencies_ms, row_means)
+    interval = mean_latency.reciprocal().scaled(fraction * mean_latency.estimate)
+    verdict = ThresholdVerdict(interval, CEILING_FRACTION, "at least")
     gap = "" if fraction >= CEILING_FRACTION else f"; short by {100 * (CEILING_FRACTION - fraction):.1f} points"
     detail = (
         f"best: {best.runtime} batch {best.batch} {best.shape_label}, {best.achieved_gflops:.0f} of "
-        f"{best.ceiling_gflops:.0f} GFLOP/s ({best.ceiling}){gap}"
+        f"{best.ceiling_gflops:.0f} GFLOP/s ({best.ceiling}), fraction {interval.text(digits=3)}{gap}"
     )
-    return [TargetCheck("≥70% of GEMM ceiling", result.model, fraction, "≥ 70 %", fraction >= CEILING_FRACTION, detail)]
+    return [TargetCheck("≥70% of GEMM ceiling", result.model, fraction, "≥ 70 %", verdict.met, detail, interval)]
 
 
 def _served(result: ServedResult) -> list[TargetCheck]:
@@ -118,19 +146,40 @@ def _served(result: ServedResult) -> list[TargetCheck]:
     else:
         fraction = level.images_per_s / reference.best_images_per_s
         best = max(reference.points, key=lambda p: p.images_per_s)
+        interval = _served_fraction_interval(fraction, level.measured_latencies_ms, best.latencies_ms)
+        met = ThresholdVerdict(interval, SERVED_OVER_DIRECT, "at least").met if interval is not None else None
         gap = "" if fraction >= SERVED_OVER_DIRECT else f"; short by {100 * (SERVED_OVER_DIRECT - fraction):.1f} points"
+        within = f", fraction {interval.text(digits=3)}" if interval is not None else ""
         checks.append(
             TargetCheck(
                 "served c8 ≥90% of direct",
                 result.model,
                 fraction,
                 "≥ 90 %",
-                fraction >= SERVED_OVER_DIRECT,
-                f"{level.images_per_s:.1f} served vs {reference.best_images_per_s:.1f} direct images/s (direct batch {best.batch}){gap}",
+                met,
+                f"{level.images_per_s:.1f} served vs {reference.best_images_per_s:.1f} direct images/s "
+                f"(direct batch {best.batch}){within}{gap}",
+                interval,
             )
         )
     checks.append(_server_overhead(result, reference))
     return checks
+
+
+def _served_fraction_interval(fraction: float, served_ms: list[float], direct_ms: list[float]) -> Interval | None:
+    """Served over direct throughput varies as direct mean latency over served mean latency (a
+    closed loop at fixed concurrency); the interval of that ratio, scaled to the measured fraction."""
+    if not served_ms or not direct_ms:
+        return None
+    ratio = bootstrap_ratio_interval(direct_ms, served_ms)
+    return ratio.scaled(fraction / ratio.estimate)
+
+
+def _threshold_words(verdict: ThresholdVerdict) -> str:
+    """ "adds ≤ 1.5 ms" only when the interval says so; the interval always beside the figure."""
+    limit = f"{verdict.threshold:g} ms"
+    said = {True: f"adds ≤ {limit}", False: f"adds more than {limit}", None: f"within noise of {limit}"}[verdict.met]
+    return f"{said}: p50 {verdict.interval.text(' ms', signed=True)}"
 
 
 def _server_overhead(result: ServedResult, reference: DirectReference | None) -> TargetCheck:
@@ -141,26 +190,31 @@ def _server_overhead(result: ServedResult, reference: DirectReference | None) ->
     overhead = result.overhead
     if overhead is not None:
         added = overhead.added_p50_ms
+        verdict = overhead.adds_at_most(SERVER_OVERHEAD_MS)
         parts = []
         if overhead.client_and_network_ms is not None:
             parts.append(f"client+network {overhead.client_and_network_ms:.2f} ms")
         if overhead.backend_over_direct_ms is not None:
             parts.append(f"python backend over direct {overhead.backend_over_direct_ms:+.2f} ms (means)")
         split = f"; {', '.join(parts)}" if parts else ""
-        gap = "" if added <= SERVER_OVERHEAD_MS else f"; over by {added - SERVER_OVERHEAD_MS:.2f} ms"
         detail = (
-            f"median of {overhead.pairs} interleaved served/direct pairs, {size}: served p50 {overhead.served.p50_ms:.2f} ms, "
-            f"direct p50 {overhead.direct.p50_ms:.2f} ms{split}{gap}"
+            f"{_threshold_words(verdict)}, median of {overhead.pairs} interleaved served/direct pairs, {size}: "
+            f"served p50 {overhead.served.p50_ms:.2f} ms, direct p50 {overhead.direct.p50_ms:.2f} ms{split}"
         )
-        return TargetCheck(name, result.model, added, "≤ 1.5 ms", added <= SERVER_OVERHEAD_MS, detail)
+        return TargetCheck(name, result.model, added, "≤ 1.5 ms", verdict.met, detail, verdict.interval)
     single = result.level(1)
     point = reference.at(result.settings.request_batch) if reference is not None else None
     if single is None or single.latency is None or point is None:
         return TargetCheck(name, result.model, None, "≤ 1.5 ms", None, "needs concurrency 1 and a direct reference")
     added = single.latency.p50_ms - point.latency.p50_ms
-    gap = "" if added <= SERVER_OVERHEAD_MS else f"; over by {added - SERVER_OVERHEAD_MS:.2f} ms"
-    detail = f"p50 {single.latency.p50_ms:.2f} ms served (c=1) vs {point.latency.p50_ms:.2f} ms direct, {size}, measured apart (no pairs){gap}"
-    return TargetCheck(name, result.model, added, "≤ 1.5 ms", added <= SERVER_OVERHEAD_MS, detail)
+    verdict = ThresholdVerdict(
+        bootstrap_difference_interval(single.measured_latencies_ms, point.latencies_ms), SERVER_OVERHEAD_MS, "at most"
+    )
+    detail = (
+        f"{_threshold_words(verdict)}, p50 {single.latency.p50_ms:.2f} ms served (c=1) vs {point.latency.p50_ms:.2f} ms "
+        f"direct, {size}, measured apart (no pairs)"
+    )
+    return TargetCheck(name, result.model, added, "≤ 1.5 ms", verdict.met, detail, verdict.interval)
 
 
 def evaluate(direct: Sequence[DirectResult], served: Sequence[ServedResult]) -> list[TargetCheck]:

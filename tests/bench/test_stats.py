@@ -1,12 +1,25 @@
-"""Percentiles and the stability rule, on synthetic latency series with hand-known answers."""
+"""Percentiles, the stability rule and bootstrap verdicts, on synthetic series with known answers."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from prodgen.bench.stats import WindowFigures, is_stable, percentile, spread, summarize, window_figures
+from prodgen.bench.stats import (
+    ThresholdVerdict,
+    WindowFigures,
+    bootstrap_difference_interval,
+    bootstrap_interval,
+    bootstrap_ratio_interval,
+    is_stable,
+    percentile,
+    row_percentile,
+    spread,
+    summarize,
+    window_figures,
+)
 
 
 def test_nearest_rank_percentiles_of_one_to_hundred() -> None:
@@ -90,3 +103,52 @@ def test_spread_reports_largest_relative_deviation() -> None:
     throughput_spread, latency_spread = spread(windows)
     assert throughput_spread == pytest.approx(0.10)
     assert latency_spread == 0.0
+
+
+def test_a_shifted_sample_has_an_interval_that_excludes_zero() -> None:
+    differences = list(np.random.default_rng(1).normal(3.0, 1.0, 200))
+    interval = bootstrap_interval(differences)
+    assert 0 < interval.low <= interval.estimate <= interval.high
+    assert 2.5 < interval.estimate < 3.5
+    assert ThresholdVerdict(interval, 1.5, "at most").met is False
+    assert ThresholdVerdict(interval, 5.0, "at most").met is True
+
+
+def test_a_symmetric_noisy_sample_is_within_noise_of_zero() -> None:
+    differences = list(np.random.default_rng(2).normal(0.0, 5.0, 40))
+    verdict = ThresholdVerdict(bootstrap_interval(differences), 0.0, "at most")
+    assert verdict.interval.low < 0 < verdict.interval.high
+    assert verdict.met is None and verdict.word == "within noise"
+
+
+def test_the_interval_is_the_same_for_the_same_samples() -> None:
+    differences = list(np.random.default_rng(3).exponential(2.0, 50))
+    assert bootstrap_interval(differences) == bootstrap_interval(differences)
+    assert bootstrap_interval(differences, seed=1) != bootstrap_interval(differences)
+
+
+def test_more_pairs_give_a_narrower_interval() -> None:
+    rng = np.random.default_rng(4)
+    few, many = bootstrap_interval(list(rng.normal(1, 2, 20))), bootstrap_interval(list(rng.normal(1, 2, 2000)))
+    assert many.high - many.low < (few.high - few.low) / 4
+
+
+def test_a_speed_up_ratio_has_an_interval_around_it() -> None:
+    rng = np.random.default_rng(5)
+    eager, ort = list(rng.normal(200, 10, 30)), list(rng.normal(100, 5, 30))
+    ratio = bootstrap_ratio_interval(eager, ort)
+    assert ratio.low < 2.0 < ratio.high
+    assert ThresholdVerdict(ratio, 1.5, "at least").met is True
+    assert ThresholdVerdict(ratio, 2.5, "at least").met is False
+    apart = bootstrap_difference_interval(eager, ort)
+    assert apart.low < 100 < apart.high
+
+
+def test_the_interval_is_printed_beside_the_figure() -> None:
+    text = bootstrap_interval([-1.0, -2.0, -1.5, -0.5, -1.2]).text(" ms", signed=True)
+    assert text.startswith("-1.20 ms (95 % CI -") and text.endswith(" ms)")
+
+
+def test_nearest_rank_percentile_of_rows_matches_percentile() -> None:
+    series = [float(v) for v in range(1, 11)]
+    assert row_percentile(90)(np.array([series]))[0] == percentile(series, 90)
