@@ -28,6 +28,7 @@ from prodgen.client import diffusion
 from prodgen.client.failures import describe_failure
 from prodgen.client.fleet import ChannelSecurity, Fleet, FleetPolicy
 from prodgen.client.health_probe import Health, probe_health
+from prodgen.client.shared_memory import SharedMemoryRegions, check_same_host
 from prodgen.client.tiling import Tiling, tile_spans, upscale_tiled
 from prodgen.client.urls import grpc_target
 from prodgen.contract import ImageBounds, InputKind, TensorSpec, check_image_array, check_values
@@ -127,6 +128,13 @@ def infer_requests(
     """Check `inputs` against the model and split them into requests of at most max_batch_size.
 
     `tritonclient.grpc.aio` takes the same `InferInput` objects, so the async client uses these too."""
+    return [
+        (infer_inputs(model.inputs, chunk), requested_outputs(model.outputs)) for chunk in request_chunks(model, inputs)
+    ]
+
+
+def request_chunks(model: ServedModel, inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Check `inputs` against the model and split them into chunks of at most max_batch_size (views, no copies)."""
     name = model.name
     for spec in model.inputs:
         if spec.name not in inputs and not spec.optional:
@@ -141,13 +149,32 @@ def infer_requests(
         check_values(f"{name}: input '{spec.name}'", array, spec.value_range)
     batch = len(inputs[present[0].name])
     step = max(model.max_batch_size, 1)
-    return [
-        (
-            infer_inputs(present, {spec.name: inputs[spec.name][start : start + step] for spec in present}),
-            requested_outputs(model.outputs),
-        )
-        for start in range(0, batch, step)
-    ]
+    return [{spec.name: inputs[spec.name][start : start + step] for spec in present} for start in range(0, batch, step)]
+
+
+SIDE_MARGIN = 16
+"""Pixels added to each predicted output side when sizing a shared-memory output region: a
+style network's down- and up-sampling may round a side that is not a multiple of its stride."""
+
+
+def output_capacity(model: ServedModel, spec: TensorSpec, chunk: dict[str, np.ndarray]) -> tuple[int, ...] | None:
+    """The largest shape `spec` can have for `chunk`: fixed dims as they are; an image output's
+    free sides from the first image input (times the published upscale factor) plus a margin;
+    None when nothing tells."""
+    batch = len(next(iter(chunk.values())))
+    if all(dim >= 0 for dim in spec.dims):
+        return (batch, *spec.dims)
+    images = [chunk[image.name] for image in model.inputs_of("image") if image.name in chunk]
+    if not images or len(spec.dims) != 3 or model.task not in ("stylize", "upscale"):
+        return None
+    scale = model.facts.scale or 1
+    height, width = (scale * side + SIDE_MARGIN for side in images[0].shape[1:3])
+    return (
+        batch,
+        height if spec.dims[0] < 0 else spec.dims[0],
+        width if spec.dims[1] < 0 else spec.dims[1],
+        spec.dims[2],
+    )
 
 
 class ProdgenClient:
@@ -163,15 +190,26 @@ class ProdgenClient:
         dns: str | None = None,
         security: ChannelSecurity | None = None,
         policy: FleetPolicy | None = None,
+        shared_memory: bool = False,
     ) -> None:
+        """`shared_memory=True`: images go through Triton's system shared memory instead of the
+        gRPC messages (`prodgen.client.shared_memory`); only for a server on this machine."""
         self.timeout_s = timeout_s
         self._client: grpcclient.InferenceServerClient | Fleet
+        self._shared: SharedMemoryRegions | None = None
         if urls or dns or security or policy:
+            if shared_memory:
+                raise ProdgenError("shared memory works with one server on this machine, not with a fleet")
             self._client = Fleet(urls, dns, security, policy)
             self.url = ", ".join([*urls, *([dns] if dns else [])])
         else:
             self.url = url
-            self._client = grpcclient.InferenceServerClient(grpc_target(url))
+            target = grpc_target(url)
+            if shared_memory:
+                check_same_host(target)
+            self._client = grpcclient.InferenceServerClient(target)
+            if shared_memory:
+                self._shared = SharedMemoryRegions(self._client, target)
         self._models: dict[str, ServedModel] = {}
 
     @property
@@ -179,8 +217,17 @@ class ProdgenClient:
         """The replicas' health and per-replica call counts, when this client talks to a fleet."""
         return self._client if isinstance(self._client, Fleet) else None
 
+    @property
+    def shared_memory_regions(self) -> list[str]:
+        """Names of the shared-memory regions this client has registered with its server now."""
+        return self._shared.names if self._shared is not None else []
+
     def close(self) -> None:
-        self._client.close()
+        try:
+            if self._shared is not None:
+                self._shared.close(self.timeout_s)
+        finally:
+            self._client.close()
 
     def __enter__(self) -> ProdgenClient:
         return self
@@ -241,15 +288,22 @@ class ProdgenClient:
         """Run `name` on a batch, split into chunks of the model's max_batch_size."""
         model = self.model(name)
         chunks: list[dict[str, np.ndarray]] = []
-        requests = infer_requests(model, inputs)
         total = next(len(inputs[spec.name]) for spec in model.inputs if spec.name in inputs)
         done = 0
-        for request, outputs in requests:
-            result = self._call(f"inference on {name}", self._client.infer, name, request, outputs=outputs)
-            chunks.append({spec.name: result.as_numpy(spec.name) for spec in model.outputs})
+        for chunk in request_chunks(model, inputs):
+            what = f"inference on {name}"
+            if self._shared is not None:
+                capacity = [(spec, output_capacity(model, spec, chunk)) for spec in model.outputs]
+                chunks.append(self._call(what, self._shared.infer, name, model.inputs, chunk, capacity))
+            else:
+                request, outputs = infer_inputs(model.inputs, chunk), requested_outputs(model.outputs)
+                result = self._call(what, self._client.infer, name, request, outputs=outputs)
+                chunks.append({spec.name: result.as_numpy(spec.name) for spec in model.outputs})
             done += len(chunks[-1][model.outputs[0].name])
             if progress is not None:
                 progress(done, total)
+        if len(chunks) == 1:
+            return chunks[0]
         return {spec.name: np.concatenate([chunk[spec.name] for chunk in chunks]) for spec in model.outputs}
 
     def _single_output(self, name: str, inputs: dict[str, np.ndarray], progress: Progress | None = None) -> np.ndarray:

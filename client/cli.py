@@ -33,11 +33,20 @@ Photos = Annotated[list[Path], typer.Argument(metavar="PHOTO", help="Product pho
 Timeout = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each call.")]
 
 
-def _client(url: str, timeout: float) -> ProdgenClient:
+SharedMemory = Annotated[
+    bool,
+    typer.Option(
+        "--shared-memory/--no-shared-memory",
+        help="Pass pictures through Triton's system shared memory (server on this machine only).",
+    ),
+]
+
+
+def _client(url: str, timeout: float, shared_memory: bool = False) -> ProdgenClient:
     """The gRPC client, imported when a command runs so that `prodgen --help` starts without it."""
     from prodgen.client.api import ProdgenClient
 
-    return ProdgenClient(url, timeout)
+    return ProdgenClient(url, timeout, shared_memory=shared_memory)
 
 
 @app.command()
@@ -74,6 +83,7 @@ def stylize(
     alpha: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Style strength, for AdaIN.")] = None,
     url: Url = DEFAULT_URL,
     timeout: Timeout = 120.0,
+    shared_memory: SharedMemory = False,
 ) -> None:
     """Restyle product photos; writes OUT/<name>.png for each (OUT/<folder>-<name>.png where names repeat)."""
     from prodgen.client.images import read_image, write_image
@@ -81,7 +91,7 @@ def stylize(
     targets = picture_files(images, out)
     photos = [(path, read_image(path)) for path in images]
     style_image = read_image(style) if style is not None else None
-    with _client(url, timeout) as client, ProgressBoard() as board:
+    with _client(url, timeout, shared_memory) as client, ProgressBoard() as board:
         with board.task(f"stylize {model}", len(photos), "photos") as task:
             for (path, photo), target in zip(photos, targets, strict=True):
                 write_image(target, client.stylize(model, photo, style=style_image, alpha=alpha))
@@ -98,13 +108,14 @@ def upscale(
     overlap: Annotated[int, typer.Option(min=0, help="Pixels neighbouring tiles share.")] = 32,
     url: Url = DEFAULT_URL,
     timeout: Timeout = 300.0,
+    shared_memory: SharedMemory = False,
 ) -> None:
     """Upscale product photos of any size (large ones go in blended tiles); writes OUT/<name>.png for each."""
     from prodgen.client.images import read_image, write_image
 
     targets = picture_files(images, out)
     photos = [(path, read_image(path)) for path in images]
-    with _client(url, timeout) as client, ProgressBoard() as board:
+    with _client(url, timeout, shared_memory) as client, ProgressBoard() as board:
         with board.task(f"upscale {model}", len(photos), "photos") as overall:
             for (path, photo), target in zip(photos, targets, strict=True):
                 with board.task(f"{path.name} {photo.shape[1]}×{photo.shape[0]}", None, "tiles") as tiles:
