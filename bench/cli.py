@@ -2,6 +2,7 @@
 
     prodgen-bench direct fast-neural-style --batch 1,4 --size 256
     prodgen-bench served fast-neural-style --url localhost:8001 --concurrency 1,2,4,8 --repository models
+    prodgen-bench transfer srvgg-x2-small --size 2000   # gRPC vs shared memory, server on this host
     prodgen-bench zoo --out bench/reports/cpu-baseline   # the committed baseline; by default bench-results/
 
 Every command measures the machine's GEMM ceiling at its start and end, shows a live
@@ -44,6 +45,7 @@ from prodgen.bench.events import Observer
 from prodgen.bench.machine import describe_machine
 from prodgen.bench.report import BenchReport, command_line, report_dict, write_report
 from prodgen.bench.served import ServedSettings
+from prodgen.bench.transfer import TransferSettings, measure_transfer
 from prodgen.cli_support import run_app
 from prodgen.errors import ProdgenError
 from prodgen.triton_request import DEFAULT_URL
@@ -292,6 +294,41 @@ def served(
         report = _start(view, ceiling_seconds, targets)
         report.served.append(served_with_reference(url, model, settings, onnx_path, view))
         written = _finish(report, folder, plots, view, ceiling_seconds)
+    _summary(report, written, json_out)
+
+
+@app.command()
+def transfer(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Served model name (prodgen models).")],
+    url: Url = DEFAULT_URL,
+    size: Annotated[
+        int | None, typer.Option(help="Image side to send (default: the served model's tuned side).")
+    ] = None,
+    pairs: Annotated[int, typer.Option(min=2, help="Interleaved gRPC / shared-memory pairs.")] = TransferSettings.pairs,
+    pause: Annotated[
+        float, typer.Option(min=0.0, help="Untimed seconds after every request.")
+    ] = TransferSettings.pause_s,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per request.")] = TransferSettings.timeout_s,
+    ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
+    out: Out = None,
+    json_out: Json = False,
+) -> None:
+    """Pictures inside gRPC messages vs through Triton's system shared memory, on a server on this machine."""
+    from prodgen.bench.payloads import image_side, request_payloads
+    from prodgen.client.api import ProdgenClient
+    from prodgen.client.shared_memory import check_same_host
+
+    check_same_host(url)
+    with ProdgenClient(url) as client:
+        served_model = client.model(model)
+    payload = request_payloads(served_model, 1, image_side(served_model, size), variants=1)[0]
+    settings = TransferSettings(pairs=pairs, pause_s=pause, timeout_s=timeout)
+    folder = out or _default_out("transfer", model)
+    with LiveView(bench_console(stderr=json_out)) as view:
+        report = _start(view, ceiling_seconds, targets=False)
+        view.phase(f"{model} · gRPC and shared memory in interleaved pairs")
+        report.transfer.append(measure_transfer(url, model, payload, settings, view))
+        written = _finish(report, folder, False, view, ceiling_seconds)
     _summary(report, written, json_out)
 
 

@@ -22,8 +22,10 @@ from prodgen.bench.ceiling import Ceiling
 from prodgen.bench.direct import DirectResult
 from prodgen.bench.overhead import PairedOverhead
 from prodgen.bench.served import ServedResult
+from prodgen.bench.stats import summarize
 from prodgen.bench.tables import DIRECT_COLUMNS, REPORT_DIRECT, REPORT_SERVED, SERVED_COLUMNS, cells
 from prodgen.bench.targets import TargetCheck, evaluate
+from prodgen.bench.transfer import TransferComparison
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -36,6 +38,7 @@ class BenchReport:
     ceilings: list[Ceiling] = field(default_factory=list)
     direct: list[DirectResult] = field(default_factory=list)
     served: list[ServedResult] = field(default_factory=list)
+    transfer: list[TransferComparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
     check_targets: bool = False
@@ -174,6 +177,38 @@ def _overhead_line(overhead: PairedOverhead) -> str:
     return line
 
 
+def _transfer_section(comparison: TransferComparison) -> list[str]:
+    shapes = ", ".join(f"{name} {'×'.join(str(d) for d in shape)}" for name, shape in comparison.shapes.items())
+    lines = [
+        f"### {comparison.model} at {comparison.url}",
+        "",
+        f"{comparison.pairs} interleaved pairs of the same request ({shapes}: {comparison.input_bytes / 1e6:.1f} MB in, "
+        f"{comparison.output_bytes / 1e6:.1f} MB out); the same pictures both ways: {'yes' if comparison.identical else 'NO'}. "
+        "Outside the model: client latency minus Triton's compute_infer of the same request.",
+        "",
+    ]
+    rows = []
+    for mode in comparison.modes:
+        outside = summarize(mode.outside_model_ms) if mode.outside_model_ms else None
+        infer = summarize(mode.compute_infer_ms) if mode.compute_infer_ms else None
+        rows.append(
+            [
+                mode.mode,
+                f"{mode.latency.p50_ms:.1f}",
+                f"{mode.latency.max_ms:.1f}",
+                f"{infer.p50_ms:.1f}" if infer else "–",
+                f"{outside.p50_ms:.1f}" if outside else "–",
+            ]
+        )
+    lines += _table(["mode", "p50 ms", "max ms", "compute_infer p50 ms", "outside the model p50 ms"], rows)
+    lines.append(
+        f"- Shared memory saves per request: {comparison.saved_ms.text(' ms', signed=True)} (grpc − shared memory)"
+    )
+    if comparison.saved_outside_model_ms is not None:
+        lines.append(f"- Outside the model's run: {comparison.saved_outside_model_ms.text(' ms', signed=True)}")
+    return lines + [""]
+
+
 def _targets_lines(report: BenchReport) -> list[str]:
     checks = report.targets
     if not checks:
@@ -213,6 +248,10 @@ def markdown(report: BenchReport) -> str:
         lines += ["## Served mode", ""]
         for served in report.served:
             lines += _served_section(served)
+    if report.transfer:
+        lines += ["## Transfer: gRPC messages vs system shared memory", ""]
+        for comparison in report.transfer:
+            lines += _transfer_section(comparison)
     if report.plots:
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in report.plots] + [""]
     if report.notes:

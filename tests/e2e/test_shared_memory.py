@@ -12,6 +12,8 @@ import tritonclient.grpc as grpcclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
+from prodgen.bench.payloads import request_payloads
+from prodgen.bench.transfer import TransferSettings, measure_transfer
 from prodgen.client import ProdgenClient
 from prodgen.client.shared_memory import SharedMemoryRegions
 from prodgen.errors import ProdgenError
@@ -84,3 +86,18 @@ def test_stylize_cli_takes_shared_memory(embedded_server: EmbeddedServer, tmp_pa
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert Image.open(tmp_path / "coffee.png").size == Image.open(photo).size
+
+
+def test_transfer_bench_pairs_the_two_ways_and_splits_off_the_model(embedded_server: EmbeddedServer) -> None:
+    url = embedded_server.options.grpc_url
+    with ProdgenClient(url) as client:
+        (payload,) = request_payloads(client.model("fast-neural-style"), 1, 64, variants=1)
+    comparison = measure_transfer(url, "fast-neural-style", payload, TransferSettings(pairs=3, pause_s=0.0))
+    assert comparison.identical and comparison.pairs == 3
+    assert comparison.input_bytes == comparison.output_bytes == 64 * 64 * 3
+    for mode in comparison.modes:
+        assert len(mode.latencies_ms) == len(mode.outside_model_ms) == 3
+        assert all(0 < outside < latency for outside, latency in zip(mode.outside_model_ms, mode.latencies_ms))
+    assert comparison.saved_outside_model_ms is not None
+    assert comparison.saved_ms.low <= comparison.saved_ms.estimate <= comparison.saved_ms.high
+    assert not [name for name in registered(url) if name.startswith("prodgen-")]
