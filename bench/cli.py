@@ -42,7 +42,7 @@ from prodgen.bench.direct import (
     run_direct,
 )
 from prodgen.bench.events import Observer
-from prodgen.bench.machine import describe_machine
+from prodgen.bench.machine import describe_machine, scheduling_note
 from prodgen.bench.report import BenchReport, command_line, report_dict, write_report
 from prodgen.bench.served import ServedSettings
 from prodgen.bench.transfer import TransferSettings, measure_transfer
@@ -157,6 +157,10 @@ def _start(view: Observer, ceiling_seconds: float, targets: bool) -> BenchReport
         message = f"the machine was busy at the start (1-min load {load:.1f} on {cpus} CPUs): figures will be noisy; compare within this run"
         notes.append(message)
         view.note(message)
+    scheduling = scheduling_note()
+    if scheduling is not None:
+        notes.append(scheduling)
+        view.note(scheduling)
     view.phase("measuring the GEMM ceiling (start of run)")
     return BenchReport(
         command=command_line(),
