@@ -194,8 +194,11 @@ def _server_overhead(result: ServedResult, reference: DirectReference | None) ->
         parts = []
         if overhead.client_and_network_ms is not None:
             parts.append(f"client+network {overhead.client_and_network_ms:.2f} ms")
-        if overhead.backend_over_direct_ms is not None:
-            parts.append(f"python backend over direct {overhead.backend_over_direct_ms:+.2f} ms (means)")
+        if overhead.server is not None and overhead.server.compute_infer_ms is not None:
+            # two means side by side, not their difference: a difference is printed only with its interval
+            parts.append(
+                f"Triton compute_infer {overhead.server.compute_infer_ms:.2f} ms vs direct {overhead.direct.mean_ms:.2f} ms (means)"
+            )
         split = f"; {', '.join(parts)}" if parts else ""
         detail = (
             f"{_threshold_words(verdict)}, median of {overhead.pairs} interleaved served/direct pairs, {size}: "
