@@ -302,8 +302,8 @@ class ProdgenClient:
             done += len(chunks[-1][model.outputs[0].name])
             if progress is not None:
                 progress(done, total)
-        if len(chunks) == 1:
-            return chunks[0]
+        if len(chunks) == 1 and all(array.flags.writeable for array in chunks[0].values()):
+            return chunks[0]  # already the caller's own arrays (shared memory copies them out): no second copy
         return {spec.name: np.concatenate([chunk[spec.name] for chunk in chunks]) for spec in model.outputs}
 
     def _single_output(self, name: str, inputs: dict[str, np.ndarray], progress: Progress | None = None) -> np.ndarray:

@@ -38,6 +38,7 @@ def test_pictures_through_shared_memory_are_the_plain_grpc_ones(embedded_server:
     with ProdgenClient(url, shared_memory=True) as shared:
         assert shared.shared_memory_regions == []
         assert np.array_equal(shared.stylize("fast-neural-style", photo), styled)
+        assert styled.flags.writeable and shared.stylize("fast-neural-style", photo).flags.writeable  # callers own them
         in_use = shared.shared_memory_regions
         assert len(in_use) == 2 and set(in_use) <= set(registered(url))
         assert np.array_equal(shared.generate("dcgan", seed=3, count=6), generated)
@@ -97,7 +98,9 @@ def test_transfer_bench_pairs_the_two_ways_and_splits_off_the_model(embedded_ser
     assert comparison.input_bytes == comparison.output_bytes == 64 * 64 * 3
     for mode in comparison.modes:
         assert len(mode.latencies_ms) == len(mode.outside_model_ms) == 3
-        assert all(0 < outside < latency for outside, latency in zip(mode.outside_model_ms, mode.latencies_ms))
+        assert all(
+            0 < outside < latency for outside, latency in zip(mode.outside_model_ms, mode.latencies_ms, strict=True)
+        )
     assert comparison.saved_outside_model_ms is not None
     assert comparison.saved_ms.low <= comparison.saved_ms.estimate <= comparison.saved_ms.high
     assert not [name for name in registered(url) if name.startswith("prodgen-")]
