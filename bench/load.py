@@ -1,7 +1,8 @@
 """Load generators for served mode, and the log every request they send is counted in.
 
-Closed loop (concurrency N): N workers, each with its own gRPC channel, send a request,
-wait for its answer, and send the next. Open loop (request rate): requests leave on a
+Closed loop (concurrency N): N workers, each with its own connection (a gRPC channel to a
+Triton endpoint, or any other transport through `connect`), send a request, wait for its
+answer, and send the next. Open loop (request rate): requests leave on a
 schedule, evenly spaced or with Poisson arrivals, whether or not earlier ones have come
 back, so queueing at the server shows in the latency as it would for a shop's traffic.
 
@@ -19,9 +20,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 
@@ -121,13 +123,51 @@ def requested_outputs(endpoint: Endpoint) -> list[grpcclient.InferRequestedOutpu
     return triton_request.requested_outputs(endpoint.outputs)
 
 
+class Connection(Protocol):
+    """One worker's link to a server: sends the request for a payload and waits for its answer."""
+
+    def infer(self, payload_index: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+Connect = Callable[[Endpoint, list[Payload]], Connection]
+"""Opens one worker's connection; the closed loop calls it once per worker, in that worker's thread."""
+
+
+class TritonConnection:
+    """The KServe v2 gRPC link every Triton endpoint speaks: its own channel, requests built once."""
+
+    def __init__(self, endpoint: Endpoint, payloads: list[Payload]) -> None:
+        import tritonclient.grpc as grpcclient
+
+        self.endpoint = endpoint
+        self.client = grpcclient.InferenceServerClient(endpoint.url)
+        self.requests = [infer_inputs(endpoint, payload) for payload in payloads]
+        self.outputs = requested_outputs(endpoint)
+
+    def infer(self, payload_index: int) -> None:
+        self.client.infer(
+            self.endpoint.model,
+            self.requests[payload_index],
+            outputs=self.outputs,
+            client_timeout=self.endpoint.timeout_s,
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
 class ClosedLoop:
-    def __init__(self, endpoint: Endpoint, payloads: list[Payload], concurrency: int) -> None:
+    def __init__(
+        self, endpoint: Endpoint, payloads: list[Payload], concurrency: int, connect: Connect = TritonConnection
+    ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.endpoint = endpoint
         self.payloads = payloads
         self.concurrency = concurrency
+        self.connect = connect
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -140,25 +180,21 @@ class ClosedLoop:
             thread.start()
 
     def _worker(self, index: int, log: RequestLog) -> None:
-        import tritonclient.grpc as grpcclient
-
-        client = grpcclient.InferenceServerClient(self.endpoint.url)
-        requests = [infer_inputs(self.endpoint, payload) for payload in self.payloads]
-        outputs = requested_outputs(self.endpoint)
+        connection = self.connect(self.endpoint, self.payloads)
         turn = index
         try:
             while not self._stop.is_set() and log.reserve():
-                inputs = requests[turn % len(requests)]
+                payload_index = turn % len(self.payloads)
                 turn += self.concurrency
                 sent = log.now()
                 error: str | None = None
                 try:
-                    client.infer(self.endpoint.model, inputs, outputs=outputs, client_timeout=self.endpoint.timeout_s)
+                    connection.infer(payload_index)
                 except Exception as failure:  # noqa: BLE001 - every failure is a counted error, the loop goes on
                     error = _error_text(failure)
                 log.record(sent, log.now(), error)
         finally:
-            client.close()
+            connection.close()
 
     def stop(self) -> None:
         self._stop.set()

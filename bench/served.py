@@ -174,9 +174,11 @@ def measure_level(
     settings: ServedSettings,
     spec: LevelSpec,
     observer: Observer,
+    triton_statistics: bool = True,
 ) -> LoadLevel:
+    """One load level; `triton_statistics=False` for an endpoint that is not a Triton server."""
     log = RequestLog(settings.max_requests)
-    statistics = StatisticsReader(endpoint.url, endpoint.model)
+    statistics = StatisticsReader(endpoint.url, endpoint.model) if triton_statistics else None
     windows: list[WindowRecord] = []
     figures: list[WindowFigures] = []
     snapshots: list[ModelStatistics | None] = []
@@ -186,10 +188,10 @@ def measure_level(
         while log.now() < warm_until and not log.budget_spent:
             time.sleep(0.05)
         edge = log.now()
-        snapshots.append(statistics.read())
+        snapshots.append(statistics.read() if statistics is not None else None)
         while len(windows) < settings.max_windows and not log.budget_spent:
             end = _wait_window(log, edge, settings, observer)
-            snapshots.append(statistics.read())
+            snapshots.append(statistics.read() if statistics is not None else None)
             finished = log.finished_between(edge, end)
             ok = [s.latency_ms for s in finished if s.ok]
             figure = window_figures(ok, end - edge)
@@ -205,7 +207,8 @@ def measure_level(
     finally:
         generator.stop()
         generator.join()
-        statistics.close()
+        if statistics is not None:
+            statistics.close()
     return _summarize_level(log, windows, figures, snapshots, settings, spec, endpoint)
 
 
