@@ -4,6 +4,7 @@
     prodgen-bench served fast-neural-style --url localhost:8001 --concurrency 1,2,4,8 --repository models
     prodgen-bench transfer srvgg-x2-small --size 2000   # gRPC vs shared memory, server on this host
     prodgen-bench zoo --out bench/reports/cpu-baseline   # the committed baseline; by default bench-results/
+    prodgen-bench peers fast-neural-style --concurrency 1,4,8   # against FastAPI, PyTriton, LitServe peers
 
 Every command measures the machine's GEMM ceiling at its start and end, shows a live
 table, and writes a report folder (report.json with every sample, report.md, PNG plots).
@@ -43,6 +44,7 @@ from prodgen.bench.direct import (
 )
 from prodgen.bench.events import Observer
 from prodgen.bench.machine import describe_machine, scheduling_note
+from prodgen.bench.peers.settings import PeerSettings
 from prodgen.bench.report import BenchReport, command_line, report_dict, write_report
 from prodgen.bench.served import ServedSettings
 from prodgen.bench.transfer import TransferSettings, measure_transfer
@@ -395,6 +397,69 @@ def zoo_baseline(
         run_zoo_direct(names, settings, report, view)
         if served_names:
             serve_and_measure(served_names, served_settings, report, view, reference_settings=settings)
+        written = _finish(report, folder, plots, view, ceiling_seconds)
+    _summary(report, written, json_out)
+
+
+@app.command()
+def peers(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Zoo model name (prodgen-export --list).")],
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(metavar="PATH", help="Trained weights (once per file); seeded random weights if omitted."),
+    ] = None,
+    peer_names: Annotated[
+        str, typer.Option("--peers", help="Comma-separated peers to start beside prodgen.")
+    ] = ",".join(PeerSettings.peers),
+    concurrency: Concurrency = _listed(PeerSettings.concurrency),
+    size: Annotated[
+        int | None, typer.Option(help="Image side to send (default: the model's tuned side).")
+    ] = PeerSettings.size,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Windows per server and concurrency, the servers taking turns.")
+    ] = PeerSettings.rounds,
+    warmup: Annotated[float, typer.Option(min=0.0, help="Warm-up seconds before each window.")] = PeerSettings.warmup_s,
+    window: Window = PeerSettings.window_s,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds per request before it counts as an error.")
+    ] = PeerSettings.timeout_s,
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="prodgen's max_batch_size and the batching peers' largest batch.")
+    ] = PeerSettings.max_batch_size,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the random weights when no checkpoint is given.")
+    ] = PeerSettings.seed,
+    serve_threads: Annotated[
+        int | None,
+        typer.Option(help="Run prodgen serve with --threads N (ONNX Runtime threads per instance); default: its own."),
+    ] = PeerSettings.serve_threads,
+    plots: Plots = True,
+    ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
+    out: Out = None,
+    json_out: Json = False,
+) -> None:
+    """prodgen served against what a shop would write instead (FastAPI, PyTriton, LitServe), same model and load."""
+    from prodgen.bench.peers.compare import run_peers
+    from prodgen.bench.peers.launch import require_peer_packages
+
+    entry = zoo.get(model)
+    settings = PeerSettings(
+        peers=_names(peer_names),
+        concurrency=_numbers(concurrency, int, "--concurrency", 1),
+        size=size,
+        rounds=rounds,
+        warmup_s=warmup,
+        window_s=window,
+        timeout_s=timeout,
+        max_batch_size=max_batch,
+        seed=seed,
+        serve_threads=serve_threads,
+    )
+    require_peer_packages(settings.peers)
+    folder = out or _default_out("peers", entry.name)
+    with LiveView(bench_console(stderr=json_out)) as view:
+        report = _start(view, ceiling_seconds, targets=False)
+        report.peers.append(run_peers(entry.name, settings, checkpoint or [], view))
         written = _finish(report, folder, plots, view, ceiling_seconds)
     _summary(report, written, json_out)
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from prodgen.bench.direct import DirectResult
+    from prodgen.bench.peers.compare import PeersResult
     from prodgen.bench.report import BenchReport
     from prodgen.bench.served import ServedResult
 
@@ -93,9 +94,54 @@ def plot_served(result: ServedResult, path: Path) -> Path:
     return path
 
 
+def plot_peers(result: PeersResult, path: Path) -> Path:
+    """Left: images/s per concurrency, one bar per server. Right: p50 and p99 against images/s,
+    one line per server through its concurrency levels."""
+    plt = _pyplot()
+    names = list(dict.fromkeys(level.target for level in result.levels))
+    levels = list(result.settings.concurrency)
+    width = 0.8 / max(len(names), 1)
+    figure, (speed, latency) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for index, name in enumerate(names):
+        found = [result.level(name, c) for c in levels]
+        xs = [x + (index - (len(names) - 1) / 2) * width for x in range(len(levels))]
+        rates = [lv.images_per_s if lv else 0.0 for lv in found]
+        bars = speed.bar(xs, rates, width, label=name)
+        speed.bar_label(bars, labels=[f"{v:.1f}" if v else "" for v in rates], fontsize=7, rotation=90, padding=2)
+        points = [lv for lv in found if lv is not None and lv.latency is not None]
+        line = latency.plot(
+            [lv.images_per_s for lv in points], [lv.latency.p50_ms for lv in points if lv.latency], "-o"
+        )
+        colour = line[0].get_color()
+        latency.plot(
+            [lv.images_per_s for lv in points],
+            [lv.latency.p99_ms for lv in points if lv.latency],
+            ":s",
+            color=colour,
+            label=f"{name} (p50 —, p99 ···)",
+        )
+    speed.set_xticks(range(len(levels)), [f"c={c}" for c in levels])
+    speed.set_title("images/s (higher is better)", fontsize=10)
+    speed.grid(axis="y", alpha=0.3)
+    speed.margins(y=0.2)
+    speed.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncols=3)
+    latency.set_xlabel("throughput (images/s)")
+    latency.set_ylabel("latency (ms, client-measured)")
+    latency.set_title("latency against throughput, one point per concurrency", fontsize=10)
+    latency.grid(alpha=0.3)
+    latency.legend(fontsize=7)
+    payload = f"{result.image_side}² photos" if result.image_side else "latents"
+    figure.suptitle(f"{result.model} — prodgen served against its peers ({payload}, one a request)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def write_plots(report: BenchReport, folder: Path) -> list[Path]:
     paths = [
         plot_direct(result, folder / f"direct-{result.model}.png") for result in report.direct if result.measurements
     ]
     paths += [plot_served(result, folder / f"served-{result.model}.png") for result in report.served if result.levels]
+    paths += [plot_peers(result, folder / f"peers-{result.model}.png") for result in report.peers if result.levels]
     return paths

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from prodgen.bench.stats import summarize
 from prodgen.bench.tables import DIRECT_COLUMNS, REPORT_DIRECT, REPORT_SERVED, SERVED_COLUMNS, cells
 from prodgen.bench.targets import TargetCheck, evaluate
 from prodgen.bench.transfer import TransferComparison
+
+if TYPE_CHECKING:  # the peers need their optional extra; a report without them never imports it
+    from prodgen.bench.peers.compare import PeersResult
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -39,6 +42,8 @@ class BenchReport:
     direct: list[DirectResult] = field(default_factory=list)
     served: list[ServedResult] = field(default_factory=list)
     transfer: list[TransferComparison] = field(default_factory=list)
+    peers: list[PeersResult] = field(default_factory=list)
+    """prodgen served against the peers a shop would build instead (`prodgen-bench peers`)."""
     notes: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
     check_targets: bool = False
@@ -252,6 +257,12 @@ def markdown(report: BenchReport) -> str:
         lines += ["## Transfer: gRPC messages vs system shared memory", ""]
         for comparison in report.transfer:
             lines += _transfer_section(comparison)
+    if report.peers:
+        from prodgen.bench.peers.report import peers_section
+
+        lines += ["## prodgen against its peers", ""]
+        for peers in report.peers:
+            lines += peers_section(peers)
     if report.plots:
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in report.plots] + [""]
     if report.notes:
