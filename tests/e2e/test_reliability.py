@@ -46,8 +46,10 @@ CLASSES = 6
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repository = tmp_path_factory.mktemp("reliability") / "models"
+    # One instance each: the tests kill, and watch the memory of, a model's single stub process.
+    batching = BatchingOptions(max_batch_size=8, instance_count=1)
     for zoo_name, served in (("catalogue-dcgan", GENERATOR), ("srvgg-x2-small", UPSCALER)):
-        export_model(ExportRequest(zoo.get(zoo_name), repository, served, batching=BatchingOptions(max_batch_size=8)))
+        export_model(ExportRequest(zoo.get(zoo_name), repository, served, batching=batching))
     return repository
 
 
