@@ -149,7 +149,6 @@ def endpoint_for(server: RunningServer, template: Endpoint) -> Endpoint:
 
 def answers(server: RunningServer, endpoint: Endpoint, payloads: Sequence[Payload]) -> list[dict[str, np.ndarray]]:
     """The server's outputs for each payload, decoded to arrays."""
-    results = []
     if server.target.protocol == "http":
         connection = HttpConnection(endpoint, [])
         try:
@@ -157,6 +156,7 @@ def answers(server: RunningServer, endpoint: Endpoint, payloads: Sequence[Payloa
         finally:
             connection.close()
     triton = TritonConnection(endpoint, list(payloads))
+    results: list[dict[str, np.ndarray]] = []
     try:
         for request in triton.requests:
             result = triton.client.infer(
