@@ -166,7 +166,7 @@ def sample_products(count: int, pairs: list[tuple[int, int]], rng: np.random.Gen
     chosen = [pairs[index % len(pairs)] for index in range(count)]
     order = rng.permutation(count)
     backgrounds = rng.integers(len(BACKGROUND_NAMES), size=count)
-    return [Product(*chosen[i], int(b)) for i, b in zip(order, backgrounds, strict=True)]
+    return [Product(chosen[i][0], chosen[i][1], int(b)) for i, b in zip(order, backgrounds, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,7 @@ def train_unet(
     """Returns the averaged UNet and text encoder."""
     from diffusers import DDIMScheduler
 
-    noise_schedule = DDIMScheduler(**SD15_SCHEDULER)
+    noise_schedule: Any = DDIMScheduler(**SD15_SCHEDULER)
     alphas = noise_schedule.alphas_cumprod
     mean, std = latents
     parameters = [*unet.parameters(), *text_encoder.parameters()]
@@ -266,7 +266,7 @@ def save(folder: Path, vae: Any, text_encoder: Any, unet: Any, tokenizer: Any) -
     """The save_pretrained folder; the UNet and VAE as fp16 (diffusers casts them back to fp32 on load)."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    pipeline = StableDiffusionPipeline(
+    pipeline: Any = StableDiffusionPipeline(
         vae=copy.deepcopy(vae).to(torch.float16),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
