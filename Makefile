@@ -23,11 +23,12 @@ install: $(STAMP)
 demo: install
 	PATH="$(abspath $(BIN)):$$PATH" bash scripts/demo.sh
 
-# Re-train the demo checkpoints in demo/weights (a few minutes each on 2 cores; see demo/README.md).
+# Re-train the demo checkpoints in demo/weights (minutes each on 2 cores; see demo/README.md).
 demo-weights: install
 	$(BIN)/python -m demo.train_upscaler
 	$(BIN)/python -m demo.train_look
 	$(BIN)/python -m demo.train_catalogue_gan
+	$(BIN)/python -m demo.train_catalogue_diffusion
 
 test: install
 	$(BIN)/python -m pytest

@@ -79,6 +79,13 @@ def _cap(draw: ImageDraw.ImageDraw, box: Callable[[float, float], Point], colour
 _DRAWERS = (_tshirt, _mug, _bottle, _shoe, _handbag, _cap)
 
 
+def draw_product(
+    draw: ImageDraw.ImageDraw, category: int, left: float, top: float, size: float, colour: tuple[int, ...]
+) -> None:
+    """Draw product `category` (an index into CATEGORIES) filling the square at (left, top) of side `size`."""
+    _DRAWERS[category](draw, lambda x, y: (left + x * size, top + y * size), colour)
+
+
 def render(category: int, rng: np.random.Generator) -> np.ndarray:
     """One product picture of `category` (an index into CATEGORIES), uint8 RGB (SIDE, SIDE, 3)."""
     background = int(rng.integers(228, 252))
@@ -91,7 +98,7 @@ def render(category: int, rng: np.random.Generator) -> np.ndarray:
     draw.ellipse([left + 0.08 * size, top + 0.90 * size, left + 0.92 * size, top + 1.04 * size], fill=(shadow,) * 3)
     red, green, blue = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(0.45, 0.95), rng.uniform(0.35, 0.9))
     colour = (round(255 * red), round(255 * green), round(255 * blue))
-    _DRAWERS[category](draw, lambda x, y: (left + x * size, top + y * size), colour)
+    draw_product(draw, category, left, top, size, colour)
     return np.asarray(image.resize((SIDE, SIDE), Image.Resampling.LANCZOS))
 
 

@@ -65,15 +65,22 @@ def save_demo_weights(name: str, network: torch.nn.Module) -> Path:
     return path
 
 
+def _size(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder (a save_pretrained checkpoint)."""
+    return (
+        sum(file.stat().st_size for file in path.rglob("*") if file.is_file()) if path.is_dir() else path.stat().st_size
+    )
+
+
 def write_record(name: str, record: dict[str, object], train_seconds: float) -> Path:
-    """`weights/<name>.json`: evaluation numbers, seed, steps, data, and the time and machine."""
+    """`weights/<name>.json` beside `weights/<name>.safetensors` or the folder `weights/<name>/`: evaluation numbers, seed, steps, data, and the time and machine."""
     record = {
         **record,
         "train_seconds": round(train_seconds, 1),
         "threads": THREADS,
         "torch": torch.__version__,
         "machine": platform.machine(),
-        "weights_bytes": (WEIGHTS / f"{name}.safetensors").stat().st_size,
+        "weights_bytes": _size(WEIGHTS / name) if (WEIGHTS / name).is_dir() else _size(WEIGHTS / f"{name}.safetensors"),
     }
     path = WEIGHTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")

@@ -56,6 +56,9 @@ echo "== export: the demo models → $REPOSITORY/"
 prodgen-export srvgg-x2-small --checkpoint "$WEIGHTS/srvgg-x2-demo.safetensors" --name upscaler-x2 --repository "$REPOSITORY"
 prodgen-export fast-neural-style --checkpoint "$WEIGHTS/catalogue-look.safetensors" --name catalogue-look --repository "$REPOSITORY"
 prodgen-export catalogue-dcgan --checkpoint "$WEIGHTS/catalogue-dcgan.safetensors" --name catalogue --repository "$REPOSITORY"
+DIFFUSION_STARTED=$SECONDS
+prodgen-export stable-diffusion --checkpoint "$WEIGHTS/catalogue-diffusion" --name catalogue-diffusion --repository "$REPOSITORY"
+echo "demo: the diffusion export took $((SECONDS - DIFFUSION_STARTED)) s"
 
 echo "== serve: embedded Triton on $URL"
 prodgen serve --repository "$REPOSITORY" --grpc-port "$GRPC_PORT" \
@@ -80,6 +83,8 @@ with ProdgenClient(url) as client:
     models = client.models()
 for model in models:
     target = f"{out}/{model.name}"
+    if model.task == "diffusion":  # the text-to-picture model and its components: below
+        continue
     if model.task == "generate":
         command = ["prodgen", "generate", model.name, "--seed", "0", "--count", "16"]
         if model.inputs_of("class"):  # one grid per product category
@@ -96,6 +101,11 @@ for model in models:
         command = ["prodgen", "stylize", model.name, *photos, "--out", target]
     subprocess.run([*command, "--url", url], check=True)
 PY
+
+echo "== text to picture: captions a shop writes, pairs never trained on, a product restaged"
+DIFFUSION_STARTED=$SECONDS
+python -m demo.diffusion_pictures "$URL" "$OUT" catalogue-diffusion
+echo "demo: the diffusion pictures took $((SECONDS - DIFFUSION_STARTED)) s"
 
 echo "== bench: the served look network at 256x256, with a direct ONNX Runtime reference"
 prodgen-bench served catalogue-look --url "$URL" --repository "$REPOSITORY" --size 256 --concurrency 1,4 \

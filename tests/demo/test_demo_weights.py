@@ -82,3 +82,20 @@ def test_same_latent_different_category_gives_a_different_picture(generated: np.
     within = np.abs(generated[:, :8].astype(np.float64).mean(1) - generated[:, 8:].astype(np.float64).mean(1)).mean()
     between = min(np.abs(means[a] - means[b]).mean() for a in range(len(means)) for b in range(a + 1, len(means)))
     assert between > within
+
+
+def test_diffusion_folder_loads_as_prodgen_export_loads_a_checkpoint() -> None:
+    """The shipped save_pretrained folder passes `prodgen-export stable-diffusion`'s loading checks,
+    as FP32 modules, with a word-level tokenizer that knows every caption word."""
+    from demo.captioned_catalogue import SIDE, caption_words
+    from prodgen.zoo.stable_diffusion import load_stable_diffusion
+    from prodgen.zoo.stable_diffusion_graphs import picture_bounds
+
+    model = load_stable_diffusion(WEIGHTS / "catalogue-diffusion")
+    for module in (model.unet, model.vae, model.text_encoder):
+        assert {parameter.dtype for parameter in module.parameters()} == {torch.float32}
+    assert not model.inpainting and picture_bounds(model).opt_side == SIDE
+    unknown = model.tokenizer.unk_token_id
+    for word in caption_words():
+        assert unknown not in model.tokenizer(word).input_ids[1:-1]
+        assert len(model.tokenizer(word).input_ids) == 3
