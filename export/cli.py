@@ -18,6 +18,7 @@ from prodgen.export.zoo_listing import print_zoo
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.model_repository.publish import DEFAULT_REPOSITORY, check_repository
 from prodgen.names import check_model_name
+from prodgen.openvino_runtime import MISSING, openvino_available
 from prodgen.progress import ProgressBoard
 from prodgen.terminal_table import print_table
 
@@ -40,6 +41,9 @@ def _export_one(request: ExportRequest) -> ExportResult:
         out.print(f"{request.served_name}: FP16 fidelity: {result.fp16.final.describe()}")
         for note in result.fp16_published.notes:
             out.print(f"{request.served_name}: {note}")
+    for variant in result.cpu_variants:
+        for note in variant.notes:
+            out.print(f"{request.served_name}: {note}", soft_wrap=True)
     return result
 
 
@@ -121,6 +125,28 @@ def export(
     min_psnr: Annotated[
         float, typer.Option(help="FP16 fidelity gate: minimum PSNR against FP32 PyTorch, dB.")
     ] = ExportRequest.min_psnr_db,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also quantise to INT8 (QDQ ONNX, calibrated on photos/seeded latents) and publish <name>_int8 "
+            "where inside the INT8 gate and faster than FP32 ONNX Runtime here.",
+        ),
+    ] = False,
+    int8_min_psnr: Annotated[
+        float, typer.Option(help="INT8 fidelity gate: minimum PSNR against FP32 PyTorch, dB.")
+    ] = ExportRequest.int8_min_psnr_db,
+    int8_min_ssim: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="INT8 fidelity gate: minimum SSIM of the least similar picture.")
+    ] = ExportRequest.int8_min_ssim,
+    openvino: Annotated[
+        bool,
+        typer.Option(
+            "--openvino",
+            help="Also race OpenVINO against ONNX Runtime here (batch 1 and 4) and publish <name>_openvino "
+            "(OpenVINO IR for Triton's openvino backend) where it wins inside the FP16 gate (--min-psnr).",
+        ),
+    ] = False,
     latency_budget_ms: Annotated[
         float,
         typer.Option(
@@ -152,8 +178,13 @@ def export(
     for zoo_name in chosen:
         zoo.get(zoo_name)  # an unknown name, a wrong file or folder fails before any export starts
     if name is not None:  # so does a name the server could not serve, with the suffixes --fp16 adds
-        for served_name in [name, f"{name}_fp16", f"{name}_trt"] if fp16 else [name]:
-            check_model_name(served_name)
+        variants = (
+            (["_fp16", "_trt"] if fp16 else []) + (["_int8"] if int8 else []) + (["_openvino"] if openvino else [])
+        )
+        for suffix in ["", *variants]:
+            check_model_name(name + suffix)
+    if openvino and not openvino_available():
+        raise ProdgenError(f"--openvino: {MISSING}")
     for path in checkpoint or []:
         check_checkpoint_file(path)
     check_repository(repository, must_exist=False)
@@ -174,6 +205,10 @@ def export(
             fp16=fp16,
             min_psnr_db=min_psnr,
             latency_budget_s=latency_budget_ms / 1000 if latency_budget_ms > 0 else None,
+            int8=int8,
+            int8_min_psnr_db=int8_min_psnr,
+            int8_min_ssim=int8_min_ssim,
+            openvino=openvino,
         )
         try:
             results.append(_export_one(request))

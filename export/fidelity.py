@@ -24,7 +24,7 @@ kept in FP32 with the nodes that feed them, 1, 2, 4, … at a time, until the ga
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +38,12 @@ from prodgen.onnx_sessions import onnx_session
 from prodgen.zoo.spec import ZooModel
 
 DEFAULT_MIN_PSNR_DB = 40.0
+DEFAULT_INT8_MIN_PSNR_DB = 35.0
+"""INT8 rounds every activation to 256 levels per tensor: 35 dB against FP32 PyTorch is a
+picture a shopper cannot tell apart (about 4.5 uint8 levels RMS), where FP16 is held to 40."""
+DEFAULT_INT8_MIN_SSIM = 0.95
+"""INT8 error can gather in structure (banding in flat areas) that PSNR averages away, so the
+INT8 gate also asks the least similar picture for this SSIM."""
 DEFAULT_RANGE_FRACTION = 0.25
 """A tensor whose FP32 magnitude reaches this fraction of 65504 on the calibration inputs is
 at risk: other inputs (brighter photos, other latents) can push it over."""
@@ -67,15 +73,19 @@ class Fidelity:
     min_psnr_db: float
     lowest_ssim: float | None
     """SSIM of the least similar picture over all cases; None when the outputs are smaller than its window."""
+    min_ssim: float | None = None
+    """The lowest SSIM the gate accepts; None: PSNR alone decides."""
 
     @property
     def passed(self) -> bool:
-        return self.nonfinite == 0 and self.psnr_db >= self.min_psnr_db
+        ssim_ok = self.min_ssim is None or self.lowest_ssim is None or self.lowest_ssim >= self.min_ssim
+        return self.nonfinite == 0 and self.psnr_db >= self.min_psnr_db and ssim_ok
 
     def describe(self) -> str:
         psnr = "inf" if math.isinf(self.psnr_db) else f"{self.psnr_db:.2f}"
+        ssim_gate = f" (required ≥ {self.min_ssim:g})" if self.min_ssim is not None else ""
         return (
-            f"PSNR {psnr} dB (required ≥ {self.min_psnr_db:g} dB), {describe_ssim(self.lowest_ssim)}, "
+            f"PSNR {psnr} dB (required ≥ {self.min_psnr_db:g} dB), {describe_ssim(self.lowest_ssim)}{ssim_gate}, "
             f"max |Δ| {self.max_abs_diff:g}, NaN/Inf {self.nonfinite}"
         )
 
@@ -233,14 +243,30 @@ def measure_fidelity(
     watched = [name for name in _prequantised(emulated.graph) if name not in {spec.name for spec in model.outputs}]
     session = onnx_session(_with_outputs(emulated, watched))
     output_names = [spec.name for spec in model.outputs]
+    return compare_fidelity(
+        lambda inputs: session.run(output_names + watched, inputs), len(output_names), cases, reference, min_psnr_db
+    )
+
+
+def compare_fidelity(
+    run: Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]],
+    output_count: int,
+    cases: Cases,
+    reference: Sequence[Sequence[np.ndarray]],
+    min_psnr_db: float,
+    min_ssim: float | None = None,
+) -> Fidelity:
+    """PSNR, lowest SSIM, max |Δ| and NaN/Inf of `run` against `reference` (FP32 PyTorch) over `cases`.
+
+    `run` returns the model's outputs first; any tensors after them are only checked for NaN/Inf."""
     squared, count, worst, nonfinite = 0.0, 0, 0.0, 0
     peak_squared = 0.0
     ssims: list[float | None] = []
     for inputs, expected in zip(cases, reference, strict=True):
-        results = session.run(output_names + watched, inputs)
-        for want, got in zip(expected, results[: len(output_names)], strict=True):
+        results = run(inputs)
+        for want, got in zip(expected, results[:output_count], strict=True):
             if want.shape != got.shape:
-                raise RuntimeError(f"FP16 graph gave shape {got.shape}, PyTorch {want.shape}")
+                raise RuntimeError(f"the candidate gave shape {got.shape}, PyTorch {want.shape}")
             error, peak2 = _psnr(want, got)
             squared += error
             count += want.size
@@ -249,10 +275,10 @@ def measure_fidelity(
             ssims.append(lowest_ssim(want, got))
             if got.dtype.kind == "f":
                 nonfinite += int(np.count_nonzero(~np.isfinite(got)))
-        nonfinite += sum(int(np.count_nonzero(~np.isfinite(extra))) for extra in results[len(output_names) :])
+        nonfinite += sum(int(np.count_nonzero(~np.isfinite(extra))) for extra in results[output_count:])
     mse = squared / max(count, 1)
     psnr = math.inf if mse == 0 else 10 * math.log10(peak_squared / mse)
-    return Fidelity(psnr, worst, nonfinite, min_psnr_db, lowest_of(ssims))
+    return Fidelity(psnr, worst, nonfinite, min_psnr_db, lowest_of(ssims), min_ssim)
 
 
 def _tensor_values(
@@ -313,9 +339,17 @@ def precision_losses(
 ) -> dict[str, float]:
     """Each named tensor's RMS difference between the FP16 emulation and the FP32 graph,
     relative to its FP32 RMS, over `cases` (inf where the emulation is not finite)."""
+    return relative_errors(fp32_model, emulation_graph(fp16_model), names, cases)
+
+
+def relative_errors(
+    fp32_model: onnx.ModelProto, candidate: onnx.ModelProto, names: Sequence[str], cases: Cases
+) -> dict[str, float]:
+    """Each named tensor's RMS difference between `candidate` and the FP32 graph, relative to
+    its FP32 RMS, over `cases` (inf where the candidate is not finite)."""
     squared_error = dict.fromkeys(names, 0.0)
     squared_value = dict.fromkeys(names, 0.0)
-    for name, (want, got) in _tensor_values([fp32_model, emulation_graph(fp16_model)], names, cases):
+    for name, (want, got) in _tensor_values([fp32_model, candidate], names, cases):
         difference = got.astype(np.float64) - want.astype(np.float64)
         squared_error[name] += float(np.square(difference).sum()) if np.isfinite(difference).all() else math.inf
         squared_value[name] += float(np.square(want.astype(np.float64)).sum())

@@ -21,7 +21,14 @@ import torch
 import prodgen
 from prodgen.canary import write_canary
 from prodgen.errors import ProdgenError
-from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Fp16Outcome, fp16_with_fallback
+from prodgen.export.cpu_variants import Variant, VariantContext, int8_variant, openvino_variant
+from prodgen.export.fidelity import (
+    DEFAULT_INT8_MIN_PSNR_DB,
+    DEFAULT_INT8_MIN_SSIM,
+    DEFAULT_MIN_PSNR_DB,
+    Fp16Outcome,
+    fp16_with_fallback,
+)
 from prodgen.export.fp16_publish import Fp16Published, publish_fp16
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.queue_sizing import DEFAULT_LATENCY_BUDGET_S, QueueSizing, size_queue
@@ -52,6 +59,12 @@ class ExportRequest:
     latency_budget_s: float | None = DEFAULT_LATENCY_BUDGET_S
     """Bound the server's queue to what the model answers within this many seconds (measured
     throughput × budget); None publishes an unbounded queue."""
+    int8: bool = False
+    """Also quantise to INT8 (QDQ) and publish `<name>_int8` where inside the gate and faster here."""
+    int8_min_psnr_db: float = DEFAULT_INT8_MIN_PSNR_DB
+    int8_min_ssim: float = DEFAULT_INT8_MIN_SSIM
+    openvino: bool = False
+    """Also race OpenVINO against ONNX Runtime and publish `<name>_openvino` where it wins."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,8 @@ class ExportResult:
     loading_notes: list[str] = field(default_factory=list)
     """What loading decided beyond the weights (StyleGAN2: where the truncation centre came from)."""
     queue: QueueSizing | None = None
+    cpu_variants: list[Variant] = field(default_factory=list)
+    """`<name>_int8` and `<name>_openvino` when asked for: published or not, and why."""
 
 
 def _sha256(path: Path) -> str:
@@ -154,4 +169,16 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
                 model, request.served_name, request.repository, batching, onnx_path,
                 Path(work) / "model_fp16.onnx", fp16, _provenance(request, parity, loading_notes),
             )  # fmt: skip
-    return ExportResult(published, parity, fp16, fp16_published, loading_notes, queue)
+        variants: list[Variant] = []
+        if request.int8 or request.openvino:
+            context = VariantContext(
+                model, request.served_name, request.repository, batching, onnx_path, Path(work), cases,
+                [run_pytorch(graph, model, inputs) for inputs in cases], _provenance(request, parity, loading_notes),
+            )  # fmt: skip
+            if request.int8:
+                step("quantising to INT8, checking its fidelity and racing it against FP32")
+                variants.append(int8_variant(context, request.int8_min_psnr_db, request.int8_min_ssim))
+            if request.openvino:
+                step("converting to OpenVINO, checking its fidelity and racing it against ONNX Runtime")
+                variants.append(openvino_variant(context, request.min_psnr_db))
+    return ExportResult(published, parity, fp16, fp16_published, loading_notes, queue, variants)

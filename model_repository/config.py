@@ -7,7 +7,7 @@ Triton's parser accepts. prodgen's facts about a model (task, image bounds) trav
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from google.protobuf import text_format
@@ -15,7 +15,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.contract import TensorSpec
 from prodgen.model_facts import PARAMETER_PREFIX, PublishedFacts, to_parameters
-from prodgen.model_repository.publish import ONNX_FILE, PLAN_FILE
+from prodgen.model_repository.publish import ONNX_FILE, OPENVINO_FILE, PLAN_FILE
 from prodgen.model_repository.warmup import add_model_warmup
 from prodgen.tensorrt_defaults import DEFAULT_WORKSPACE_BYTES
 
@@ -197,3 +197,26 @@ def tensorrt_plan_config(model: ZooModel, served_name: str, batching: BatchingOp
     config.default_model_filename = PLAN_FILE
     _on_gpu(config)
     return add_model_warmup(config, model.bounds.opt_side if model.bounds else None)
+
+
+OPENVINO_PARAMETERS = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+"""Triton openvino backend parameters (names from its README): one stream using every core per
+request, the setting export measures OpenVINO with before it publishes the variant."""
+
+
+def openvino_config(model: ZooModel, served_name: str, batching: BatchingOptions) -> mc.ModelConfig:
+    """A config for Triton's `openvino` backend serving the IR `model.xml` on CPU, same tensors and parameters.
+
+    `max_batch_size` is 1: with a non-zero max batch the backend fixes the network's batch at
+    that size (`ov::set_batch`) and fails any execution whose requests add up to less, unless
+    ENABLE_BATCH_PADDING pads them, which computes the whole max batch for a single image. At 1
+    every request is one image, computed once; the prodgen client splits batches to fit.
+    """
+    config = onnxruntime_config(model, served_name, replace(batching, max_batch_size=1))
+    config.backend = "openvino"
+    config.default_model_filename = OPENVINO_FILE
+    for group in config.instance_group:
+        group.kind = mc.ModelInstanceGroup.KIND_CPU
+    for key, value in OPENVINO_PARAMETERS.items():
+        config.parameters[key].string_value = value
+    return config

@@ -31,6 +31,8 @@ ONNX_FILE = "model.onnx"
 """The file in each version folder that the onnxruntime backend (and the embedded server) loads."""
 PLAN_FILE = "model.plan"
 """The serialised TensorRT engine the tensorrt_plan platform loads."""
+OPENVINO_FILE = "model.xml"
+"""The OpenVINO IR (with its weights in `model.bin` beside it) that Triton's openvino backend loads by default."""
 
 
 @dataclass(frozen=True)

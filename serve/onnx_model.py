@@ -1,8 +1,11 @@
-"""Triton python-backend model that runs a prodgen `model.onnx` with ONNX Runtime.
+"""Triton python-backend model that runs a prodgen `model.onnx` with ONNX Runtime, or an
+OpenVINO variant's `model.xml` with OpenVINO.
 
 The embedded server has only Triton's python backend, so each ONNX model is served by
 a copy of this file as `model.py`. It imports nothing from prodgen: only numpy,
-onnxruntime and Triton's `triton_python_backend_utils`, which the stub provides.
+onnxruntime and Triton's `triton_python_backend_utils`, which the stub provides (and
+openvino for a model mirrored from Triton's openvino backend: `prodgen.runtime` = openvino,
+compiled with that config's PERFORMANCE_HINT / NUM_STREAMS as the production backend does).
 
 Requests that the dynamic batcher hands over together are concatenated along the batch
 axis when their other dimensions agree and run as one ONNX Runtime call. A request that
@@ -66,8 +69,13 @@ class TritonPythonModel:
         }
         self.min_side = int(parameters.get(_PREFIX + "min_side", "1"))
         self.max_side = int(parameters.get(_PREFIX + "max_side", str(1 << 30)))
+        threads = int(parameters.get(_PREFIX + "intra_op_threads", "0"))
+        folder = os.path.join(args["model_repository"], args["model_version"])
+        if parameters.get(_PREFIX + "runtime") == "openvino":
+            self.run = self._openvino(os.path.join(folder, "model.xml"), parameters, threads)
+            return
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(parameters.get(_PREFIX + "intra_op_threads", "0"))
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         # Threads that spin after a run hold the cores while the response is still being sent;
         # the mirror decides (prodgen.serve.session_threads), ONNX Runtime's default is to spin.
@@ -76,8 +84,25 @@ class TritonPythonModel:
         options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         # The mirror links the version's ONNX file under this name (ONNX_FILE of
         # prodgen.model_repository.config); this file runs in Triton's python stub and imports nothing from prodgen.
-        onnx_path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(os.path.join(folder, "model.onnx"), options, providers=["CPUExecutionProvider"])
+        self.run = lambda feed: session.run(self.output_names, feed)
+
+    def _openvino(self, xml_path: str, parameters: dict[str, str], threads: int) -> Any:
+        """OpenVINO's CPU plugin with the settings Triton's openvino backend reads from the same config."""
+        import openvino
+
+        properties = {key: parameters[key] for key in ("PERFORMANCE_HINT", "NUM_STREAMS") if key in parameters}
+        if threads:
+            properties["INFERENCE_NUM_THREADS"] = str(threads)
+        compiled = openvino.Core().compile_model(xml_path, "CPU", properties)
+        request = compiled.create_infer_request()
+        ports = [compiled.output(name) for name in self.output_names]
+
+        def run(feed: Arrays) -> list[np.ndarray]:
+            results = request.infer(feed)
+            return [np.asarray(results[port]) for port in ports]
+
+        return run
 
     def _check_sides(self, name: str, shape: Any) -> None:
         for label, side in (("height", shape[1]), ("width", shape[2])):
@@ -134,7 +159,7 @@ class TritonPythonModel:
             for name in self.input_names
         }
         try:
-            outputs = self.session.run(self.output_names, feed)
+            outputs = self.run(feed)
         except Exception as error:  # noqa: BLE001 - ONNX Runtime's failure goes back to each caller, the server stays up
             for index, _ in members:
                 responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error)))

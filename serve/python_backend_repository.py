@@ -3,6 +3,8 @@
 Each `onnxruntime` model keeps its name, inputs, outputs, batching and versions; only
 the backend changes (to python, running `serve/onnx_model.py` over the same `model.onnx`),
 so clients see exactly what a production Triton with the onnxruntime backend would show.
+An `openvino` model (`<name>_openvino`, OpenVINO IR) is mirrored the same way, with the same
+python model running its `model.xml` through OpenVINO (`prodgen.runtime` = openvino).
 Models this server cannot run (TensorRT plans) are left out and reported. Models that
 already are python-backend models (the Stable-Diffusion pipeline) pass through unchanged.
 Every file of a version is mirrored, so ONNX external data (`model.onnx.data`) lies beside
@@ -32,6 +34,7 @@ from prodgen.model_repository.config import PARAMETER_PREFIX, parse_pbtxt, to_pb
 from prodgen.model_repository.publish import (
     CONFIG_FILE,
     ONNX_FILE,
+    OPENVINO_FILE,
     model_names,
     staging_dir,
     versions,
@@ -74,6 +77,8 @@ def python_backend_config(
         session_threads.intra_op_threads(intra_op_threads, count)
     )
     mirrored.parameters[PARAMETER_PREFIX + "intra_op_spinning"].string_value = str(int(session_threads.ALLOW_SPINNING))
+    if _is_openvino_model(config):
+        mirrored.parameters[PARAMETER_PREFIX + "runtime"].string_value = "openvino"
     if drain_marker is not None:
         mirrored.parameters[PARAMETER_PREFIX + "drain_marker"].string_value = str(drain_marker)
     return mirrored
@@ -81,6 +86,10 @@ def python_backend_config(
 
 def _is_onnx_model(config: mc.ModelConfig) -> bool:
     return config.backend == "onnxruntime" or config.platform == "onnxruntime_onnx"
+
+
+def _is_openvino_model(config: mc.ModelConfig) -> bool:
+    return config.backend == "openvino"
 
 
 def _is_python_model(config: mc.ModelConfig) -> bool:
@@ -130,7 +139,7 @@ def _fill_version(source: Path, folder: Path) -> None:
     version folder aside, the mirror's loaded copy must stay readable until the mirror follows.
     Every file of the version comes along (ONNX external data, a python model's neighbours);
     ONNX models get the ONNX Runtime `model.py`."""
-    if (source / ONNX_FILE).is_file():
+    if (source / ONNX_FILE).is_file() or (source / OPENVINO_FILE).is_file():
         shutil.copyfile(PYTHON_MODEL_SOURCE, folder / "model.py")
     for item in source.iterdir():
         if (folder / item.name).exists():
@@ -200,6 +209,14 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
                 if _sync_model(
                     source, target / name, to_pbtxt(config), staging_root, _versions_with(source, "model.py")
                 ):
+                    changed.append(name)
+                served.append(name)
+        elif _is_openvino_model(config):
+            if not (wanted := _versions_with(source, OPENVINO_FILE)):
+                skipped[name] = f"no version with {OPENVINO_FILE}"
+            else:
+                config_text = to_pbtxt(python_backend_config(config, intra_op_threads, target.parent / DRAIN_MARKER))
+                if _sync_model(source, target / name, config_text, staging_root, wanted):
                     changed.append(name)
                 served.append(name)
         elif not _is_onnx_model(config):

@@ -1,0 +1,143 @@
+"""The CPU variants beside the FP32 `<name>`: `<name>_int8` (QDQ ONNX) and `<name>_openvino`
+(OpenVINO IR), each published only where it is inside its fidelity gate AND faster than FP32
+ONNX Runtime on this machine. Either way the export says what was measured and decided."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from prodgen.bench.onnxruntime_runtime import cpu_session
+from prodgen.errors import ProdgenError
+from prodgen.export.cpu_race import Race, race
+from prodgen.export.fidelity import Cases
+from prodgen.export.int8 import Int8Outcome, int8_with_fallback
+from prodgen.export.openvino_variant import OpenVinoOutcome, check_openvino
+from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, openvino_config, to_pbtxt
+from prodgen.model_repository.publish import ONNX_FILE, OPENVINO_FILE, PublishedVersion, publish
+from prodgen.openvino_runtime import openvino_version
+from prodgen.zoo.spec import ZooModel
+
+INT8_RECORD = "prodgen-int8.json"
+OPENVINO_RECORD = "prodgen-openvino.json"
+
+
+@dataclass
+class Variant:
+    """One CPU variant's outcome: published or not, and the lines that say why."""
+
+    name: str
+    published: PublishedVersion | None = None
+    notes: list[str] = field(default_factory=list)
+    int8: Int8Outcome | None = None
+    openvino: OpenVinoOutcome | None = None
+    race: Race | None = None
+
+
+@dataclass(frozen=True)
+class VariantContext:
+    """What both variants need from the FP32 export."""
+
+    model: ZooModel
+    served_name: str
+    repository: Path
+    batching: BatchingOptions
+    onnx_path: Path
+    work: Path
+    cases: Cases
+    reference: Sequence[Sequence[np.ndarray]]
+    provenance: dict[str, object]
+
+
+def _race_record(measured: Race) -> dict[str, object]:
+    return {**asdict(measured), "speedup": {str(b): measured.speedup(b) for b in measured.baseline_ms}}
+
+
+def int8_variant(context: VariantContext, min_psnr_db: float, min_ssim: float) -> Variant:
+    model, name = context.model, f"{context.served_name}_int8"
+    variant = Variant(name)
+    try:
+        outcome = int8_with_fallback(
+            context.onnx_path, context.work, model, context.cases, context.reference, min_psnr_db, min_ssim, name
+        )
+    except ProdgenError as refusal:
+        variant.notes.append(str(refusal))
+        return variant
+    variant.int8 = outcome
+    kept = ", ".join(f"{layer} ({why})" for layer, why in outcome.kept_fp32.items()) or "none"
+    variant.notes.append(f"INT8 fidelity: {outcome.final.describe()}")
+    variant.notes.append(f"INT8: {outcome.quantised_layers} layers in INT8; kept in FP32: {kept}")
+    names = [spec.name for spec in model.outputs]
+    fp32, int8 = cpu_session(str(context.onnx_path), 0), cpu_session(str(outcome.path), 0)
+    variant.race = race(model, "INT8 ONNX Runtime", lambda f: fp32.run(names, f), lambda f: int8.run(names, f))
+    variant.notes.append(f"INT8: {variant.race.describe()}")
+    if not variant.race.wins:
+        variant.notes.append(f"INT8: {name} not published: not faster than FP32 ONNX Runtime here")
+        return variant
+    variant.published = publish_int8(context, outcome, variant.race)
+    variant.notes.append(f"INT8: published {name} version {variant.published.version} (QDQ ONNX)")
+    return variant
+
+
+def publish_int8(context: VariantContext, outcome: Int8Outcome, measured: Race) -> PublishedVersion:
+    name = f"{context.served_name}_int8"
+    record = {
+        **context.provenance,
+        "int8": {
+            "gate": "INT8 QDQ graph run by ONNX Runtime vs FP32 PyTorch on the verification inputs",
+            "first_try": asdict(outcome.first),
+            "published": asdict(outcome.final),
+            "kept_fp32": outcome.kept_fp32,
+            "int8_layers": outcome.quantised_layers,
+            "race": _race_record(measured),
+        },
+    }
+
+    def write(folder: Path) -> None:
+        shutil.copyfile(outcome.path, folder / ONNX_FILE)
+        (folder / INT8_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+
+    config = to_pbtxt(onnxruntime_config(context.model, name, context.batching))
+    return publish(context.repository, name, write, lambda _v: config)
+
+
+def openvino_variant(context: VariantContext, min_psnr_db: float) -> Variant:
+    model, name = context.model, f"{context.served_name}_openvino"
+    variant = Variant(name)
+    outcome = check_openvino(context.onnx_path, context.work, model, context.cases, context.reference, min_psnr_db)
+    variant.openvino, variant.race = outcome, outcome.race
+    variant.notes.append(f"OpenVINO ({outcome.precision} on this CPU) fidelity: {outcome.fidelity.describe()}")
+    variant.notes.append(f"OpenVINO: {outcome.race.describe()}")
+    if not outcome.publish:
+        variant.notes.append(f"OpenVINO: {name} {outcome.verdict()}")
+        return variant
+    variant.published = publish_openvino(context, outcome)
+    variant.notes.append(f"OpenVINO: published {name} version {variant.published.version} (OpenVINO IR, max batch 1)")
+    return variant
+
+
+def publish_openvino(context: VariantContext, outcome: OpenVinoOutcome) -> PublishedVersion:
+    name = f"{context.served_name}_openvino"
+    record = {
+        **context.provenance,
+        "openvino": {
+            "version": openvino_version(),
+            "inference_precision_here": outcome.precision,
+            "gate": "OpenVINO CPU plugin (published settings) vs FP32 PyTorch on the verification inputs",
+            "fidelity": asdict(outcome.fidelity),
+            "race": _race_record(outcome.race),
+        },
+    }
+
+    def write(folder: Path) -> None:
+        shutil.copyfile(outcome.xml_path, folder / OPENVINO_FILE)
+        shutil.copyfile(outcome.xml_path.with_suffix(".bin"), (folder / OPENVINO_FILE).with_suffix(".bin"))
+        (folder / OPENVINO_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+
+    config = to_pbtxt(openvino_config(context.model, name, context.batching))
+    return publish(context.repository, name, write, lambda _v: config)

@@ -1,0 +1,75 @@
+"""OpenVINO on the CPU: one way to convert a verified ONNX to OpenVINO's IR and to run it.
+
+Export (to decide and check the `<name>_openvino` variant) and the benchmarks run OpenVINO
+through here with the settings the published config gives Triton's openvino backend
+(`OPENVINO_PARAMETERS`), so that what is measured is what is served. OpenVINO is an optional
+extra (`pip install 'prodgen[openvino]'`); it is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from prodgen.errors import ProdgenError
+from prodgen.model_repository.config import OPENVINO_PARAMETERS
+
+Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+MISSING = "OpenVINO is not installed: pip install 'prodgen[openvino]'"
+
+
+def openvino_available() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def openvino_version() -> str | None:
+    if not openvino_available():
+        return None
+    import openvino
+
+    return str(openvino.__version__)
+
+
+def save_ir(onnx_path: Path, xml_path: Path) -> None:
+    """`onnx_path` as OpenVINO IR (`xml_path` and its `.bin`), weights kept in FP32.
+
+    `openvino.save_model` compresses weights to FP16 unless told not to; the variant is
+    checked as an FP32 runtime, like the ONNX it replaces."""
+    if not openvino_available():
+        raise ProdgenError(MISSING)
+    import openvino
+
+    openvino.save_model(openvino.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
+
+
+def openvino_runner(model_path: Path, output_names: list[str], threads: int = 0) -> Run:
+    """A callable running `model_path` (IR or ONNX) on the CPU with the published settings;
+    threads 0: OpenVINO's default (the machine's cores)."""
+    if not openvino_available():
+        raise ProdgenError(MISSING)
+    import openvino
+
+    properties: dict[str, str] = dict(OPENVINO_PARAMETERS)
+    if threads:
+        properties["INFERENCE_NUM_THREADS"] = str(threads)
+    compiled = openvino.Core().compile_model(str(model_path), "CPU", properties)
+    request = compiled.create_infer_request()
+    outputs = [compiled.output(name) for name in output_names]
+
+    def run(feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        results = request.infer(feed)
+        return [np.asarray(results[port]) for port in outputs]
+
+    return run
+
+
+def inference_precision() -> str:
+    """The precision OpenVINO's CPU plugin runs FP32 models in on this machine by default."""
+    if not openvino_available():
+        raise ProdgenError(MISSING)
+    import openvino
+
+    return str(openvino.Core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name())

@@ -1,0 +1,106 @@
+"""`--int8`: a QDQ graph inside the INT8 gate with its FP32 layers named, or a refusal that says why."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from prodgen import zoo
+from prodgen.errors import ProdgenError
+from prodgen.export.int8 import int8_with_fallback, quantisable_layers
+from prodgen.export.onnx_export import export_onnx
+from prodgen.export.verify import run_pytorch
+from prodgen.model_repository.config import parse_pbtxt
+from prodgen.zoo.loading import serving_module
+from prodgen.zoo.samples import verification_cases
+from tests_support import console_script
+
+Exported = tuple[Path, list[dict[str, np.ndarray]], list[list[np.ndarray]]]
+UPSCALER = "srvgg-x2-small"
+WEIGHTS = Path(__file__).parents[2] / "demo" / "weights" / "srvgg-x2-demo.safetensors"
+"""A small trained upscaler (the demo's): Convs to quantise, and pictures worth comparing."""
+
+
+@pytest.fixture(scope="module")
+def upscaler_onnx(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    model = zoo.get(UPSCALER)
+    graph = serving_module(model, WEIGHTS, 0)
+    cases = verification_cases(model)
+    path = tmp_path_factory.mktemp("int8") / "model.onnx"
+    export_onnx(graph, model, cases[0], path)
+    return path, cases, [run_pytorch(graph, model, inputs) for inputs in cases]
+
+
+def _dequantised_weights(path: Path) -> dict[str, bool]:
+    """Layer name → whether its weight reaches it through a DequantizeLinear (i.e. it runs in INT8)."""
+    graph = onnx.load(str(path)).graph
+    dequantised = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    return {
+        node.name: node.input[1] in dequantised
+        for node in graph.node
+        if node.name in set(quantisable_layers(onnx.load(str(path))))
+    }
+
+
+def test_a_gate_the_full_int8_graph_misses_keeps_the_worst_layers_in_fp32_and_names_them(
+    upscaler_onnx: Exported, tmp_path: Path
+) -> None:
+    path, cases, reference = upscaler_onnx
+    model = zoo.get(UPSCALER)
+    lenient = int8_with_fallback(path, tmp_path, model, cases, reference, min_psnr_db=0.0, min_ssim=0.0)
+    assert not lenient.kept_fp32 and lenient.first == lenient.final
+    assert all(_dequantised_weights(lenient.path).values())
+    stricter = lenient.first.psnr_db + 0.5
+    outcome = int8_with_fallback(path, tmp_path, model, cases, reference, min_psnr_db=stricter, min_ssim=0.0)
+    assert not outcome.first.passed and outcome.final.passed and outcome.final.psnr_db >= stricter
+    assert outcome.kept_fp32 and set(outcome.kept_fp32) <= set(quantisable_layers(onnx.load(str(path))))
+    assert all("relative RMS error in INT8" in why for why in outcome.kept_fp32.values())
+    runs_int8 = _dequantised_weights(outcome.path)
+    assert not any(runs_int8[name] for name in outcome.kept_fp32)
+    assert outcome.quantised_layers == sum(runs_int8.values()) > 0
+
+
+def test_a_gate_no_int8_graph_can_meet_is_refused_with_the_measured_fidelity(
+    upscaler_onnx: Exported, tmp_path: Path
+) -> None:
+    path, cases, reference = upscaler_onnx
+    with pytest.raises(ProdgenError, match=r"up_int8: INT8 fidelity gate failed: PSNR .* layers kept in FP32"):
+        int8_with_fallback(path, tmp_path, zoo.get(UPSCALER), cases, reference, 200.0, 0.0, "up_int8")
+
+
+def test_export_int8_says_what_it_measured_and_publishes_only_a_faster_model(tmp_path: Path) -> None:
+    repository = tmp_path / "models"
+    result = subprocess.run(
+        [console_script("prodgen-export"), UPSCALER, "--checkpoint", str(WEIGHTS), "--name", "up", "--int8",
+         "--repository", str(repository), "--max-batch", "4"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    printed = " ".join(result.stdout.split())
+    assert "INT8 fidelity: PSNR" in printed and "layers in INT8; kept in FP32:" in printed
+    assert "INT8 ONNX Runtime vs FP32 ONNX Runtime at 256×256" in printed and "batch 4:" in printed
+    if "published up_int8" in printed:
+        record = json.loads((repository / "up_int8" / "1" / "prodgen-int8.json").read_text())
+        assert record["int8"]["published"]["psnr_db"] >= 35 and record["int8"]["published"]["lowest_ssim"] >= 0.95
+        assert all(speedup > 1 for speedup in record["int8"]["race"]["speedup"].values())
+        config = parse_pbtxt((repository / "up_int8" / "config.pbtxt").read_text())
+        assert config.backend == "onnxruntime" and config.max_batch_size == 4
+        graph = onnx.load(str(repository / "up_int8" / "1" / "model.onnx")).graph
+        assert any(node.op_type == "QuantizeLinear" for node in graph.node)
+    else:
+        assert "up_int8 not published: not faster than FP32 ONNX Runtime here" in printed
+        assert not (repository / "up_int8").exists()
+
+
+def test_a_model_without_layers_to_quantise_is_refused_in_one_line(tmp_path: Path) -> None:
+    model = zoo.get("dcgan")  # ConvTranspose only: left in FP32, where ONNX Runtime's CPU kernels are faster
+    graph = serving_module(model, None, 0)
+    cases = verification_cases(model)
+    export_onnx(graph, model, cases[0], tmp_path / "model.onnx")
+    with pytest.raises(ProdgenError, match="no Conv/MatMul/Gemm layers to quantise to INT8"):
+        int8_with_fallback(tmp_path / "model.onnx", tmp_path, model, cases, [], served_name="dcgan_int8")
