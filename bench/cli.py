@@ -5,6 +5,7 @@
     prodgen-bench transfer srvgg-x2-small --size 2000   # gRPC vs shared memory, server on this host
     prodgen-bench zoo --out bench/reports/cpu-baseline   # the committed baseline; by default bench-results/
     prodgen-bench peers fast-neural-style --concurrency 1,4,8   # against FastAPI, PyTriton, LitServe peers
+    prodgen-bench runtimes --out bench/reports/cpu-runtimes   # FP32 ONNX Runtime vs OpenVINO vs INT8 over the zoo
 
 Every command measures the machine's GEMM ceiling at its start and end, shows a live
 table, and writes a report folder (report.json with every sample, report.md, PNG plots).
@@ -462,6 +463,49 @@ def peers(
         report.peers.append(run_peers(entry.name, settings, checkpoint or [], view))
         written = _finish(report, folder, plots, view, ceiling_seconds)
     _summary(report, written, json_out)
+
+
+@app.command(name="runtimes")
+def cpu_runtimes(
+    models: Annotated[str | None, typer.Option(help="Comma-separated zoo models (default: the whole zoo).")] = None,
+    demo_weights: Annotated[
+        Path, typer.Option(help="Folder of the project's trained demo weights (used where a zoo model has them).")
+    ] = Path("demo/weights"),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Report folder (default: bench-results/runtimes-<time>; committed: bench/reports/cpu-runtimes)."
+        ),
+    ] = None,
+    json_out: Json = False,
+) -> None:
+    """Each zoo model through FP32 ONNX Runtime, OpenVINO and INT8 (ONNX Runtime and OpenVINO): PSNR, SSIM,
+    images/s at batch 1 and 4 in turns, and which variants prodgen-export would publish."""
+    from prodgen.bench.cpu_runtimes import RuntimesReport, cpu_flags, markdown, measure_model
+    from prodgen.openvino_runtime import inference_precision, openvino_available
+
+    names = _names(models) if models else tuple(zoo.names())
+    entries = [zoo.get(name) for name in names]
+    folder = out or _default_out("runtimes", "all" if models is None else "-".join(names))
+    with LiveView(bench_console(stderr=json_out)) as view:
+        report = RuntimesReport(
+            command=command_line(),
+            machine=describe_machine(),
+            cpu_flags=cpu_flags(),
+            openvino_precision=inference_precision() if openvino_available() else None,
+            models=[],
+        )
+        if not openvino_available():
+            report.notes.append("OpenVINO not installed (pip install 'prodgen[openvino]'): its columns are missing")
+        for entry in entries:
+            report.models.append(measure_model(entry, demo_weights if demo_weights.is_dir() else None, view))
+    folder.mkdir(parents=True, exist_ok=True)
+    record = json.dumps(dataclasses.asdict(report), indent=2, ensure_ascii=False, default=str)
+    (folder / "report.json").write_text(record + "\n")
+    (folder / "report.md").write_text(markdown(report))
+    bench_console(stderr=json_out).print(f"report: {folder / 'report.md'}, {folder / 'report.json'}")
+    if json_out:
+        print(record)
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ _PACKAGES = (
     "tritonclient",
     "nvidia-pytriton",
     "tensorrt",
+    "openvino",
     "matplotlib",
 )
 
