@@ -144,7 +144,8 @@ def export(
         typer.Option(
             "--openvino",
             help="Also race OpenVINO against ONNX Runtime here (batch 1 and 4) and publish <name>_openvino "
-            "(OpenVINO IR for Triton's openvino backend) where it wins inside the FP16 gate (--min-psnr).",
+            "(OpenVINO IR for Triton's openvino backend) where it wins inside the FP16 gate (--min-psnr); "
+            "with --int8 also <name>_int8_openvino (the INT8 graph on OpenVINO, inside the INT8 gate) where it wins.",
         ),
     ] = False,
     latency_budget_ms: Annotated[
@@ -177,10 +178,9 @@ def export(
         raise ProdgenError("--checkpoint and --name apply to one model; export models with checkpoints one at a time")
     for zoo_name in chosen:
         zoo.get(zoo_name)  # an unknown name, a wrong file or folder fails before any export starts
-    if name is not None:  # so does a name the server could not serve, with the suffixes --fp16 adds
-        variants = (
-            (["_fp16", "_trt"] if fp16 else []) + (["_int8"] if int8 else []) + (["_openvino"] if openvino else [])
-        )
+    if name is not None:  # so does a name the server could not serve, with the variants' suffixes
+        variants = (["_fp16", "_trt"] if fp16 else []) + (["_int8"] if int8 else [])
+        variants += (["_openvino"] if openvino else []) + (["_int8_openvino"] if int8 and openvino else [])
         for suffix in ["", *variants]:
             check_model_name(name + suffix)
     if openvino and not openvino_available():

@@ -24,6 +24,9 @@ from prodgen.openvino_runtime import openvino_version
 from prodgen.zoo.spec import ZooModel
 
 INT8_RECORD = "prodgen-int8.json"
+OPENVINO_SUFFIX = "_openvino"
+INT8_OPENVINO_SUFFIX = "_int8_openvino"
+"""The INT8 QDQ graph as OpenVINO IR: OpenVINO runs QDQ convolutions as int8 kernels of its own."""
 OPENVINO_RECORD = "prodgen-openvino.json"
 
 
@@ -107,27 +110,46 @@ def publish_int8(context: VariantContext, outcome: Int8Outcome, measured: Race) 
 
 
 def openvino_variant(context: VariantContext, min_psnr_db: float) -> Variant:
-    model, name = context.model, f"{context.served_name}_openvino"
-    variant = Variant(name)
-    outcome = check_openvino(context.onnx_path, context.work, model, context.cases, context.reference, min_psnr_db)
-    variant.openvino, variant.race = outcome, outcome.race
-    variant.notes.append(f"OpenVINO ({outcome.precision} on this CPU) fidelity: {outcome.fidelity.describe()}")
-    variant.notes.append(f"OpenVINO: {outcome.race.describe()}")
+    outcome = check_openvino(
+        context.onnx_path, context.work, context.model, context.cases, context.reference, min_psnr_db
+    )
+    return _openvino_decision(context, outcome, "OpenVINO", OPENVINO_SUFFIX)
+
+
+def int8_openvino_variant(context: VariantContext, int8: Int8Outcome) -> Variant:
+    """The INT8 QDQ graph (already inside the INT8 gate on ONNX Runtime) on OpenVINO, which runs
+    its non-quantised layers at its own precision: checked again through the same gate."""
+    final = int8.final
+    outcome = check_openvino(
+        context.onnx_path, context.work / "int8-openvino", context.model, context.cases, context.reference,
+        final.min_psnr_db, source=int8.path, min_ssim=final.min_ssim,
+    )  # fmt: skip
+    return _openvino_decision(context, outcome, "INT8 OpenVINO", INT8_OPENVINO_SUFFIX)
+
+
+def _openvino_decision(context: VariantContext, outcome: OpenVinoOutcome, label: str, suffix: str) -> Variant:
+    name = context.served_name + suffix
+    variant = Variant(name, openvino=outcome, race=outcome.race)
+    variant.notes.append(f"{label} ({outcome.precision} on this CPU) fidelity: {outcome.fidelity.describe()}")
+    variant.notes.append(f"{label}: {outcome.race.describe()}")
     if not outcome.publish:
-        variant.notes.append(f"OpenVINO: {name} {outcome.verdict()}")
+        variant.notes.append(f"{label}: {name} {outcome.verdict()}")
         return variant
-    variant.published = publish_openvino(context, outcome)
-    variant.notes.append(f"OpenVINO: published {name} version {variant.published.version} (OpenVINO IR, max batch 1)")
+    variant.published = publish_openvino(context, outcome, suffix)
+    variant.notes.append(f"{label}: published {name} version {variant.published.version} (OpenVINO IR, max batch 1)")
     return variant
 
 
-def publish_openvino(context: VariantContext, outcome: OpenVinoOutcome) -> PublishedVersion:
-    name = f"{context.served_name}_openvino"
+def publish_openvino(
+    context: VariantContext, outcome: OpenVinoOutcome, suffix: str = OPENVINO_SUFFIX
+) -> PublishedVersion:
+    name = context.served_name + suffix
     record = {
         **context.provenance,
         "openvino": {
             "version": openvino_version(),
             "inference_precision_here": outcome.precision,
+            "source": "INT8 QDQ ONNX" if suffix == INT8_OPENVINO_SUFFIX else "FP32 ONNX",
             "gate": "OpenVINO CPU plugin (published settings) vs FP32 PyTorch on the verification inputs",
             "fidelity": asdict(outcome.fidelity),
             "race": _race_record(outcome.race),

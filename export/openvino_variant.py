@@ -54,15 +54,20 @@ def check_openvino(
     reference: Sequence[Sequence[np.ndarray]],
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
     side: int | None = None,
+    source: Path | None = None,
+    min_ssim: float | None = None,
 ) -> OpenVinoOutcome:
-    """Convert to IR, check it against FP32 PyTorch on `cases`, and race it against ONNX Runtime."""
+    """Convert `source` (default: the FP32 `onnx_path`; the INT8 QDQ graph for `<name>_int8_openvino`) to IR
+    in `work`, check it against FP32 PyTorch on `cases`, and race it against FP32 ONNX Runtime on `onnx_path`."""
     if not openvino_available():
         raise ProdgenError(MISSING)
+    work.mkdir(parents=True, exist_ok=True)
     xml_path = work / OPENVINO_FILE
-    save_ir(onnx_path, xml_path)
+    save_ir(source or onnx_path, xml_path)
     names = [spec.name for spec in model.outputs]
     run = openvino_runner(xml_path, names)
-    fidelity = compare_fidelity(run, len(names), cases, reference, min_psnr_db)
+    fidelity = compare_fidelity(run, len(names), cases, reference, min_psnr_db, min_ssim)
     session = cpu_session(str(onnx_path), 0)
-    measured = race(model, "OpenVINO", lambda feed: session.run(names, feed), run, side)
+    label = "OpenVINO" if source is None else "INT8 OpenVINO"
+    measured = race(model, label, lambda feed: session.run(names, feed), run, side)
     return OpenVinoOutcome(xml_path, fidelity, inference_precision(), measured)

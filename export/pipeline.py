@@ -21,7 +21,13 @@ import torch
 import prodgen
 from prodgen.canary import write_canary
 from prodgen.errors import ProdgenError
-from prodgen.export.cpu_variants import Variant, VariantContext, int8_variant, openvino_variant
+from prodgen.export.cpu_variants import (
+    Variant,
+    VariantContext,
+    int8_openvino_variant,
+    int8_variant,
+    openvino_variant,
+)
 from prodgen.export.fidelity import (
     DEFAULT_INT8_MIN_PSNR_DB,
     DEFAULT_INT8_MIN_SSIM,
@@ -175,10 +181,15 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
                 model, request.served_name, request.repository, batching, onnx_path, Path(work), cases,
                 [run_pytorch(graph, model, inputs) for inputs in cases], _provenance(request, parity, loading_notes),
             )  # fmt: skip
+            int8 = None
             if request.int8:
                 step("quantising to INT8, checking its fidelity and racing it against FP32")
                 variants.append(int8_variant(context, request.int8_min_psnr_db, request.int8_min_ssim))
+                int8 = variants[-1].int8
             if request.openvino:
                 step("converting to OpenVINO, checking its fidelity and racing it against ONNX Runtime")
                 variants.append(openvino_variant(context, request.min_psnr_db))
+                if int8 is not None:
+                    step("running the INT8 graph on OpenVINO, checking its fidelity and racing it")
+                    variants.append(int8_openvino_variant(context, int8))
     return ExportResult(published, parity, fp16, fp16_published, loading_notes, queue, variants)

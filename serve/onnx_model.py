@@ -91,7 +91,7 @@ class TritonPythonModel:
         """OpenVINO's CPU plugin with the settings Triton's openvino backend reads from the same config."""
         import openvino
 
-        properties = {key: parameters[key] for key in ("PERFORMANCE_HINT", "NUM_STREAMS") if key in parameters}
+        properties: dict[str, str] = {k: parameters[k] for k in ("PERFORMANCE_HINT", "NUM_STREAMS") if k in parameters}
         if threads:
             properties["INFERENCE_NUM_THREADS"] = str(threads)
         compiled = openvino.Core().compile_model(xml_path, "CPU", properties)

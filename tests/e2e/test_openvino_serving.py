@@ -47,7 +47,7 @@ def test_the_openvino_variant_serves_the_onnx_models_pictures_and_refuses_the_sa
     assert {p.name for p in published.version_dir.iterdir()} == {"model.xml", "model.bin", "prodgen-openvino.json"}
     options = ServerOptions(repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
     with EmbeddedServer(options) as server, ProdgenClient(options.grpc_url) as client:
-        assert sorted(server.mirror.served) == ["dcgan", "dcgan_openvino"]
+        assert server.mirror is not None and sorted(server.mirror.served) == ["dcgan", "dcgan_openvino"]
         assert client.model("dcgan_openvino").max_batch_size == 1
         onnx_pictures = client.generate("dcgan", seed=11, count=3)
         openvino_pictures = client.generate("dcgan_openvino", seed=11, count=3)  # the client splits by max batch
