@@ -193,6 +193,13 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
     skipped: dict[str, str] = {}
     changed: list[str] = []
     rejected: dict[str, str] = {}
+
+    def serve_through_python(name: str, config: mc.ModelConfig, wanted: list[int]) -> None:
+        config_text = to_pbtxt(python_backend_config(config, intra_op_threads, target.parent / DRAIN_MARKER))
+        if _sync_model(repository / name, target / name, config_text, staging_root, wanted):
+            changed.append(name)
+        served.append(name)
+
     for name in model_names(repository):
         source = repository / name
         problem = name_problem(name)
@@ -215,10 +222,7 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
             if not (wanted := _versions_with(source, OPENVINO_FILE)):
                 skipped[name] = f"no version with {OPENVINO_FILE}"
             else:
-                config_text = to_pbtxt(python_backend_config(config, intra_op_threads, target.parent / DRAIN_MARKER))
-                if _sync_model(source, target / name, config_text, staging_root, wanted):
-                    changed.append(name)
-                served.append(name)
+                serve_through_python(name, config, wanted)
         elif not _is_onnx_model(config):
             skipped[name] = f"backend '{config.backend or config.platform}' needs a GPU Triton"
         elif not _versions_with(source):
@@ -226,10 +230,7 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
         elif not (wanted := _valid_versions(source, name, rejected)):
             skipped[name] = f"no version with a valid {ONNX_FILE}"
         else:
-            config_text = to_pbtxt(python_backend_config(config, intra_op_threads, target.parent / DRAIN_MARKER))
-            if _sync_model(source, target / name, config_text, staging_root, wanted):
-                changed.append(name)
-            served.append(name)
+            serve_through_python(name, config, wanted)
     for stale in set(model_names(target)) - set(served):
         _remove_atomically(target / stale)
     return MirrorResult(served, skipped, changed, rejected)
