@@ -116,7 +116,9 @@ def _cases(model: ZooModel, side: int | None) -> list[dict[str, np.ndarray]]:
     return [sample_inputs(model, 2, side, side, seed=0), sample_inputs(model, 2, side, side, seed=2)]
 
 
-def measure_model(model: ZooModel, weights_dir: Path | None, observer: Observer) -> ModelRow:
+def measure_model(
+    model: ZooModel, weights_dir: Path | None, observer: Observer, settings: DirectSettings = RUNTIMES_SETTINGS
+) -> ModelRow:
     start = time.perf_counter()
     side = baseline_side(model)
     weights_file = DEMO_WEIGHTS.get(model.name)
@@ -180,7 +182,7 @@ def measure_model(model: ZooModel, weights_dir: Path | None, observer: Observer)
                     row.note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
                     runs.pop("openvino-int8", None)
                 result.runtimes.append(row)
-        _time(model, side, runs, result, observer)
+        _time(model, side, runs, result, observer, settings)
     for row in result.runtimes:
         if row.runtime != "onnxruntime" and row.published is None:
             faster = bool(row.speedup) and all(value > 1.0 for value in row.speedup.values())
@@ -189,7 +191,14 @@ def measure_model(model: ZooModel, weights_dir: Path | None, observer: Observer)
     return result
 
 
-def _time(model: ZooModel, side: int | None, runs: dict[str, Run], result: ModelRow, observer: Observer) -> None:
+def _time(
+    model: ZooModel,
+    side: int | None,
+    runs: dict[str, Run],
+    result: ModelRow,
+    observer: Observer,
+    settings: DirectSettings,
+) -> None:
     rows = {row.runtime: row for row in result.runtimes}
     order = list(runs)
     for batch in BATCHES:
@@ -197,7 +206,7 @@ def _time(model: ZooModel, side: int | None, runs: dict[str, Run], result: Model
         observer.phase(f"{model.name} · batch {batch} · {', '.join(order)} in turns")
         for name in order:
             runs[name](feed)
-        series = time_turns([_bound(runs[name], feed) for name in order], RUNTIMES_SETTINGS, observer)
+        series = time_turns([_bound(runs[name], feed) for name in order], settings, observer)
         for name, latencies in zip(order, series, strict=True):
             rows[name].images_per_s[batch] = batch / (float(np.median(latencies)) / 1000)
         for name in order:
@@ -264,6 +273,9 @@ def markdown(report: RuntimesReport) -> str:
         f"- CPU: {machine.get('cpu')}; {flags}",
         f"- OpenVINO's CPU plugin runs FP32 models in: {report.openvino_precision or 'not installed'}",
         f"- Versions: {versions}",
+        f"- Load average at the start (1, 5, 15 min): {machine.get('load_average_at_start')}",
+        "- Weights: demo = trained by the project (demo/weights); random = seeded random weights, whose flat "
+        "pictures make PSNR/SSIM optimistic (inf where the output is constant)",
         *[f"- {note}" for note in report.notes],
         "",
         "Images/s are medians of runs taken in turns (all runtimes of a model, one run each, again and again); "
@@ -288,8 +300,10 @@ def markdown(report: RuntimesReport) -> str:
     out += ["", "## INT8 layers", ""]
     for model in report.models:
         kept = ", ".join(f"{name} ({why})" for name, why in model.int8_kept_fp32.items()) or "none"
-        layers = "-" if model.int8_layers is None else str(model.int8_layers)
-        out.append(
-            f"- {model.model}: {layers} layers in INT8; kept in FP32: {kept} ({model.seconds:.0f} s for this model)"
+        summary = (
+            "no INT8 model (see the table)"
+            if model.int8_layers is None
+            else f"{model.int8_layers} layers in INT8; kept in FP32: {kept}"
         )
+        out.append(f"- {model.model}: {summary} ({model.seconds:.0f} s for this model)")
     return "\n".join(out) + "\n"
