@@ -17,13 +17,14 @@ from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import run_pytorch
 from prodgen.model_repository.config import parse_pbtxt
 from prodgen.zoo.loading import serving_module
-from prodgen.zoo.samples import verification_cases
+from prodgen.zoo.samples import sample_inputs, verification_cases
 from tests_support import console_script
 
 Exported = tuple[Path, list[dict[str, np.ndarray]], list[list[np.ndarray]]]
 UPSCALER = "srvgg-x2-small"
 WEIGHTS = Path(__file__).parents[2] / "demo" / "weights" / "srvgg-x2-demo.safetensors"
 """A small trained upscaler (the demo's): Convs to quantise, and pictures worth comparing."""
+SIDE = 64
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,8 @@ def upscaler_onnx(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     cases = verification_cases(model)
     path = tmp_path_factory.mktemp("int8") / "model.onnx"
     export_onnx(graph, model, cases[0], path)
-    return path, cases, [run_pytorch(graph, model, inputs) for inputs in cases]
+    small = [sample_inputs(model, 2, SIDE, SIDE, seed=0)]  # the gate's loop runs many times: small photos keep it fast
+    return path, small, [run_pytorch(graph, model, inputs) for inputs in small]
 
 
 def _dequantised_weights(path: Path) -> dict[str, bool]:
@@ -52,11 +54,11 @@ def test_a_gate_the_full_int8_graph_misses_keeps_the_worst_layers_in_fp32_and_na
 ) -> None:
     path, cases, reference = upscaler_onnx
     model = zoo.get(UPSCALER)
-    lenient = int8_with_fallback(path, tmp_path, model, cases, reference, min_psnr_db=0.0, min_ssim=0.0)
+    lenient = int8_with_fallback(path, tmp_path, model, cases, reference, 0.0, 0.0, calibration_side=SIDE)
     assert not lenient.kept_fp32 and lenient.first == lenient.final
     assert all(_dequantised_weights(lenient.path).values())
     stricter = lenient.first.psnr_db + 0.5
-    outcome = int8_with_fallback(path, tmp_path, model, cases, reference, min_psnr_db=stricter, min_ssim=0.0)
+    outcome = int8_with_fallback(path, tmp_path, model, cases, reference, stricter, 0.0, calibration_side=SIDE)
     assert not outcome.first.passed and outcome.final.passed and outcome.final.psnr_db >= stricter
     assert outcome.kept_fp32 and set(outcome.kept_fp32) <= set(quantisable_layers(onnx.load(str(path))))
     assert all("relative RMS error in INT8" in why for why in outcome.kept_fp32.values())
@@ -70,7 +72,7 @@ def test_a_gate_no_int8_graph_can_meet_is_refused_with_the_measured_fidelity(
 ) -> None:
     path, cases, reference = upscaler_onnx
     with pytest.raises(ProdgenError, match=r"up_int8: INT8 fidelity gate failed: PSNR .* layers kept in FP32"):
-        int8_with_fallback(path, tmp_path, zoo.get(UPSCALER), cases, reference, 200.0, 0.0, "up_int8")
+        int8_with_fallback(path, tmp_path, zoo.get(UPSCALER), cases, reference, 200.0, 0.0, "up_int8", SIDE)
 
 
 def test_export_int8_says_what_it_measured_and_publishes_only_a_faster_model(tmp_path: Path) -> None:
