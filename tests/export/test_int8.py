@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from prodgen.export.int8 import int8_with_fallback, quantisable_layers
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import run_pytorch
 from prodgen.model_repository.config import parse_pbtxt
+from prodgen.openvino_runtime import openvino_available
 from prodgen.zoo.loading import serving_module
 from prodgen.zoo.samples import sample_inputs, verification_cases
 from tests_support import console_script
@@ -75,18 +77,19 @@ def test_a_gate_no_int8_graph_can_meet_is_refused_with_the_measured_fidelity(
         int8_with_fallback(path, tmp_path, zoo.get(UPSCALER), cases, reference, 200.0, 0.0, "up_int8", SIDE)
 
 
-def test_export_int8_says_what_it_measured_and_publishes_only_a_faster_model(tmp_path: Path) -> None:
+def test_export_says_what_it_measured_and_publishes_only_variants_inside_their_gate_and_faster(tmp_path: Path) -> None:
     repository = tmp_path / "models"
+    openvino = ["--openvino"] if openvino_available() else []  # without the extra, the INT8 half still runs
     result = subprocess.run(
         [console_script("prodgen-export"), UPSCALER, "--checkpoint", str(WEIGHTS), "--name", "up", "--int8",
-         "--repository", str(repository), "--max-batch", "4"],
-        capture_output=True, text=True, timeout=300,
+         *openvino, "--repository", str(repository), "--max-batch", "4"],
+        capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     printed = " ".join(result.stdout.split())
     assert "INT8 fidelity: PSNR" in printed and "layers in INT8; kept in FP32:" in printed
     assert "INT8 ONNX Runtime vs FP32 ONNX Runtime at 256×256" in printed and "batch 4:" in printed
-    if "published up_int8" in printed:
+    if "published up_int8 " in printed:
         record = json.loads((repository / "up_int8" / "1" / "prodgen-int8.json").read_text())
         assert record["int8"]["published"]["psnr_db"] >= 35 and record["int8"]["published"]["lowest_ssim"] >= 0.95
         assert all(speedup > 1 for speedup in record["int8"]["race"]["speedup"].values())
@@ -97,6 +100,17 @@ def test_export_int8_says_what_it_measured_and_publishes_only_a_faster_model(tmp
     else:
         assert "up_int8 not published: not faster than FP32 ONNX Runtime here" in printed
         assert not (repository / "up_int8").exists()
+    for label, name in (("OpenVINO", "up_openvino"), ("INT8 OpenVINO", "up_int8_openvino")) if openvino else ():
+        assert re.search(f"{label} \\((bf16|f32) on this CPU\\) fidelity: PSNR", printed), printed
+        assert f"{label} vs FP32 ONNX Runtime at 256×256, median of turns: batch 1:" in printed
+        if f"published {name} version 1 (OpenVINO IR, max batch 1)" in printed:
+            config = parse_pbtxt((repository / name / "config.pbtxt").read_text())
+            assert config.backend == "openvino" and config.max_batch_size == 1
+            record = json.loads((repository / name / "1" / "prodgen-openvino.json").read_text())
+            assert record["openvino"]["fidelity"]["psnr_db"] >= record["openvino"]["fidelity"]["min_psnr_db"]
+            assert all(speedup > 1 for speedup in record["openvino"]["race"]["speedup"].values())
+        else:
+            assert f"{name} not published:" in printed and not (repository / name).exists()
 
 
 def test_a_model_without_layers_to_quantise_is_refused_in_one_line(tmp_path: Path) -> None:
