@@ -24,8 +24,8 @@ import numpy as np
 from prodgen.bench.baseline import baseline_side
 from prodgen.bench.direct import DirectSettings, time_turns
 from prodgen.bench.events import Observer
-from prodgen.bench.onnxruntime_runtime import cpu_session
 from prodgen.errors import ProdgenError
+from prodgen.export.cpu_race import served_session
 from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Fidelity, compare_fidelity
 from prodgen.export.int8 import int8_with_fallback
 from prodgen.export.onnx_export import export_onnx
@@ -137,7 +137,7 @@ def measure_model(
         onnx_path = work / "model.onnx"
         observer.phase(f"{model.name}: exporting ONNX")
         export_onnx(graph, model, cases[0], onnx_path)
-        session = cpu_session(str(onnx_path), 0)
+        session = served_session(onnx_path)
         runs["onnxruntime"] = lambda feed: session.run(names, feed)
         _fidelity_row(fp32, compare_fidelity(runs["onnxruntime"], len(names), cases, reference, 0.0), "-")
         if openvino_available():
@@ -163,7 +163,7 @@ def measure_model(
                 int8, outcome.final, f"PSNR ≥ {outcome.final.min_psnr_db:g} dB, SSIM ≥ {outcome.final.min_ssim:g}"
             )
             result.int8_layers, result.int8_kept_fp32 = outcome.quantised_layers, outcome.kept_fp32
-            int8_session = cpu_session(str(outcome.path), 0)
+            int8_session = served_session(outcome.path)
             runs["onnxruntime-int8"] = lambda feed: int8_session.run(names, feed)
             if openvino_available():
                 row = RuntimeRow("openvino-int8", "int8 (QDQ)", note="<name>_int8_openvino (the QDQ graph as IR)")

@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
+import onnxruntime
 
 from prodgen.bench.direct import DirectSettings, time_turns
 from prodgen.bench.events import Silent
+from prodgen.bench.onnxruntime_runtime import cpu_session
+from prodgen.serve.session_threads import ALLOW_SPINNING
 from prodgen.zoo.samples import sample_inputs
 from prodgen.zoo.spec import ZooModel
 
@@ -24,6 +28,12 @@ Runner = Callable[[Feed], object]
 RACE_BATCHES = (1, 4)
 RACE_SETTINGS = DirectSettings(warmup=1, min_runs=5, min_seconds=2.0, max_runs=200, max_seconds=20.0)
 """Per batch size: at least 5 runs and 2 s of each runtime, at most 20 s."""
+
+
+def served_session(onnx_path: Path) -> onnxruntime.InferenceSession:
+    """ONNX Runtime on the CPU as `prodgen serve` runs a model: every core, worker threads spinning
+    or not as served (a spinning pool would also take cores from the runtime timed after it)."""
+    return cpu_session(str(onnx_path), 0, spinning=ALLOW_SPINNING)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prodgen.bench.onnxruntime_runtime import cpu_session
 from prodgen.errors import ProdgenError
-from prodgen.export.cpu_race import Race, race
+from prodgen.export.cpu_race import Race, race, served_session
 from prodgen.export.fidelity import Cases
 from prodgen.export.int8 import Int8Outcome, int8_with_fallback
 from prodgen.export.openvino_variant import OpenVinoOutcome, check_openvino
@@ -76,7 +75,7 @@ def int8_variant(context: VariantContext, min_psnr_db: float, min_ssim: float) -
     variant.notes.append(f"INT8 fidelity: {outcome.final.describe()}")
     variant.notes.append(f"INT8: {outcome.quantised_layers} layers in INT8; kept in FP32: {kept}")
     names = [spec.name for spec in model.outputs]
-    fp32, int8 = cpu_session(str(context.onnx_path), 0), cpu_session(str(outcome.path), 0)
+    fp32, int8 = served_session(context.onnx_path), served_session(outcome.path)
     variant.race = race(model, "INT8 ONNX Runtime", lambda f: fp32.run(names, f), lambda f: int8.run(names, f))
     variant.notes.append(f"INT8: {variant.race.describe()}")
     if not variant.race.wins:

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prodgen.bench.onnxruntime_runtime import cpu_session
 from prodgen.errors import ProdgenError
-from prodgen.export.cpu_race import Race, race
+from prodgen.export.cpu_race import Race, race, served_session
 from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, Cases, Fidelity, compare_fidelity
 from prodgen.model_repository.publish import OPENVINO_FILE
 from prodgen.openvino_runtime import MISSING, inference_precision, openvino_available, openvino_runner, save_ir
@@ -67,7 +66,7 @@ def check_openvino(
     names = [spec.name for spec in model.outputs]
     run = openvino_runner(xml_path, names)
     fidelity = compare_fidelity(run, len(names), cases, reference, min_psnr_db, min_ssim)
-    session = cpu_session(str(onnx_path), 0)
+    session = served_session(onnx_path)
     label = "OpenVINO" if source is None else "INT8 OpenVINO"
     measured = race(model, label, lambda feed: session.run(names, feed), run, side)
     return OpenVinoOutcome(xml_path, fidelity, inference_precision(), measured)
