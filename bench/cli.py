@@ -434,6 +434,13 @@ def peers(
         int | None,
         typer.Option(help="Run prodgen serve with --threads N (ONNX Runtime threads per instance); default: its own."),
     ] = PeerSettings.serve_threads,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve prodgen's <MODEL>_<VARIANT> (int8, openvino, int8_openvino), exported with --int8/--openvino "
+            "and published only inside its fidelity gate and where faster; peers stay FP32."
+        ),
+    ] = PeerSettings.variant,
     plots: Plots = True,
     ceiling_seconds: CeilingSeconds = CEILING_SECONDS,
     out: Out = None,
@@ -455,6 +462,7 @@ def peers(
         max_batch_size=max_batch,
         seed=seed,
         serve_threads=serve_threads,
+        variant=variant,
     )
     require_peer_packages(settings.peers)
     folder = out or _default_out("peers", entry.name)

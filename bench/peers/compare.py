@@ -17,6 +17,8 @@ While a window runs, the resident memory of the server's whole process tree is s
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import signal
 import statistics
 import tempfile
@@ -143,8 +145,21 @@ def _connect(target: Target) -> Connect:
     return TritonConnection if target.protocol == "triton" else HttpConnection
 
 
-def endpoint_for(server: RunningServer, template: Endpoint) -> Endpoint:
-    return Endpoint(server.url, template.model, template.inputs, template.outputs, template.timeout_s)
+def endpoint_for(server: RunningServer, template: Endpoint, peer_model: str | None = None) -> Endpoint:
+    """`template` aimed at `server`; peers answer as `peer_model` (the FP32 model) when prodgen serves a variant."""
+    model = template.model if server.target.name == PRODGEN.name or peer_model is None else peer_model
+    return Endpoint(server.url, model, template.inputs, template.outputs, template.timeout_s)
+
+
+def psnr_db(expected: Sequence[dict[str, np.ndarray]], actual: Sequence[dict[str, np.ndarray]]) -> float:
+    """PSNR of uint8 pictures over all requests and outputs (inf when identical)."""
+    squared = sum(
+        float(np.square(got[name].astype(np.float64) - want[name].astype(np.float64)).sum())
+        for want, got in zip(expected, actual, strict=True)
+        for name in want
+    )
+    count = sum(want[name].size for want in expected for name in want)
+    return math.inf if squared == 0 else 10 * math.log10(255.0**2 / (squared / count))
 
 
 def answers(server: RunningServer, endpoint: Endpoint, payloads: Sequence[Payload]) -> list[dict[str, np.ndarray]]:
@@ -269,6 +284,7 @@ def export_for_peers(model: str, workdir: Path, checkpoint: Sequence[Path], sett
     from prodgen.model_repository.config import BatchingOptions
 
     entry = zoo.get(model)
+    variant_parts = (settings.variant or "").split("_")
     repository = workdir / "models"
     weights = None if not checkpoint else checkpoint[0] if len(checkpoint) == 1 else list(checkpoint)
     export_model(
@@ -279,11 +295,19 @@ def export_for_peers(model: str, workdir: Path, checkpoint: Sequence[Path], sett
             checkpoint=weights,
             seed=settings.seed,
             batching=BatchingOptions(max_batch_size=settings.max_batch_size),
+            int8="int8" in variant_parts,
+            openvino="openvino" in variant_parts,
         )
     )
+    served_name = f"{entry.name}_{settings.variant}" if settings.variant else entry.name
+    if not (repository / served_name / "config.pbtxt").is_file():
+        raise ProdgenError(
+            f"{served_name} was not published: export keeps a variant only inside its fidelity gate and faster than "
+            f"FP32 ONNX Runtime here (prodgen-export {entry.name} --int8 --openvino prints its decision)"
+        )
     return ModelSource(
         model=entry.name,
-        served_name=entry.name,
+        served_name=served_name,
         repository=repository,
         onnx=latest_repository_onnx(repository, entry.name),
         checkpoint=tuple(checkpoint),
@@ -320,8 +344,9 @@ def start_all(targets: Sequence[Target], source: ModelSource, logs: Path, observ
             observer.phase(f"starting {target.name}")
             servers.append(start_server(target, source, logs))
         for server in servers:
-            observer.phase(f"waiting for {server.target.name} to serve {source.served_name}")
-            wait_ready(server, source.served_name)
+            model = source.served_name if server.target.name == PRODGEN.name else source.model
+            observer.phase(f"waiting for {server.target.name} to serve {model}")
+            wait_ready(server, model)
     except BaseException:
         stop_all(servers)
         raise
@@ -334,15 +359,37 @@ def stop_all(servers: Sequence[RunningServer]) -> None:
 
 
 def check_peers(
-    servers: Sequence[RunningServer], endpoint: Endpoint, payloads: Sequence[Payload], limit: int
+    servers: Sequence[RunningServer],
+    endpoint: Endpoint,
+    payloads: Sequence[Payload],
+    limit: int,
+    peer_model: str | None = None,
 ) -> list[PictureCheck]:
-    """Each peer's pictures against prodgen's (the first server) on every payload."""
+    """Each peer's pictures against prodgen's (the first server) on every payload.
+
+    When prodgen serves a reduced-precision variant (`endpoint.model`) the peers are checked against
+    prodgen's FP32 `peer_model`, and the variant's own distance from it is reported as prodgen's check.
+    """
     reference, *peers = servers
-    expected = answers(reference, endpoint_for(reference, endpoint), payloads)
+    fp32 = dataclasses.replace(endpoint, model=peer_model) if peer_model else endpoint
+    expected = answers(reference, endpoint_for(reference, fp32), payloads)
     checks = []
+    if peer_model and peer_model != endpoint.model:
+        variant = answers(reference, endpoint_for(reference, endpoint), payloads)
+        worst = max(
+            float(np.abs(got[name].astype(np.float64) - want[name].astype(np.float64)).max(initial=0.0))
+            for want, got in zip(expected, variant, strict=True)
+            for name in want
+        )
+        detail = (
+            f"serves {endpoint.model}: PSNR {psnr_db(expected, variant):.2f} dB against its FP32 model {peer_model} "
+            f"over {len(payloads)} requests, largest difference {worst:g} levels (inside the gate export applied); "
+            f"peers are checked against {peer_model}"
+        )
+        checks.append(PictureCheck(reference.target.name, worst, True, detail))
     for server in peers:
         try:
-            actual = answers(server, endpoint_for(server, endpoint), payloads)
+            actual = answers(server, endpoint_for(server, fp32), payloads)
         except Exception as error:  # noqa: BLE001 - a peer that cannot answer is refused with the reason
             checks.append(PictureCheck(server.target.name, None, False, f"could not answer: {error}"))
             continue
@@ -356,6 +403,7 @@ def measure_turns(
     payloads: list[Payload],
     settings: PeerSettings,
     observer: Observer,
+    peer_model: str | None = None,
 ) -> list[TargetLevel]:
     levels = []
     for concurrency in settings.concurrency:
@@ -371,7 +419,7 @@ def measure_turns(
                     if other is not server:
                         other.pause()
                 server.resume()
-                target_endpoint = endpoint_for(server, endpoint)
+                target_endpoint = endpoint_for(server, endpoint, peer_model)
                 generator = ClosedLoop(target_endpoint, payloads, concurrency, _connect(server.target))
                 with RssSampler(server.process.pid, settings.rss_interval_s) as rss:
                     level = measure_level(
@@ -425,7 +473,7 @@ def run_peers(
             endpoint = Endpoint(servers[0].url, source.served_name, served.inputs, served.outputs, settings.timeout_s)
             idle = {server.target.name: tree_rss_mb(server.process.pid) for server in servers}
             observer.phase("checking every peer's pictures against prodgen's")
-            checks = check_peers(servers, endpoint, payloads, settings.max_abs_diff)
+            checks = check_peers(servers, endpoint, payloads, settings.max_abs_diff, source.model)
             refused = {check.target for check in checks if not check.accepted}
             for check in checks:
                 if not check.accepted:
@@ -446,7 +494,7 @@ def run_peers(
                 settings=settings,
                 load_average_start=load_average(),
             )
-            result.levels = measure_turns(measured, endpoint, payloads, settings, observer)
+            result.levels = measure_turns(measured, endpoint, payloads, settings, observer, source.model)
             result.load_average_end = load_average()
             return result
         finally:

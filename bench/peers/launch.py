@@ -68,7 +68,9 @@ class ModelSource:
     """What every server runs: the zoo model, its weights, and prodgen's published repository."""
 
     model: str
+    """The zoo model, and the name every peer serves it under (FP32, as prodgen's `model` is published)."""
     served_name: str
+    """What prodgen is measured on: `model`, or a published CPU variant of it such as `<model>_int8_openvino`."""
     repository: Path
     onnx: Path
     checkpoint: tuple[Path, ...] = ()
@@ -165,7 +167,7 @@ def _command(target: Target, source: ModelSource, ports: tuple[int, ...]) -> lis
             "--poll-seconds",
             "0",
         ] + ([] if source.serve_threads is None else ["--threads", str(source.serve_threads)])
-    command = [sys.executable, "-m", target.module, "--model", source.model, "--name", source.served_name]
+    command = [sys.executable, "-m", target.module, "--model", source.model, "--name", source.model]
     command += ["--port", str(ports[0]), "--seed", str(source.seed), "--max-batch-size", str(source.max_batch_size)]
     for path in source.checkpoint:
         command += ["--checkpoint", str(path)]

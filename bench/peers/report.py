@@ -96,7 +96,8 @@ def _server_lines(result: PeersResult) -> list[str]:
 
 def peers_section(result: PeersResult) -> list[str]:
     s = result.settings
-    lines = [f"### {result.model} — prodgen against its peers", ""]
+    served = "" if result.served_name == result.model else f" (prodgen serving {result.served_name})"
+    lines = [f"### {result.model} — prodgen against its peers{served}", ""]
     lines.append(
         f"Payload: {result.payload}, one item a request, the same {result.payload_variants} requests in turn for every server. "
         f"Transport: {result.transport} prodgen's published config: {result.prodgen_config}. "

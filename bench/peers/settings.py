@@ -8,6 +8,9 @@ from prodgen.bench.peers.launch import PEERS
 from prodgen.bench.served import ServedSettings
 from prodgen.errors import ProdgenError
 
+VARIANTS = ("int8", "openvino", "int8_openvino")
+"""The CPU variants `prodgen-export --int8 --openvino` may publish, by name suffix."""
+
 
 @dataclass(frozen=True)
 class PeerSettings:
@@ -28,6 +31,9 @@ class PeerSettings:
     seed: int = 0
     serve_threads: int | None = None
     """`prodgen serve --threads`; None runs it as a user does, with its default."""
+    variant: str | None = None
+    """prodgen serves `<model>_<variant>` (int8, openvino, int8_openvino), exported with `--int8`/`--openvino`
+    and published only inside its fidelity gate; peers keep FP32 and are checked against prodgen's FP32 model."""
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.peers if name not in PEERS]
@@ -35,6 +41,8 @@ class PeerSettings:
             raise ProdgenError(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
         if not self.concurrency or min(self.concurrency) < 1:
             raise ProdgenError("--concurrency: give at least one level, each at least 1")
+        if self.variant not in (None, *VARIANTS):
+            raise ProdgenError(f"unknown variant {self.variant!r}; choose from {', '.join(VARIANTS)}")
         if self.rounds < 1:
             raise ProdgenError("--rounds must be at least 1")
 

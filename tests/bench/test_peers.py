@@ -20,6 +20,7 @@ from prodgen.bench.peers.launch import PEERS, PRODGEN, start_server, wait_ready 
 from prodgen.bench.peers.settings import PeerSettings  # noqa: E402
 from prodgen.bench.report import BenchReport, write_report  # noqa: E402
 from prodgen.client import ProdgenClient  # noqa: E402
+from prodgen.errors import ProdgenError  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -81,3 +82,11 @@ def test_a_peer_with_other_pictures_is_refused(tmp_path: Path) -> None:
     assert not check.accepted
     assert check.max_abs_diff is not None and check.max_abs_diff > 1
     assert "beyond 1" in check.detail
+
+
+def test_a_variant_export_does_not_publish_is_named_not_measured(tmp_path: Path) -> None:
+    # DCGAN has no Conv, MatMul or Gemm layer to quantise, so export publishes no dcgan_int8.
+    with pytest.raises(ProdgenError, match=r"dcgan_int8 was not published: export keeps a variant only inside"):
+        export_for_peers("dcgan", tmp_path / "work", [], dataclasses.replace(SHORT, variant="int8"))
+    with pytest.raises(ProdgenError, match=r"unknown variant 'fp8'; choose from int8, openvino, int8_openvino"):
+        dataclasses.replace(SHORT, variant="fp8")
