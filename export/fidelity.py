@@ -276,9 +276,23 @@ def compare_fidelity(
             if got.dtype.kind == "f":
                 nonfinite += int(np.count_nonzero(~np.isfinite(got)))
         nonfinite += sum(int(np.count_nonzero(~np.isfinite(extra))) for extra in results[output_count:])
+    return Fidelity(_decibels(squared, count, peak_squared), worst, nonfinite, min_psnr_db, lowest_of(ssims), min_ssim)
+
+
+def _decibels(squared: float, count: int, peak_squared: float) -> float:
     mse = squared / max(count, 1)
-    psnr = math.inf if mse == 0 else 10 * math.log10(peak_squared / mse)
-    return Fidelity(psnr, worst, nonfinite, min_psnr_db, lowest_of(ssims), min_ssim)
+    return math.inf if mse == 0 else 10 * math.log10(peak_squared / mse)
+
+
+def psnr_db(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) -> float:
+    """PSNR of `candidate` against `reference` over all their arrays together (peak 255 for uint8 pictures)."""
+    squared, count, peak_squared = 0.0, 0, 0.0
+    for want, got in zip(reference, candidate, strict=True):
+        error, peak2 = _psnr(want, got)
+        squared += error
+        count += want.size
+        peak_squared = max(peak_squared, peak2)
+    return _decibels(squared, count, peak_squared)
 
 
 def _tensor_values(

@@ -18,7 +18,6 @@ While a window runs, the resident memory of the server's whole process tree is s
 from __future__ import annotations
 
 import dataclasses
-import math
 import signal
 import statistics
 import tempfile
@@ -149,17 +148,6 @@ def endpoint_for(server: RunningServer, template: Endpoint, peer_model: str | No
     """`template` aimed at `server`; peers answer as `peer_model` (the FP32 model) when prodgen serves a variant."""
     model = template.model if server.target.name == PRODGEN.name or peer_model is None else peer_model
     return Endpoint(server.url, model, template.inputs, template.outputs, template.timeout_s)
-
-
-def psnr_db(expected: Sequence[dict[str, np.ndarray]], actual: Sequence[dict[str, np.ndarray]]) -> float:
-    """PSNR of uint8 pictures over all requests and outputs (inf when identical)."""
-    squared = sum(
-        float(np.square(got[name].astype(np.float64) - want[name].astype(np.float64)).sum())
-        for want, got in zip(expected, actual, strict=True)
-        for name in want
-    )
-    count = sum(want[name].size for want in expected for name in want)
-    return math.inf if squared == 0 else 10 * math.log10(255.0**2 / (squared / count))
 
 
 def answers(server: RunningServer, endpoint: Endpoint, payloads: Sequence[Payload]) -> list[dict[str, np.ndarray]]:
@@ -375,14 +363,19 @@ def check_peers(
     expected = answers(reference, endpoint_for(reference, fp32), payloads)
     checks = []
     if peer_model and peer_model != endpoint.model:
+        from prodgen.export.fidelity import psnr_db
+
         variant = answers(reference, endpoint_for(reference, endpoint), payloads)
-        worst = max(
-            float(np.abs(got[name].astype(np.float64) - want[name].astype(np.float64)).max(initial=0.0))
-            for want, got in zip(expected, variant, strict=True)
-            for name in want
+        variant_check = compare_pictures(reference.target.name, expected, variant, limit=255)
+        worst = variant_check.max_abs_diff
+        if worst is None:
+            raise ProdgenError(f"{endpoint.model} against {peer_model}: {variant_check.detail}")
+        psnr = psnr_db(
+            [want[name] for want in expected for name in want],
+            [got[name] for want, got in zip(expected, variant, strict=True) for name in want],
         )
         detail = (
-            f"serves {endpoint.model}: PSNR {psnr_db(expected, variant):.2f} dB against its FP32 model {peer_model} "
+            f"serves {endpoint.model}: PSNR {psnr:.2f} dB against its FP32 model {peer_model} "
             f"over {len(payloads)} requests, largest difference {worst:g} levels (inside the gate export applied); "
             f"peers are checked against {peer_model}"
         )

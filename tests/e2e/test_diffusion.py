@@ -9,7 +9,6 @@ encoder returns (diffusers would otherwise draw a sample from its own RNG).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from PIL import Image
 from prodgen.client import ProdgenClient, Sampling
 from prodgen.client.diffusion import PromptTruncatedWarning
 from prodgen.errors import ProdgenError
+from prodgen.export.fidelity import psnr_db
 from prodgen.photos import photo_batch
 from prodgen.seeding import latent_from_seed
 from prodgen.serve.server import EmbeddedServer
@@ -40,8 +40,7 @@ MIN_PSNR_DB = 40.0
 
 def psnr(reference: np.ndarray, candidate: np.ndarray) -> float:
     assert reference.shape == candidate.shape and reference.dtype == candidate.dtype == np.uint8
-    mse = float(np.mean((reference.astype(np.float64) - candidate.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    return psnr_db([reference], [candidate])
 
 
 def seeded_noise(seed: int, side: int = SIDE, factor: int = 2) -> torch.Tensor:

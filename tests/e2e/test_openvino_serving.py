@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from tritonclient.utils import InferenceServerException
 from prodgen import zoo
 from prodgen.client import ProdgenClient
 from prodgen.export.cpu_variants import VariantContext, publish_openvino
-from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB
+from prodgen.export.fidelity import DEFAULT_MIN_PSNR_DB, psnr_db
 from prodgen.export.openvino_variant import check_openvino
 from prodgen.export.pipeline import ExportRequest, export_model
 from prodgen.export.verify import run_pytorch
@@ -25,11 +24,6 @@ from tests_support import free_port
 
 pytest.importorskip("openvino", reason="the OpenVINO variant needs the extra: pip install -e '.[openvino]'")
 pytestmark = pytest.mark.e2e
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean(np.square(a.astype(np.float64) - b.astype(np.float64))))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def test_the_openvino_variant_serves_the_onnx_models_pictures_and_refuses_the_same_bad_input(tmp_path: Path) -> None:
@@ -52,7 +46,7 @@ def test_the_openvino_variant_serves_the_onnx_models_pictures_and_refuses_the_sa
         onnx_pictures = client.generate("dcgan", seed=11, count=3)
         openvino_pictures = client.generate("dcgan_openvino", seed=11, count=3)  # the client splits by max batch
         assert openvino_pictures.shape == onnx_pictures.shape == (3, 64, 64, 3)
-        assert _psnr(onnx_pictures, openvino_pictures) >= DEFAULT_MIN_PSNR_DB
+        assert psnr_db([onnx_pictures], [openvino_pictures]) >= DEFAULT_MIN_PSNR_DB
         raw = grpcclient.InferenceServerClient(options.grpc_url)
         nan = np.full((1, 100), np.nan, dtype=np.float32)
         request = grpcclient.InferInput("z", list(nan.shape), "FP32")
