@@ -35,7 +35,7 @@ def serve(
     threads: Annotated[
         int,
         typer.Option(
-            help="ONNX Runtime threads per model instance (0: the physical cores shared out among its instances)."
+            help="ONNX Runtime threads per model instance (0: one per physical core)."
         ),
     ] = ServerOptions.intra_op_threads,
     poll_seconds: Annotated[

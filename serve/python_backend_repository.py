@@ -61,8 +61,8 @@ class MirrorResult:
 def python_backend_config(
     config: mc.ModelConfig, intra_op_threads: int, drain_marker: Path | None = None
 ) -> mc.ModelConfig:
-    """The python-backend twin of an onnxruntime model; `intra_op_threads` 0 shares the cores
-    out among its instances (`prodgen.serve.session_threads`)."""
+    """The python-backend twin of an onnxruntime model; `intra_op_threads` 0 gives each instance
+    a thread per physical core (`prodgen.serve.session_threads`)."""
     mirrored = mc.ModelConfig()
     mirrored.CopyFrom(config)
     mirrored.backend = "python"
@@ -74,7 +74,7 @@ def python_backend_config(
     mirrored.ClearField("instance_group")
     mirrored.instance_group.add(count=count, kind=mc.ModelInstanceGroup.KIND_CPU)
     mirrored.parameters[PARAMETER_PREFIX + "intra_op_threads"].string_value = str(
-        session_threads.intra_op_threads(intra_op_threads, count)
+        session_threads.intra_op_threads(intra_op_threads)
     )
     mirrored.parameters[PARAMETER_PREFIX + "intra_op_spinning"].string_value = str(int(session_threads.ALLOW_SPINNING))
     if _is_openvino_model(config):

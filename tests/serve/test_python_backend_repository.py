@@ -56,11 +56,10 @@ def test_a_failed_mirror_leaves_no_staging_folder_behind(tmp_path: Path) -> None
     assert list((tmp_path / "serve" / ".models.staging").iterdir()) == []
 
 
-def test_each_instance_gets_its_share_of_the_cores_by_default() -> None:
-    assert intra_op_threads(0, instances=1, cores=8) == 8
-    assert intra_op_threads(0, instances=3, cores=8) == 2
-    assert intra_op_threads(0, instances=4, cores=2) == 1  # never zero threads
-    assert intra_op_threads(3, instances=4, cores=2) == 3  # an explicit --threads wins
+def test_each_instance_gets_a_thread_per_core_by_default() -> None:
+    assert intra_op_threads(0, cores=8) == 8
+    assert intra_op_threads(0, cores=0) == 1  # never zero threads
+    assert intra_op_threads(3, cores=2) == 3  # an explicit --threads wins
 
 
 @pytest.mark.parametrize(("requested", "instances"), [(0, 1), (0, 2), (5, 2)])
@@ -68,6 +67,6 @@ def test_the_mirrored_config_carries_the_thread_count_and_no_spinning(requested:
     config = parse_pbtxt(CONFIG + f"instance_group {{ count: {instances} kind: KIND_CPU }}\n")
     mirrored = python_backend_config(config, requested)
     threads = mirrored.parameters[PARAMETER_PREFIX + "intra_op_threads"].string_value
-    assert int(threads) == (requested or max(1, physical_cores() // instances))
+    assert int(threads) == (requested or physical_cores())
     assert mirrored.parameters[PARAMETER_PREFIX + "intra_op_spinning"].string_value == "0"
     assert sum(group.count for group in mirrored.instance_group) == instances
