@@ -78,6 +78,9 @@ KL_WEIGHT = 1e-4
 """Per latent value, against the per-pixel reconstruction MSE: keeps the latents smooth enough to denoise."""
 
 UNET_STEPS = 2800
+"""Measured with cross-attention at 8×8 (category / colour recognised on 378 seen-caption pictures,
+training wall time on one thread): 2000 steps 88.9 % / 86.8 % in 803 s, 2400 steps 89.4 % / 88.6 %
+in 924 s, 2800 steps 91.5 % / 91.8 % in 1036 s."""
 UNET_BATCH = 48
 UNET_LR = 2e-3
 WARMUP = 100
@@ -88,9 +91,10 @@ EMA_DECAY = 0.999
 SAMPLER = "dpmpp-2m"
 SAMPLER_STEPS = 20
 GUIDANCE = 5.0
-"""Measured on 1200-step weights: guidance 3 recognised 82 % category / 59 % colour on seen captions, 5 gave
-83 % / 66 %; on the shipped 2800-step weights 7.5 gave 87 % / 83 % against 5's 87 % / 83 %."""
-EVAL_SEEDS_SEEN = 1
+"""Measured on the earlier model with cross-attention at 4×4 only: after 1200 steps guidance 3 recognised 82 %
+category / 59 % colour on seen captions, 5 gave 83 % / 66 %; after 2800 steps 7.5 gave 87 % / 83 % against 5's
+87 % / 83 %."""
+EVAL_SEEDS_SEEN = 3
 EVAL_SEEDS_HELD_OUT = 4
 JUDGE_PICTURES = 4800
 JUDGE_STEPS = 800
@@ -151,8 +155,13 @@ def components(vocab_size: int) -> tuple[Any, Any, Any]:
         out_channels=LATENT_CHANNELS,
         layers_per_block=1,
         block_out_channels=(16, 32, 64),
-        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        # The caption reaches the 8×8 and 4×4 feature maps through cross-attention. With it at
+        # 4×4 alone, 2800 and 3400 steps recognised 85 % and 87 % of the asked categories on 378
+        # seen-caption pictures, t-shirts worst (70 %, drawn as mugs); at 8×8 too, 91.5 %: the
+        # shape is laid down at 8×8, where the text had no say. It costs 0.33-0.38 s a step
+        # instead of 0.24.
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=64,
         attention_head_dim=8,
         norm_num_groups=8,
@@ -233,6 +242,9 @@ def train_unet(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, UNET_LR, total_steps=UNET_STEPS, pct_start=WARMUP / UNET_STEPS
     )
+    # channels-last convolutions run about 17 % faster per step on this CPU's oneDNN (0.183 s
+    # against 0.221 s for a batch of 48), which buys that many more steps in the same budget.
+    unet = unet.to(memory_format=torch.channels_last)
     unet.train()
     text_encoder.train()
     ema_unet, ema_text = Ema(unet), Ema(text_encoder)
@@ -244,7 +256,7 @@ def train_unet(
         tokens[torch.rand(UNET_BATCH) < CAPTION_DROPOUT] = empty
         timesteps = torch.randint(0, len(alphas), (UNET_BATCH,))
         noise = torch.randn_like(clean)
-        noisy = noise_schedule.add_noise(clean, noise, timesteps)
+        noisy = noise_schedule.add_noise(clean, noise, timesteps).contiguous(memory_format=torch.channels_last)
         states = text_encoder(input_ids=tokens, return_dict=False)[0]
         predicted = unet(noisy, timesteps, encoder_hidden_states=states, return_dict=False)[0]
         snr = alphas[timesteps] / (1 - alphas[timesteps])
@@ -271,7 +283,7 @@ def save(folder: Path, vae: Any, text_encoder: Any, unet: Any, tokenizer: Any) -
         vae=copy.deepcopy(vae).to(torch.float16),
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        unet=copy.deepcopy(unet).to(torch.float16),
+        unet=copy.deepcopy(unet).to(torch.float16, memory_format=torch.contiguous_format),
         scheduler=DDIMScheduler(**SD15_SCHEDULER),
         safety_checker=None,
         feature_extractor=None,
