@@ -34,9 +34,7 @@ def serve(
     metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = ServerOptions.metrics_port,
     threads: Annotated[
         int,
-        typer.Option(
-            help="ONNX Runtime threads per model instance (0: one per physical core)."
-        ),
+        typer.Option(help="ONNX Runtime threads per model instance (0: one per physical core)."),
     ] = ServerOptions.intra_op_threads,
     poll_seconds: Annotated[
         float, typer.Option(min=0, help="Pick up newly published models and versions this often (0: load once).")
