@@ -36,7 +36,6 @@ from prodgen.bench.events import Observer, Silent
 from prodgen.bench.load import Endpoint, infer_inputs, requested_outputs
 from prodgen.bench.onnxruntime_runtime import cpu_session
 from prodgen.bench.payloads import Payload
-from prodgen.bench.runtime import physical_cores
 from prodgen.bench.stats import (
     Interval,
     LatencySummary,
@@ -47,7 +46,7 @@ from prodgen.bench.stats import (
     summarize,
 )
 from prodgen.bench.triton_stats import ServerWindow, StatisticsReader, difference
-from prodgen.serve.session_threads import ALLOW_SPINNING
+from prodgen.serve.session_threads import ALLOW_SPINNING, intra_op_threads
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,7 +61,7 @@ class PairSettings:
     pause_s: float = 0.1
     """Idle time after every call, outside the timings (see the module docstring)."""
     threads: int = 0
-    """Direct ONNX Runtime intra-op threads; 0: physical cores, as the served session uses."""
+    """Direct ONNX Runtime intra-op threads; 0: what a served session gets by default (`intra_op_threads`)."""
     spinning: bool = ALLOW_SPINNING
     """Direct ONNX Runtime worker threads spin after a run, or sleep as the served session's do."""
 
@@ -134,7 +133,7 @@ def measure_paired_overhead(
 
     settings = settings or PairSettings()
     observer = observer or Silent()
-    threads = settings.threads or physical_cores()
+    threads = intra_op_threads(settings.threads)
     session = cpu_session(str(onnx_path), threads, settings.spinning)
     names = [spec.name for spec in endpoint.outputs]
     feed = {spec.name: payload[spec.name] for spec in endpoint.inputs if spec.name in payload}
