@@ -1,7 +1,7 @@
 """What the server adds to a request, measured in interleaved pairs.
 
 A served request and a direct ONNX Runtime call on the same ONNX file and the same payload
-run one after the other, in alternating order, and the figure is the median of the
+run one after the other, in turns whose order rotates, and the figure is the median of the
 per-pair differences. Comparing a served level with a direct run taken minutes earlier
 measures the machine as much as the server: on a shared 2-core machine identical ONNX
 Runtime processes were seen to differ by 75-141 ms on a 256×256 style network, while a
@@ -17,6 +17,13 @@ the figure describes is the cost of one request on an otherwise idle server.
 Triton's own statistics over the pairs split the added time further: client+network is
 the client latency minus the server's request time, and the server's compute_infer minus
 the direct call is what the python backend (IPC, stub, its own ONNX Runtime session) adds.
+
+Each round also times an empty call to the same server over the same channel (gRPC
+ServerLive, no model, no payload), in the same rotation and with the same pause: what a
+request costs before Triton does any inference work, which any gRPC service on the host pays.
+On the 2-core build machine it was 1.0-1.4 ms after an idle pause (0.4-0.6 ms back to back)
+while a loopback TCP ping between two processes took 0.05-0.1 ms, so a threshold such as
+"≤ 1.5 ms added" is judged against a floor the report shows beside it.
 
 The direct session is set up as the served one is (threads, spinning), so that the figure is
 what serving adds, not a difference between two session configurations: under load from
@@ -77,13 +84,27 @@ class PairedOverhead:
     server: ServerWindow | None
     threads: int
     differences_ms: list[float] = field(repr=False)
+    empty_call_ms: list[float] = field(default_factory=list, repr=False)
+    """The empty gRPC call of each round (ServerLive on the same channel); empty when not timed."""
     added_p50: Interval = field(init=False)
     """The median added time with its bootstrap interval over the pairs' differences."""
     added_p90: Interval = field(init=False)
 
+    empty_call: LatencySummary | None = field(init=False)
+    beyond_empty_call_p50: Interval | None = field(init=False)
+    """The median over rounds of served − direct − the empty call: what the inference path adds beyond it."""
+
     def __post_init__(self) -> None:
         self.added_p50 = bootstrap_interval(self.differences_ms)
         self.added_p90 = bootstrap_interval(self.differences_ms, row_percentile(90))
+        if self.empty_call_ms and len(self.empty_call_ms) != len(self.differences_ms):
+            raise ValueError("an empty call needs timing in every round, or in none")
+        self.empty_call = summarize(self.empty_call_ms) if self.empty_call_ms else None
+        self.beyond_empty_call_p50 = (
+            bootstrap_interval([d - e for d, e in zip(self.differences_ms, self.empty_call_ms, strict=True)])
+            if self.empty_call_ms
+            else None
+        )
 
     def adds_at_most(self, threshold_ms: float) -> ThresholdVerdict:
         """ "The server adds ≤ threshold" only when the whole interval of the median says so."""
@@ -127,8 +148,8 @@ def measure_paired_overhead(
     settings: PairSettings | None = None,
     observer: Observer | None = None,
 ) -> PairedOverhead:
-    """Alternate one served request and one direct ONNX Runtime call on `payload` until
-    `min_pairs` pairs and `min_seconds` have passed (at most `max_pairs`)."""
+    """Rotate one served request, one direct ONNX Runtime call on `payload` and one empty call
+    to the server until `min_pairs` rounds and `min_seconds` have passed (at most `max_pairs`)."""
     import tritonclient.grpc as grpcclient
 
     settings = settings or PairSettings()
@@ -147,11 +168,16 @@ def measure_paired_overhead(
     def served() -> object:
         return client.infer(endpoint.model, request, outputs=outputs, client_timeout=endpoint.timeout_s)
 
+    def empty() -> object:
+        return client.is_server_live(client_timeout=endpoint.timeout_s)
+
     served_ms: list[float] = []
     direct_ms: list[float] = []
+    empty_ms: list[float] = []
+    turns = [(served, served_ms), (direct, direct_ms), (empty, empty_ms)]
     try:
         for _ in range(settings.warmup_pairs):
-            served(), direct()
+            served(), direct(), empty()
         before = reader.read()
         start = time.perf_counter()
         while len(served_ms) < settings.max_pairs:
@@ -165,12 +191,9 @@ def measure_paired_overhead(
                 ),
                 1.0,
             )
-            if len(served_ms) % 2 == 0:
-                served_ms.append(_timed(served, settings.pause_s))
-                direct_ms.append(_timed(direct, settings.pause_s))
-            else:
-                direct_ms.append(_timed(direct, settings.pause_s))
-                served_ms.append(_timed(served, settings.pause_s))
+            first = len(served_ms) % len(turns)
+            for call, timings in turns[first:] + turns[:first]:
+                timings.append(_timed(call, settings.pause_s))
         after = reader.read()
     finally:
         reader.close()
@@ -186,4 +209,5 @@ def measure_paired_overhead(
         server=server,
         threads=threads,
         differences_ms=[s - d for s, d in zip(served_ms, direct_ms, strict=True)],
+        empty_call_ms=empty_ms,
     )

@@ -168,11 +168,18 @@ def _served_section(result: ServedResult) -> list[str]:
 
 def _overhead_line(overhead: PairedOverhead) -> str:
     line = (
-        f"- Interleaved pairs (one served request, one direct ONNX Runtime call, alternating order), {overhead.pairs} pairs: "
+        f"- Interleaved pairs (one served request and one direct ONNX Runtime call, rotating in turn with an empty "
+        f"call to the server), {overhead.pairs} pairs: "
         f"served p50 {overhead.served.p50_ms:.2f} ms, direct p50 {overhead.direct.p50_ms:.2f} ms, "
         f"added p50 {overhead.added_p50.text(' ms', signed=True)}, p90 {overhead.added_p90.text(' ms', signed=True)} "
         "(bootstrap over the pairs' differences)"
     )
+    if overhead.empty_call is not None and overhead.beyond_empty_call_p50 is not None:
+        line += (
+            f"; an empty gRPC call to the same server (ServerLive, timed in the same rounds) p50 "
+            f"{overhead.empty_call.p50_ms:.2f} ms, and served − direct − that call "
+            f"{overhead.beyond_empty_call_p50.text(' ms', signed=True)}"
+        )
     server = overhead.server
     if server is not None and server.server_ms is not None and server.compute_infer_ms is not None:
         line += (

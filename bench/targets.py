@@ -192,6 +192,8 @@ def _server_overhead(result: ServedResult, reference: DirectReference | None) ->
         added = overhead.added_p50_ms
         verdict = overhead.adds_at_most(SERVER_OVERHEAD_MS)
         parts = []
+        if overhead.empty_call is not None:
+            parts.append(f"an empty gRPC call to the server {overhead.empty_call.p50_ms:.2f} ms p50")
         if overhead.client_and_network_ms is not None:
             parts.append(f"client+network {overhead.client_and_network_ms:.2f} ms")
         if overhead.server is not None and overhead.server.compute_infer_ms is not None:

@@ -35,11 +35,13 @@ def test_pairs_must_match_up() -> None:
         paired_differences([], [])
 
 
-def overhead_of(differences: list[float]) -> PairedOverhead:
+def overhead_of(differences: list[float], empty_call_ms: list[float] | None = None) -> PairedOverhead:
     direct = [100.0] * len(differences)
     served = [d + s for d, s in zip(direct, differences, strict=True)]
     p50, p90 = paired_differences(served, direct)
-    return PairedOverhead(len(served), summarize(served), summarize(direct), p50, p90, None, 2, differences)
+    return PairedOverhead(
+        len(served), summarize(served), summarize(direct), p50, p90, None, 2, differences, empty_call_ms or []
+    )
 
 
 def served_result(overhead: PairedOverhead) -> ServedResult:
@@ -73,3 +75,25 @@ def test_a_negative_added_time_is_never_printed_without_its_interval() -> None:
     with_interval = r"[-+]?\d+\.\d\d ms \((95 % CI )?[-+]?\d+\.\d\d\.\.[-+]?\d+\.\d\d ms\)"
     assert len(re.findall(with_interval, text)) >= 3  # the target's figure, its detail, the pairs' line
     assert not re.search(r"-\d+\.\d\d ms", re.sub(with_interval, "", text))
+
+
+def test_the_empty_call_is_taken_off_round_by_round_and_shown_beside_the_verdict() -> None:
+    rng = np.random.default_rng(3)
+    empty = list(rng.normal(1.2, 0.4, 200))
+    inference = rng.normal(0.5, 0.1, 200)
+    overhead = overhead_of([e + i for e, i in zip(empty, inference, strict=True)], empty)
+    beyond = overhead.beyond_empty_call_p50
+    assert beyond is not None and beyond.low < 0.5 < beyond.high and beyond.high - beyond.low < 0.1
+    assert overhead.empty_call is not None and overhead.empty_call.count == 200
+    check = server_overhead_check(overhead)
+    assert (
+        check.verdict == "missed"
+        and f"an empty gRPC call to the server {overhead.empty_call.p50_ms:.2f} ms" in check.detail
+    )
+    text = markdown(BenchReport("prodgen-bench served m", {}, served=[served_result(overhead)], check_targets=True))
+    assert f"served − direct − that call {beyond.text(' ms', signed=True)}" in text
+
+
+def test_an_empty_call_timed_in_only_some_rounds_is_refused() -> None:
+    with pytest.raises(ValueError, match="every round"):
+        overhead_of([1.0, 2.0, 3.0], [1.0])

@@ -110,6 +110,9 @@ def test_paired_overhead_times_every_pair_and_the_server_saw_exactly_those_reque
     )
     assert overhead.pairs == 6 == overhead.served.count == overhead.direct.count == len(overhead.differences_ms)
     assert (
+        overhead.empty_call is not None and overhead.empty_call.count == 6
+    )  # ServerLive: not in the model's statistics
+    assert (
         overhead.server is not None and overhead.server.requests == 6
     )  # warm-up pairs fall outside the statistics window
     assert overhead.client_and_network_ms is not None and overhead.backend_over_direct_ms is not None
