@@ -67,7 +67,7 @@ def measure_gemm_onnxruntime(side: int = CPU_SIDE, seconds: float = 1.5, threads
     import numpy as np
     from onnx import TensorProto, helper
 
-    from prodgen.bench.onnxruntime_runtime import cpu_session
+    from prodgen.onnx_sessions import cpu_session
 
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["y"])],

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from prodgen.bench.baseline import baseline_side
-from prodgen.bench.direct import DirectSettings, time_turns
+from prodgen.bench.direct import DirectSettings
 from prodgen.bench.events import Observer
 from prodgen.errors import ProdgenError
 from prodgen.export.cpu_race import served_session
@@ -32,6 +32,7 @@ from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import run_pytorch
 from prodgen.model_repository.publish import OPENVINO_FILE
 from prodgen.openvino_runtime import inference_precision, openvino_available, openvino_runner, save_ir
+from prodgen.turns import time_turns
 from prodgen.zoo.loading import serving_module
 from prodgen.zoo.samples import sample_inputs, verification_cases
 from prodgen.zoo.spec import ZooModel
@@ -206,7 +207,7 @@ def _time(
         observer.phase(f"{model.name} · batch {batch} · {', '.join(order)} in turns")
         for name in order:
             runs[name](feed)
-        series = time_turns([_bound(runs[name], feed) for name in order], settings, observer)
+        series = time_turns([_bound(runs[name], feed) for name in order], settings.turn_limits, observer.progress)
         for name, latencies in zip(order, series, strict=True):
             rows[name].images_per_s[batch] = batch / (float(np.median(latencies)) / 1000)
         for name in order:

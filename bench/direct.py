@@ -32,6 +32,7 @@ from prodgen.errors import ProdgenError
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import compare_outputs
 from prodgen.model_repository.publish import ONNX_FILE, versions
+from prodgen.turns import TurnLimits, time_turns
 from prodgen.zoo.loading import serving_module
 from prodgen.zoo.samples import sample_inputs
 from prodgen.zoo.spec import ZooModel
@@ -73,6 +74,10 @@ class DirectSettings:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ProdgenError(f"--device must be auto, cpu or cuda, got '{self.device}'")
         object.__setattr__(self, "max_seconds", max(self.max_seconds, self.min_seconds))  # at least the minimum
+
+    @property
+    def turn_limits(self) -> TurnLimits:
+        return TurnLimits(self.min_runs, self.min_seconds, self.max_runs, self.max_seconds)
 
     def check(self, model: ZooModel) -> None:
         """Fail fast, before anything is measured, on sizes the model cannot take."""
@@ -142,29 +147,6 @@ class DirectResult:
     @property
     def reference_runtime(self) -> str | None:
         return self.measurements[0].runtime if self.measurements else None
-
-
-def time_turns(runs: Sequence[Callable[[], object]], settings: DirectSettings, observer: Observer) -> list[list[float]]:
-    """Latencies (ms) of each of `runs`, timed in turns: one run of each, again and again.
-
-    Taking turns spreads a busy moment of the machine over all runtimes alike, so their
-    ratios hold even where absolute figures do not. Turns go on until every series has
-    `min_runs` runs and `min_seconds` of timed work, or one reaches `max_runs` or `max_seconds`.
-    """
-    series: list[list[float]] = [[] for _ in runs]
-    while True:
-        for run, samples in zip(runs, series, strict=True):
-            begin = time.perf_counter()
-            run()
-            samples.append((time.perf_counter() - begin) * 1000)
-        seconds = [sum(samples) / 1000 for samples in series]
-        turns = len(series[0])
-        time_part = min(seconds) / settings.min_seconds if settings.min_seconds > 0 else 1.0
-        observer.progress(min(turns / settings.min_runs, time_part, 1.0), 1.0)
-        if turns >= settings.max_runs or max(seconds) >= settings.max_seconds:
-            return series
-        if turns >= settings.min_runs and min(seconds) >= settings.min_seconds:
-            return series
 
 
 def latest_repository_onnx(repository: Path, name: str) -> Path:
@@ -351,7 +333,7 @@ def _measure_shape(
         return []
     observer.phase(f"{model.name} · {shape.label} · {', '.join(r.runtime.name for r in ready)} in turns")
     with OtherProcessesLoad() as others:
-        series = time_turns([r.prepared.run for r in ready], settings, observer)
+        series = time_turns([r.prepared.run for r in ready], settings.turn_limits, observer.progress)
     reference = ready[0].outputs if ready else None
     measurements = []
     for index, (item, latencies) in enumerate(zip(ready, series, strict=True)):

@@ -15,23 +15,8 @@ from __future__ import annotations
 
 import onnxruntime
 
-from prodgen.bench.runtime import Inputs, Outputs, Prepared, Runtime, Workload, physical_cores
-from prodgen.onnx_sessions import onnx_session
-
-
-def tuned_session_options(threads: int, spinning: bool = True) -> onnxruntime.SessionOptions:
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return options
-
-
-def cpu_session(model: str | bytes, threads: int, spinning: bool = True) -> onnxruntime.InferenceSession:
-    """A tuned CPU session on a model file's path or a serialised model; threads 0: physical cores."""
-    return onnx_session(model, tuned_session_options(threads or physical_cores(), spinning))
+from prodgen.bench.runtime import Inputs, Outputs, Prepared, Runtime, Workload
+from prodgen.onnx_sessions import onnx_session, tuned_session_options
 
 
 def providers_for(device: str) -> list[str]:

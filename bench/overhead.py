@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING
 
 from prodgen.bench.events import Observer, Silent
 from prodgen.bench.load import Endpoint, infer_inputs, requested_outputs
-from prodgen.bench.onnxruntime_runtime import cpu_session
 from prodgen.bench.payloads import Payload
 from prodgen.bench.stats import (
     Interval,
@@ -53,6 +52,7 @@ from prodgen.bench.stats import (
     summarize,
 )
 from prodgen.bench.triton_stats import ServerWindow, StatisticsReader, difference
+from prodgen.onnx_sessions import cpu_session
 from prodgen.serve.session_threads import ALLOW_SPINNING, intra_op_threads
 
 if TYPE_CHECKING:

@@ -8,12 +8,13 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from prodgen.bench.direct import DirectSettings, time_turns
+from prodgen.bench.direct import DirectSettings
 from prodgen.bench.events import Observer, Silent
-from prodgen.bench.onnxruntime_runtime import cpu_session
 from prodgen.bench.payloads import request_payloads
 from prodgen.bench.runtime import physical_cores
 from prodgen.bench.stats import LatencySummary, summarize
+from prodgen.onnx_sessions import cpu_session
+from prodgen.turns import time_turns
 
 if TYPE_CHECKING:
     from prodgen.client.api import ServedModel
@@ -68,7 +69,7 @@ def measure_reference(
         run = partial(session.run, names, feed)
         for _ in range(settings.warmup):
             run()
-        (latencies,) = time_turns([run], settings, observer)
+        (latencies,) = time_turns([run], settings.turn_limits, observer.progress)
         summary = summarize(latencies)
         points.append(ReferencePoint(batch, batch / (summary.mean_ms / 1000), summary, latencies))
     return DirectReference(str(onnx_path), threads, points)

@@ -16,18 +16,17 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 
-from prodgen.bench.direct import DirectSettings, time_turns
-from prodgen.bench.events import Silent
-from prodgen.bench.onnxruntime_runtime import cpu_session
+from prodgen.onnx_sessions import cpu_session
 from prodgen.serve.session_threads import ALLOW_SPINNING
+from prodgen.turns import TurnLimits, time_turns
 from prodgen.zoo.samples import sample_inputs
 from prodgen.zoo.spec import ZooModel
 
 Feed = dict[str, np.ndarray]
 Runner = Callable[[Feed], object]
 RACE_BATCHES = (1, 4)
-RACE_SETTINGS = DirectSettings(warmup=1, min_runs=5, min_seconds=2.0, max_runs=200, max_seconds=20.0)
-"""Per batch size: at least 5 runs and 2 s of each runtime, at most 20 s."""
+RACE_LIMITS = TurnLimits(min_runs=5, min_seconds=2.0, max_runs=200, max_seconds=20.0)
+"""Per batch size, after one untimed run of each: at least 5 runs and 2 s of each runtime, at most 20 s."""
 
 
 def served_session(onnx_path: Path) -> onnxruntime.InferenceSession:
@@ -69,7 +68,7 @@ def race(
     challenger: Runner,
     side: int | None = None,
     batches: Sequence[int] = RACE_BATCHES,
-    settings: DirectSettings = RACE_SETTINGS,
+    limits: TurnLimits = RACE_LIMITS,
 ) -> Race:
     """Median latencies of `baseline` and `challenger` on sample inputs, timed in turns per batch size."""
     side = side or (model.bounds.opt_side if model.bounds and model.image_inputs else None)
@@ -77,10 +76,9 @@ def race(
     candidate_ms: dict[int, float] = {}
     for batch in batches:
         feed = sample_inputs(model, batch, side, side)
-        for _ in range(settings.warmup):
-            baseline(feed)
-            challenger(feed)
-        base, cand = time_turns([partial(baseline, feed), partial(challenger, feed)], settings, Silent())
+        baseline(feed)
+        challenger(feed)
+        base, cand = time_turns([partial(baseline, feed), partial(challenger, feed)], limits)
         baseline_ms[batch] = float(np.median(base))
         candidate_ms[batch] = float(np.median(cand))
     return Race(candidate, baseline_ms, candidate_ms, side)
