@@ -15,7 +15,7 @@ import numpy as np
 from prodgen.errors import ProdgenError
 from prodgen.export.cpu_race import Race, race, served_session
 from prodgen.export.fidelity import Cases
-from prodgen.export.int8 import Int8Outcome, int8_with_fallback
+from prodgen.export.int8 import Int8Outcome, int8_with_fallback, openvino_int8
 from prodgen.export.openvino_variant import OpenVinoOutcome, check_openvino
 from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, openvino_config, to_pbtxt
 from prodgen.model_repository.publish import ONNX_FILE, OPENVINO_FILE, PublishedVersion, publish
@@ -25,7 +25,7 @@ from prodgen.zoo.spec import ZooModel
 INT8_RECORD = "prodgen-int8.json"
 OPENVINO_SUFFIX = "_openvino"
 INT8_OPENVINO_SUFFIX = "_int8_openvino"
-"""The INT8 QDQ graph as OpenVINO IR: OpenVINO runs QDQ convolutions as int8 kernels of its own."""
+"""An INT8 QDQ graph as OpenVINO IR: OpenVINO runs QDQ convolutions and deconvolutions as int8 kernels of its own."""
 OPENVINO_RECORD = "prodgen-openvino.json"
 
 
@@ -71,9 +71,8 @@ def int8_variant(context: VariantContext, min_psnr_db: float, min_ssim: float) -
         variant.notes.append(str(refusal))
         return variant
     variant.int8 = outcome
-    kept = ", ".join(f"{layer} ({why})" for layer, why in outcome.kept_fp32.items()) or "none"
     variant.notes.append(f"INT8 fidelity: {outcome.final.describe()}")
-    variant.notes.append(f"INT8: {outcome.quantised_layers} layers in INT8; kept in FP32: {kept}")
+    variant.notes.append(f"INT8: {outcome.describe_layers()}")
     names = [spec.name for spec in model.outputs]
     fp32, int8 = served_session(context.onnx_path), served_session(outcome.path)
     variant.race = race(model, "INT8 ONNX Runtime", lambda f: fp32.run(names, f), lambda f: int8.run(names, f))
@@ -115,40 +114,65 @@ def openvino_variant(context: VariantContext, min_psnr_db: float) -> Variant:
     return _openvino_decision(context, outcome, "OpenVINO", OPENVINO_SUFFIX)
 
 
-def int8_openvino_variant(context: VariantContext, int8: Int8Outcome) -> Variant:
-    """The INT8 QDQ graph (already inside the INT8 gate on ONNX Runtime) on OpenVINO, which runs
-    its non-quantised layers at its own precision: checked again through the same gate."""
-    final = int8.final
+def int8_openvino_variant(
+    context: VariantContext, onnx_runtime_int8: Int8Outcome | None, min_psnr_db: float, min_ssim: float
+) -> Variant:
+    """An INT8 QDQ graph inside the INT8 gate (`export.int8.openvino_int8`: ONNX Runtime's, or one that
+    also quantises ConvTranspose) on OpenVINO, which runs its FP32 layers at its own precision:
+    checked again through the same gate."""
+    name = context.served_name + INT8_OPENVINO_SUFFIX
+    try:
+        graph = openvino_int8(
+            context.onnx_path, context.work / "int8-openvino", context.model, context.cases, context.reference,
+            onnx_runtime_int8, min_psnr_db, min_ssim, name,
+        )  # fmt: skip
+    except ProdgenError as refusal:
+        return Variant(name, notes=[f"INT8 OpenVINO: {refusal}"])
+    notes = [] if graph is onnx_runtime_int8 else [f"INT8 OpenVINO: {graph.describe_layers()}"]
     outcome = check_openvino(
         context.onnx_path, context.work / "int8-openvino", context.model, context.cases, context.reference,
-        final.min_psnr_db, source=int8.path, min_ssim=final.min_ssim,
+        graph.final.min_psnr_db, source=graph.path, min_ssim=graph.final.min_ssim,
     )  # fmt: skip
-    return _openvino_decision(context, outcome, "INT8 OpenVINO", INT8_OPENVINO_SUFFIX)
+    return _openvino_decision(context, outcome, "INT8 OpenVINO", INT8_OPENVINO_SUFFIX, graph, notes)
 
 
-def _openvino_decision(context: VariantContext, outcome: OpenVinoOutcome, label: str, suffix: str) -> Variant:
+def _openvino_decision(
+    context: VariantContext,
+    outcome: OpenVinoOutcome,
+    label: str,
+    suffix: str,
+    int8: Int8Outcome | None = None,
+    notes: Sequence[str] = (),
+) -> Variant:
     name = context.served_name + suffix
-    variant = Variant(name, openvino=outcome, race=outcome.race)
+    variant = Variant(name, notes=list(notes), openvino=outcome, race=outcome.race)
     variant.notes.append(f"{label} ({outcome.precision} on this CPU) fidelity: {outcome.fidelity.describe()}")
     variant.notes.append(f"{label}: {outcome.race.describe()}")
     if not outcome.publish:
         variant.notes.append(f"{label}: {name} {outcome.verdict()}")
         return variant
-    variant.published = publish_openvino(context, outcome, suffix)
+    variant.published = publish_openvino(context, outcome, suffix, int8)
     variant.notes.append(f"{label}: published {name} version {variant.published.version} (OpenVINO IR, max batch 1)")
     return variant
 
 
 def publish_openvino(
-    context: VariantContext, outcome: OpenVinoOutcome, suffix: str = OPENVINO_SUFFIX
+    context: VariantContext, outcome: OpenVinoOutcome, suffix: str = OPENVINO_SUFFIX, int8: Int8Outcome | None = None
 ) -> PublishedVersion:
+    """`int8`: the QDQ graph the IR was converted from, for `<name>_int8_openvino`."""
     name = context.served_name + suffix
+    quantised = (
+        {"int8_layers": int8.quantised_layers, "quantised_ops": list(int8.quantised_ops), "kept_fp32": int8.kept_fp32}
+        if int8 is not None
+        else {}
+    )
     record = {
         **context.provenance,
         "openvino": {
             "version": openvino_version(),
             "inference_precision_here": outcome.precision,
-            "source": "INT8 QDQ ONNX" if suffix == INT8_OPENVINO_SUFFIX else "FP32 ONNX",
+            "source": "INT8 QDQ ONNX" if int8 is not None else "FP32 ONNX",
+            **quantised,
             "gate": "OpenVINO CPU plugin (published settings) vs FP32 PyTorch on the verification inputs",
             "fidelity": asdict(outcome.fidelity),
             "race": _race_record(outcome.race),

@@ -189,7 +189,9 @@ def export_model(request: ExportRequest, step: Step = lambda _: None) -> ExportR
             if request.openvino:
                 step("converting to OpenVINO, checking its fidelity and racing it against ONNX Runtime")
                 variants.append(openvino_variant(context, request.min_psnr_db))
-                if int8 is not None:
-                    step("running the INT8 graph on OpenVINO, checking its fidelity and racing it")
-                    variants.append(int8_openvino_variant(context, int8))
+                if request.int8:
+                    step("running an INT8 graph on OpenVINO, checking its fidelity and racing it")
+                    variants.append(
+                        int8_openvino_variant(context, int8, request.int8_min_psnr_db, request.int8_min_ssim)
+                    )
     return ExportResult(published, parity, fp16, fp16_published, loading_notes, queue, variants)

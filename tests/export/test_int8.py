@@ -13,7 +13,7 @@ import pytest
 
 from prodgen import zoo
 from prodgen.errors import ProdgenError
-from prodgen.export.int8 import int8_with_fallback, quantisable_layers
+from prodgen.export.int8 import OPENVINO_QUANTISED_OPS, int8_with_fallback, openvino_int8, quantisable_layers
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import run_pytorch
 from prodgen.model_repository.config import parse_pbtxt
@@ -40,15 +40,11 @@ def upscaler_onnx(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     return path, small, [run_pytorch(graph, model, inputs) for inputs in small]
 
 
-def _dequantised_weights(path: Path) -> dict[str, bool]:
+def _dequantised_weights(path: Path, ops: tuple[str, ...] = ("Conv", "MatMul", "Gemm")) -> dict[str, bool]:
     """Layer name → whether its weight reaches it through a DequantizeLinear (i.e. it runs in INT8)."""
     graph = onnx.load(str(path)).graph
     dequantised = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
-    return {
-        node.name: node.input[1] in dequantised
-        for node in graph.node
-        if node.name in set(quantisable_layers(onnx.load(str(path))))
-    }
+    return {node.name: node.input[1] in dequantised for node in graph.node if node.op_type in ops}
 
 
 def test_a_gate_the_full_int8_graph_misses_keeps_the_worst_layers_in_fp32_and_names_them(
@@ -120,3 +116,30 @@ def test_a_model_without_layers_to_quantise_is_refused_in_one_line(tmp_path: Pat
     export_onnx(graph, model, cases[0], tmp_path / "model.onnx")
     with pytest.raises(ProdgenError, match="no Conv/MatMul/Gemm layers to quantise to INT8"):
         int8_with_fallback(tmp_path / "model.onnx", tmp_path, model, cases, [], served_name="dcgan_int8")
+
+
+def test_openvino_gets_its_own_int8_graph_with_the_conv_transposes_onnx_runtime_keeps_in_fp32(tmp_path: Path) -> None:
+    model = zoo.get("dcgan")  # ConvTranspose only: nothing for ONNX Runtime's INT8, all of it for OpenVINO's
+    graph = serving_module(model, None, 0)
+    cases = verification_cases(model)
+    export_onnx(graph, model, cases[0], tmp_path / "model.onnx")
+    reference = [run_pytorch(graph, model, inputs) for inputs in cases]
+    outcome = openvino_int8(tmp_path / "model.onnx", tmp_path, model, cases, reference, None, served_name="g")
+    assert outcome.quantised_ops == OPENVINO_QUANTISED_OPS and outcome.final.passed
+    runs_int8 = _dequantised_weights(outcome.path, ("ConvTranspose",))
+    assert runs_int8 and all(runs_int8.values()) and outcome.quantised_layers == len(runs_int8)
+    assert (
+        f"{len(runs_int8)} Conv/MatMul/Gemm/ConvTranspose layers in INT8; kept in FP32: none"
+        in outcome.describe_layers()
+    )
+
+
+def test_without_conv_transposes_openvino_converts_onnx_runtimes_int8_graph_or_nothing(
+    upscaler_onnx: Exported, tmp_path: Path
+) -> None:
+    path, cases, reference = upscaler_onnx
+    model = zoo.get(UPSCALER)
+    onnx_runtime = int8_with_fallback(path, tmp_path, model, cases, reference, 0.0, 0.0, calibration_side=SIDE)
+    assert openvino_int8(path, tmp_path, model, cases, reference, onnx_runtime, calibration_side=SIDE) is onnx_runtime
+    with pytest.raises(ProdgenError, match="up_int8_openvino: OpenVINO would quantise the same layers .* was refused"):
+        openvino_int8(path, tmp_path, model, cases, reference, None, served_name="up_int8_openvino")
