@@ -19,8 +19,17 @@ import numpy as np
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from prodgen.client.api import ServedModel, generator_inputs, infer_requests, served_model
+from prodgen.client.api import (
+    ServedModel,
+    generator_inputs,
+    image_batch,
+    infer_requests,
+    served_model,
+    stylize_inputs,
+    upscale_plan,
+)
 from prodgen.client.fleet import ChannelSecurity, Deadline, FleetBase, FleetPolicy, attempt_timeout, error_text
+from prodgen.client.tiling import upscale_tiled
 from prodgen.errors import ProdgenError
 
 
@@ -163,3 +172,27 @@ class AsyncProdgenClient:
         model = await self.model(name)
         outputs = await self.infer(name, generator_inputs(model, seed, count, class_id, truncation))
         return outputs[model.outputs[0].name]
+
+    async def stylize(
+        self, name: str, image: np.ndarray, style: np.ndarray | None = None, alpha: float | None = None
+    ) -> np.ndarray:
+        """Restyle one image (H, W, 3) or a batch of same-size images (N, H, W, 3), as `ProdgenClient.stylize`."""
+        model = await self.model(name)
+        outputs = await self.infer(name, stylize_inputs(model, image, style, alpha))
+        result = outputs[model.outputs[0].name]
+        return result[0] if image.ndim == 3 else result
+
+    async def upscale(self, name: str, image: np.ndarray, tile: int | None = None, overlap: int = 32) -> np.ndarray:
+        """Upscale one image (H, W, 3), as `ProdgenClient.upscale`: images beyond the model's bounds go in
+        overlapping tiles, cut and blended in a worker thread while the event loop makes the calls."""
+        model = await self.model(name)
+        scale, tiling = upscale_plan(model, image, tile, overlap)
+        image_input, output = model.inputs_of("image")[0].name, model.outputs[0].name
+        if tiling is None:
+            return (await self.infer(name, {image_input: image_batch(model, image, "image")}))[output][0]
+        loop = asyncio.get_running_loop()
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return asyncio.run_coroutine_threadsafe(self.infer(name, {image_input: batch}), loop).result()[output]
+
+        return await asyncio.to_thread(upscale_tiled, image, run, scale, tiling)

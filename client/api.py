@@ -122,6 +122,67 @@ def generator_inputs(
     return inputs
 
 
+def check_task(model: ServedModel, task: str) -> None:
+    """Each command serves one task; a model of another task is refused the same way by all."""
+    if model.task != task:
+        what = TASKS.get(model.task or "", f"a model of task '{model.task}'")
+        hint = f"; use `prodgen {model.task}`" if model.task in TASKS else ""
+        raise ProdgenError(f"model '{model.name}' is {what}, not {TASKS[task]}{hint}")
+
+
+def image_batch(model: ServedModel, image: np.ndarray, label: str) -> np.ndarray:
+    """One image (H, W, 3) or a batch (N, H, W, 3) as a checked batch within the model's image bounds."""
+    batch = image[np.newaxis] if image.ndim == 3 else image
+    check_image_array(label, batch)
+    if model.bounds is not None:
+        model.bounds.check(label, batch.shape[1], batch.shape[2])
+    return batch
+
+
+def stylize_inputs(
+    model: ServedModel, image: np.ndarray, style: np.ndarray | None, alpha: float | None
+) -> dict[str, np.ndarray]:
+    """A style model's inputs: the content batch, the style picture repeated for it if the model takes one, scalars."""
+    check_task(model, "stylize")
+    image_inputs = model.inputs_of("image")
+    if not image_inputs:
+        raise ProdgenError(f"model '{model.name}' takes no image (task: {model.task})")
+    content, *style_inputs = image_inputs
+    inputs = {content.name: image_batch(model, image, "image")}
+    count = len(inputs[content.name])
+    if style_inputs:
+        if style is None:
+            raise ProdgenError(f"model '{model.name}' needs a style image (--style)")
+        style_batch = np.repeat(image_batch(model, style, "style"), count, axis=0)
+        inputs.update({spec.name: style_batch for spec in style_inputs})
+    elif style is not None:
+        raise ProdgenError(f"model '{model.name}' takes no style image")
+    inputs.update(scalar_inputs(model, count, alpha=alpha))
+    return inputs
+
+
+def upscale_plan(model: ServedModel, image: np.ndarray, tile: int | None, overlap: int) -> tuple[int, Tiling | None]:
+    """How an upscaler takes `image` (H, W, 3): its scale, and None for one request within its bounds
+    or the tiles to cut."""
+    check_task(model, "upscale")
+    scale = model.facts.scale
+    if scale is None:
+        raise ProdgenError(f"model '{model.name}' is not an upscaler (its config publishes no scale)")
+    bounds = model.bounds
+    if bounds is None or max(image.shape[:2]) <= bounds.max_side:
+        return scale, None
+    check_image_array("image", image[np.newaxis])
+    if min(image.shape[:2]) < bounds.min_side:
+        raise ProdgenError(
+            f"image: {image.shape[1]}×{image.shape[0]} has a side below the model's minimum {bounds.min_side} pixels"
+        )
+    multiple = model.facts.side_multiple
+    side = min(tile or bounds.opt_side, bounds.max_side)
+    return scale, Tiling(
+        tile=side - side % multiple, overlap=overlap, batch=max(model.max_batch_size, 1), multiple_of=multiple
+    )
+
+
 def infer_requests(
     model: ServedModel, inputs: dict[str, np.ndarray]
 ) -> list[tuple[list[grpcclient.InferInput], list[grpcclient.InferRequestedOutput]]]:
@@ -275,13 +336,6 @@ class ProdgenClient:
     def models(self) -> list[ServedModel]:
         return [self.model(name) for name in self.model_names()]
 
-    def _check_task(self, model: ServedModel, task: str) -> None:
-        """Each command serves one task; a model of another task is refused the same way by all."""
-        if model.task != task:
-            what = TASKS.get(model.task or "", f"a model of task '{model.task}'")
-            hint = f"; use `prodgen {model.task}`" if model.task in TASKS else ""
-            raise ProdgenError(f"model '{model.name}' is {what}, not {TASKS[task]}{hint}")
-
     def infer(
         self, name: str, inputs: dict[str, np.ndarray], progress: Progress | None = None
     ) -> dict[str, np.ndarray]:
@@ -323,34 +377,11 @@ class ProdgenClient:
         inputs = generator_inputs(self.model(name), seed, count, class_id, truncation)
         return self._single_output(name, inputs, progress)
 
-    def _image_input(self, model: ServedModel, name: str, image: np.ndarray, label: str) -> np.ndarray:
-        batch = image[np.newaxis] if image.ndim == 3 else image
-        check_image_array(label, batch)
-        if model.bounds is not None:
-            model.bounds.check(label, batch.shape[1], batch.shape[2])
-        return batch
-
     def stylize(
         self, name: str, image: np.ndarray, style: np.ndarray | None = None, alpha: float | None = None
     ) -> np.ndarray:
         """Restyle one image (H, W, 3) or a batch of same-size images (N, H, W, 3)."""
-        model = self.model(name)
-        self._check_task(model, "stylize")
-        image_inputs = model.inputs_of("image")
-        if not image_inputs:
-            raise ProdgenError(f"model '{name}' takes no image (task: {model.task})")
-        content, *style_inputs = image_inputs
-        inputs = {content.name: self._image_input(model, name, image, "image")}
-        count = len(inputs[content.name])
-        if style_inputs:
-            if style is None:
-                raise ProdgenError(f"model '{name}' needs a style image (--style)")
-            style_batch = np.repeat(self._image_input(model, name, style, "style"), count, axis=0)
-            inputs.update({spec.name: style_batch for spec in style_inputs})
-        elif style is not None:
-            raise ProdgenError(f"model '{name}' takes no style image")
-        inputs.update(scalar_inputs(model, count, alpha=alpha))
-        result = self._single_output(name, inputs)
+        result = self._single_output(name, stylize_inputs(self.model(name), image, style, alpha))
         return result[0] if image.ndim == 3 else result
 
     def upscale(
@@ -359,10 +390,7 @@ class ProdgenClient:
         """Upscale one image (H, W, 3); images beyond the model's bounds go in overlapping tiles,
         and `progress` is told (tiles done, tiles in all)."""
         model = self.model(name)
-        self._check_task(model, "upscale")
-        scale = model.facts.scale
-        if scale is None:
-            raise ProdgenError(f"model '{name}' is not an upscaler (its config publishes no scale)")
+        scale, tiling = upscale_plan(model, image, tile, overlap)
         image_input = model.inputs_of("image")[0].name
         output = model.outputs[0].name
 
@@ -376,20 +404,9 @@ class ProdgenClient:
                 progress(done, total)
             return result
 
-        bounds = model.bounds
-        if bounds is None or max(image.shape[:2]) <= bounds.max_side:
+        if tiling is None:
             total = 1
-            return run(self._image_input(model, name, image, "image"))[0]
-        check_image_array("image", image[np.newaxis])
-        if min(image.shape[:2]) < bounds.min_side:
-            raise ProdgenError(
-                f"image: {image.shape[1]}×{image.shape[0]} has a side below the model's minimum {bounds.min_side} pixels"
-            )
-        multiple = model.facts.side_multiple
-        side = min(tile or bounds.opt_side, bounds.max_side)
-        tiling = Tiling(
-            tile=side - side % multiple, overlap=overlap, batch=max(model.max_batch_size, 1), multiple_of=multiple
-        )
+            return run(image_batch(model, image, "image"))[0]
         total = len(tile_spans(image.shape[0], tiling)) * len(tile_spans(image.shape[1], tiling))
         return upscale_tiled(image, run, scale, tiling)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 
 from prodgen import zoo
 from prodgen.client import ProdgenClient
+from prodgen.client.aio import AsyncProdgenClient
 from prodgen.errors import ProdgenError
 from prodgen.export.pipeline import ExportRequest, export_model
 from prodgen.export.verify import run_pytorch
@@ -77,6 +79,21 @@ def test_concurrent_requests_are_batched_without_mixing_results(embedded_server:
     expected = reference("fast-neural-style", {"input_image": np.stack(photos)})
     for got, want in zip(served, expected, strict=True):
         assert fraction_within_one_level(got, want) >= 0.999
+
+
+def test_asyncio_callers_stylize_concurrently_without_mixing_results(embedded_server: EmbeddedServer) -> None:
+    photos = [photo_batch(1, 64, 64, offset=i)[0] for i in range(4)]
+
+    async def stylize_all() -> list[np.ndarray]:
+        async with AsyncProdgenClient(embedded_server.options.grpc_url) as client:
+            singles = asyncio.gather(*(client.stylize("fast-neural-style", photo) for photo in photos))
+            return [*await singles, await client.stylize("fast-neural-style", np.stack(photos))]
+
+    *served, batch = asyncio.run(stylize_all())
+    expected = reference("fast-neural-style", {"input_image": np.stack(photos)})
+    assert batch.shape == expected.shape and fraction_within_one_level(batch, expected) >= 0.999
+    for got, want in zip(served, expected, strict=True):
+        assert got.shape == want.shape and fraction_within_one_level(got, want) >= 0.999
 
 
 def test_bad_requests_get_clear_errors_and_the_server_stays_up(embedded_server: EmbeddedServer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from PIL import Image
 
 from prodgen import zoo
 from prodgen.client import ProdgenClient
+from prodgen.client.aio import AsyncProdgenClient
 from prodgen.client.tiling import Tiling, tile_spans
 from prodgen.errors import ProdgenError
 from prodgen.export.pipeline import ExportRequest, export_model
@@ -52,6 +54,32 @@ def test_photo_larger_than_the_bounds_is_tiled_to_the_single_pass_result(upscale
     expected = single_pass(photo)
     assert tiled.shape == expected.shape == (400, 2 * (bounds.max_side + 180), 3)
     assert np.mean(np.abs(tiled.astype(int) - expected.astype(int)) <= 1) >= 0.999
+
+
+def test_the_async_client_upscales_and_tiles_as_the_sync_client_does(upscaler_server: EmbeddedServer) -> None:
+    bounds = zoo.get(UPSCALER).bounds
+    assert bounds is not None
+    large = fit(photograph("rocket"), 200, bounds.max_side + 180)
+    small = fit(photograph("coffee"), 96, 128)
+
+    async def upscale_both() -> tuple[np.ndarray, np.ndarray]:
+        async with AsyncProdgenClient(upscaler_server.options.grpc_url) as client:
+            return await asyncio.gather(
+                client.upscale(UPSCALER, large, tile=128, overlap=32), client.upscale(UPSCALER, small)
+            )
+
+    tiled, single = asyncio.run(upscale_both())
+    with ProdgenClient(upscaler_server.options.grpc_url) as client:
+        assert np.array_equal(tiled, client.upscale(UPSCALER, large, tile=128, overlap=32))
+        assert np.array_equal(single, client.upscale(UPSCALER, small))
+    assert single.shape == (192, 256, 3) and tiled.shape == (400, 2 * (bounds.max_side + 180), 3)
+
+    async def stylize_an_upscaler() -> np.ndarray:
+        async with AsyncProdgenClient(upscaler_server.options.grpc_url) as client:
+            return await client.stylize(UPSCALER, small)
+
+    with pytest.raises(ProdgenError, match=f"model '{UPSCALER}' is an upscaler, not a style model"):
+        asyncio.run(stylize_an_upscaler())
 
 
 def test_upscale_cli_writes_pictures_twice_the_size(upscaler_server: EmbeddedServer, tmp_path: Path) -> None:
