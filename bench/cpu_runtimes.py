@@ -103,11 +103,12 @@ def cpu_flags() -> dict[str, bool]:
     return {flag: flag in flags for flag in INT8_FLAGS}
 
 
-def _fidelity_row(row: RuntimeRow, fidelity: Fidelity, gate: str) -> None:
+def _fidelity_row(row: RuntimeRow, fidelity: Fidelity, gate: str | None = None) -> None:
+    """`gate`: what the row's gate column says, if not the thresholds `fidelity` was judged against."""
     row.psnr_db = fidelity.psnr_db
     row.lowest_ssim = fidelity.lowest_ssim
     row.inside_gate = fidelity.passed
-    row.gate = gate
+    row.gate = fidelity.gate if gate is None else gate
 
 
 def _cases(model: ZooModel, side: int | None) -> list[dict[str, np.ndarray]]:
@@ -147,7 +148,7 @@ def measure_model(
             save_ir(onnx_path, work / OPENVINO_FILE)
             runs["openvino"] = openvino_runner(work / OPENVINO_FILE, names)
             fidelity = compare_fidelity(runs["openvino"], len(names), cases, reference, DEFAULT_MIN_PSNR_DB)
-            _fidelity_row(row, fidelity, f"PSNR ≥ {DEFAULT_MIN_PSNR_DB:g} dB")
+            _fidelity_row(row, fidelity)
             result.runtimes.append(row)
         observer.phase(f"{model.name}: INT8 quantisation and its gate")
         int8 = RuntimeRow("onnxruntime-int8", "int8 (QDQ)", note="<name>_int8")
@@ -160,9 +161,7 @@ def measure_model(
             int8.published = False
             outcome = None
         if outcome is not None:
-            _fidelity_row(
-                int8, outcome.final, f"PSNR ≥ {outcome.final.min_psnr_db:g} dB, SSIM ≥ {outcome.final.min_ssim:g}"
-            )
+            _fidelity_row(int8, outcome.final)
             result.int8_layers, result.int8_kept_fp32 = outcome.quantised_layers, outcome.kept_fp32
             int8_session = served_session(outcome.path)
             runs["onnxruntime-int8"] = lambda feed: int8_session.run(names, feed)
@@ -200,7 +199,6 @@ def _openvino_int8(
         return None
     if graph is not onnx_runtime_int8:
         row.note = f"<name>_int8_openvino ({graph.describe_layers()})"
-    gate = f"PSNR ≥ {graph.final.min_psnr_db:g} dB, SSIM ≥ {graph.final.min_ssim:g}"
     try:
         run = openvino_runner(graph.path, [spec.name for spec in model.outputs])
         fidelity = compare_fidelity(
@@ -209,7 +207,7 @@ def _openvino_int8(
     except Exception as error:  # noqa: BLE001 - a runtime that cannot run the graph is a finding, not the end of the run
         row.note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
         return None
-    _fidelity_row(row, fidelity, gate)
+    _fidelity_row(row, fidelity)
     return run
 
 

@@ -77,6 +77,11 @@ class Fidelity:
     """The lowest SSIM the gate accepts; None: PSNR alone decides."""
 
     @property
+    def gate(self) -> str:
+        """The thresholds judged against: `PSNR ≥ 35 dB, SSIM ≥ 0.95`."""
+        return f"PSNR ≥ {self.min_psnr_db:g} dB" + (f", SSIM ≥ {self.min_ssim:g}" if self.min_ssim is not None else "")
+
+    @property
     def passed(self) -> bool:
         ssim_ok = self.min_ssim is None or self.lowest_ssim is None or self.lowest_ssim >= self.min_ssim
         return self.nonfinite == 0 and self.psnr_db >= self.min_psnr_db and ssim_ok
