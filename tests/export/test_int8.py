@@ -40,6 +40,17 @@ def upscaler_onnx(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     return path, small, [run_pytorch(graph, model, inputs) for inputs in small]
 
 
+@pytest.fixture(scope="module")
+def dcgan_onnx(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    """ConvTranspose only: nothing for ONNX Runtime's INT8 (its CPU kernels run it faster in FP32), all of it for OpenVINO's."""
+    model = zoo.get("dcgan")
+    graph = serving_module(model, None, 0)
+    cases = verification_cases(model)
+    path = tmp_path_factory.mktemp("int8-dcgan") / "model.onnx"
+    export_onnx(graph, model, cases[0], path)
+    return path, cases, [run_pytorch(graph, model, inputs) for inputs in cases]
+
+
 def _dequantised_weights(path: Path, ops: tuple[str, ...] = ("Conv", "MatMul", "Gemm")) -> dict[str, bool]:
     """Layer name → whether its weight reaches it through a DequantizeLinear (i.e. it runs in INT8)."""
     graph = onnx.load(str(path)).graph
@@ -109,22 +120,17 @@ def test_export_says_what_it_measured_and_publishes_only_variants_inside_their_g
             assert f"{name} not published:" in printed and not (repository / name).exists()
 
 
-def test_a_model_without_layers_to_quantise_is_refused_in_one_line(tmp_path: Path) -> None:
-    model = zoo.get("dcgan")  # ConvTranspose only: left in FP32, where ONNX Runtime's CPU kernels are faster
-    graph = serving_module(model, None, 0)
-    cases = verification_cases(model)
-    export_onnx(graph, model, cases[0], tmp_path / "model.onnx")
+def test_a_model_without_layers_to_quantise_is_refused_in_one_line(dcgan_onnx: Exported, tmp_path: Path) -> None:
+    path, cases, _ = dcgan_onnx
     with pytest.raises(ProdgenError, match="no Conv/MatMul/Gemm layers to quantise to INT8"):
-        int8_with_fallback(tmp_path / "model.onnx", tmp_path, model, cases, [], served_name="dcgan_int8")
+        int8_with_fallback(path, tmp_path, zoo.get("dcgan"), cases, [], served_name="dcgan_int8")
 
 
-def test_openvino_gets_its_own_int8_graph_with_the_conv_transposes_onnx_runtime_keeps_in_fp32(tmp_path: Path) -> None:
-    model = zoo.get("dcgan")  # ConvTranspose only: nothing for ONNX Runtime's INT8, all of it for OpenVINO's
-    graph = serving_module(model, None, 0)
-    cases = verification_cases(model)
-    export_onnx(graph, model, cases[0], tmp_path / "model.onnx")
-    reference = [run_pytorch(graph, model, inputs) for inputs in cases]
-    outcome = openvino_int8(tmp_path / "model.onnx", tmp_path, model, cases, reference, None, served_name="g")
+def test_openvino_gets_its_own_int8_graph_with_the_conv_transposes_onnx_runtime_keeps_in_fp32(
+    dcgan_onnx: Exported, tmp_path: Path
+) -> None:
+    path, cases, reference = dcgan_onnx
+    outcome = openvino_int8(path, tmp_path, zoo.get("dcgan"), cases, reference, None, served_name="g")
     assert outcome.quantised_ops == OPENVINO_QUANTISED_OPS and outcome.final.passed
     runs_int8 = _dequantised_weights(outcome.path, ("ConvTranspose",))
     assert runs_int8 and all(runs_int8.values()) and outcome.quantised_layers == len(runs_int8)
