@@ -2,7 +2,8 @@
 
 The version folder holds everything the python backend needs and nothing from prodgen's
 install: `model.py` (python_models/stable_diffusion.py), `seeding.py` (prodgen/seeding.py,
-the same file the client seeds GAN latents with), `schedulers.py`, the checkpoint's tokenizer
+the same file the client seeds GAN latents with), `schedulers.py`, `pipeline_requests.py` (the
+request checks every pipeline model shares), the checkpoint's tokenizer
 and its scheduler config. So the repository runs as is on NVIDIA's Triton with numpy and
 transformers in its python environment.
 """
@@ -27,6 +28,7 @@ from prodgen.zoo.stable_diffusion_graphs import picture_bounds
 PYTHON_MODELS = Path(__file__).with_name("python_models")
 PIPELINE_SOURCE = PYTHON_MODELS / "stable_diffusion.py"
 SCHEDULERS_SOURCE = PYTHON_MODELS / "schedulers.py"
+REQUESTS_SOURCE = PYTHON_MODELS / "pipeline_requests.py"
 SEEDING_SOURCE = Path(prodgen.seeding.__file__)
 SCHEDULER_CONFIG = "scheduler_config.json"
 TOKENIZER_FOLDER = "tokenizer"
@@ -142,6 +144,7 @@ def pipeline_config_text(name: str, facts: PipelineFacts, batching: BatchingOpti
 def write_pipeline_version(folder: Path, model: StableDiffusion, facts: PipelineFacts) -> None:
     shutil.copyfile(PIPELINE_SOURCE, folder / "model.py")
     shutil.copyfile(SCHEDULERS_SOURCE, folder / "schedulers.py")
+    shutil.copyfile(REQUESTS_SOURCE, folder / "pipeline_requests.py")
     shutil.copyfile(SEEDING_SOURCE, folder / "seeding.py")
     model.tokenizer.save_pretrained(str(folder / TOKENIZER_FOLDER))
     (folder / SCHEDULER_CONFIG).write_text(json.dumps(model.scheduler_config, indent=2) + "\n")

@@ -28,9 +28,11 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import pipeline_requests as requests  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
 import schedulers  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
 import seeding  # type: ignore[import-not-found]  # noqa: E402  (prodgen/seeding.py, published beside this file)
 
+RequestError = requests.RequestError
 _PREFIX = "prodgen."
 Settings = dict[str, Any]
 """One request's checked inputs: prompts, seeds, image, mask and the sampler settings."""
@@ -64,119 +66,47 @@ class TritonPythonModel:
         self.latent_channels = int(parameter("diffusion.latent_channels"))
         self.inpainting = parameter("diffusion.inpainting").lower() == "true"
         self.vae_scale_factor = int(parameter("diffusion.vae_scale_factor"))
-        self.size_multiple = int(parameter("side_multiple"))
-        self.min_side = int(parameter("min_side"))
-        self.max_side = int(parameter("max_side"))
-        self.default_side = int(parameter("opt_side"))
-        self.max_steps = int(parameter("diffusion.max_steps"))
-        self.defaults = {
-            "steps": int(parameter("default_steps")),
-            "guidance": float(parameter("default_guidance")),
-            "scheduler": parameter("default_scheduler"),
-            "strength": float(parameter("default_strength")),
-        }
+        self.limits = requests.Limits(
+            min_side=int(parameter("min_side")),
+            max_side=int(parameter("max_side")),
+            side_multiple=int(parameter("side_multiple")),
+            default_side=int(parameter("opt_side")),
+            max_steps=int(parameter("diffusion.max_steps")),
+            schedulers=schedulers.SCHEDULERS,
+            defaults={
+                "steps": int(parameter("default_steps")),
+                "guidance": float(parameter("default_guidance")),
+                "scheduler": parameter("default_scheduler"),
+                "strength": float(parameter("default_strength")),
+            },
+        )
+        self.read = requests.input_reader(pb_utils.get_input_tensor_by_name)
 
-    # ── reading and checking a request ──
-
-    def _array(self, request: Any, name: str) -> np.ndarray | None:
-        tensor = pb_utils.get_input_tensor_by_name(request, name)
-        return None if tensor is None else tensor.as_numpy()
-
-    def _texts(self, request: Any, name: str, rows: int) -> list[str] | None:
-        array = self._array(request, name)
-        if array is None:
-            return None
-        if array.shape[0] != rows:
-            raise ValueError(f"input '{name}': {array.shape[0]} rows, expected one per picture ({rows})")
-        texts = []
-        for value in array.reshape(rows, -1)[:, 0]:
-            try:
-                texts.append(value.decode("utf-8") if isinstance(value, bytes) else str(value))
-            except UnicodeDecodeError:
-                raise ValueError(f"input '{name}': not UTF-8 text") from None
-        return texts
-
-    def _scalar(self, request: Any, name: str, rows: int, kind: type) -> Any:
-        array = self._array(request, name)
-        if array is None:
-            return self.defaults.get(name)
-        values = array.reshape(-1)
-        if values.size != rows:
-            raise ValueError(f"input '{name}': {values.size} values, expected one per picture ({rows})")
-        if kind is str:
-            values = np.array([v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values])
-        if not (values == values[0]).all():
-            raise ValueError(f"input '{name}': every picture of one request must use the same value")
-        value = values[0]
-        if kind is float and not math.isfinite(float(value)):
-            raise ValueError(f"input '{name}': {value} is not a finite number")
-        if kind is float:
-            # FP32 on the wire: a strength of 0.7 arrives as 0.699999988, and int(10 steps × that) is 6 where
-            # the caller (and diffusers, computing with the typed 0.7) means 7. The shortest decimal that
-            # round-trips the float32 is the value the caller sent.
-            return float(str(value))
-        return kind(value)
-
-    def _size(self, request: Any, rows: int, image: np.ndarray | None) -> tuple[int, int]:
-        height = self._scalar(request, "height", rows, int)
-        width = self._scalar(request, "width", rows, int)
-        if image is not None:
-            image_h, image_w = image.shape[1:3]
-            for label, given, actual in (("height", height, image_h), ("width", width, image_w)):
-                if given is not None and given != actual:
-                    raise ValueError(f"input '{label}': {given}, but the image is {actual} pixels")
-            height, width = image_h, image_w
-        height = height or self.default_side
-        width = width or self.default_side
-        for label, side in (("height", height), ("width", width)):
-            if not self.min_side <= side <= self.max_side or side % self.size_multiple:
-                raise ValueError(
-                    f"{label} {side} pixels: expected a multiple of {self.size_multiple} "
-                    f"in {self.min_side}..{self.max_side}"
-                )
-        return height, width
+    # ── reading and checking a request (pipeline_requests.py: the checks every pipeline model shares) ──
 
     def _settings(self, request: Any) -> Settings:
-        prompt = self._array(request, "prompt")
+        read = self.read
+        prompt = read(request, "prompt")
         if prompt is None:
-            raise ValueError("input 'prompt' is missing")
+            raise RequestError("input 'prompt' is missing")
         rows = prompt.shape[0]
-        prompts = self._texts(request, "prompt", rows)
-        negatives = self._texts(request, "negative_prompt", rows) or [""] * rows
-        seeds = self._array(request, "seed")
-        seeds = np.zeros(rows, dtype=np.int64) if seeds is None else seeds.reshape(-1).astype(np.int64)
-        if seeds.size != rows or (seeds < 0).any():
-            raise ValueError(f"input 'seed': expected one seed >= 0 per picture ({rows})")
-        image = self._array(request, "image")
-        mask = self._array(request, "mask")
-        if image is not None and (image.ndim != 4 or image.shape[0] != rows or image.shape[-1] != 3):
-            raise ValueError(f"input 'image': shape {image.shape}, expected ({rows}, height, width, 3)")
+        prompts = requests.texts(read, request, "prompt", rows)
+        negatives = requests.texts(read, request, "negative_prompt", rows) or [""] * rows
+        seeds = requests.seeds(read, request, rows)
+        image = requests.image_batch(read, request, "image", rows, 3)
+        mask = read(request, "mask")
         if mask is not None:
             if image is None:
-                raise ValueError("input 'mask' needs an 'image' to inpaint")
+                raise RequestError("input 'mask' needs an 'image' to inpaint")
             if mask.shape != (*image.shape[:3], 1):
-                raise ValueError(f"input 'mask': shape {mask.shape}, expected {(*image.shape[:3], 1)} (the image's)")
+                raise RequestError(f"input 'mask': shape {mask.shape}, expected {(*image.shape[:3], 1)} (the image's)")
         elif self.inpainting:
-            raise ValueError("this is an inpainting model: give an 'image' and a 'mask'")
-        steps = self._scalar(request, "steps", rows, int)
-        if not 1 <= steps <= self.max_steps:
-            raise ValueError(f"input 'steps': {steps}, expected 1..{self.max_steps}")
-        guidance = self._scalar(request, "guidance", rows, float)
-        if not 0.0 <= guidance <= 50.0:
-            raise ValueError(f"input 'guidance': {guidance}, expected 0..50")
-        scheduler = self._scalar(request, "scheduler", rows, str)
-        if scheduler not in schedulers.SCHEDULERS:
-            raise ValueError(f"input 'scheduler': '{scheduler}', expected one of {', '.join(schedulers.SCHEDULERS)}")
-        strength = self._scalar(request, "strength", rows, float) if image is not None else 1.0
-        if not 0.0 < strength <= 1.0:
-            raise ValueError(f"input 'strength': {strength}, expected 0 < strength <= 1")
-        if image is not None and int(steps * strength) < 1:
-            raise ValueError(f"steps {steps} × strength {strength} leaves no denoising step; raise either")
-        height, width = self._size(request, rows, image)
+            raise RequestError("this is an inpainting model: give an 'image' and a 'mask'")
+        sampler = requests.sampler(read, request, rows, self.limits, image is not None)
+        height, width = requests.size(read, request, rows, self.limits, image)
         return {
             "prompts": prompts, "negatives": negatives, "seeds": seeds, "image": image, "mask": mask,
-            "steps": steps, "guidance": guidance, "scheduler": scheduler, "strength": strength,
-            "height": height, "width": width,
+            **sampler, "height": height, "width": width,
         }  # fmt: skip
 
     # ── calling the component models ──
@@ -278,7 +208,7 @@ class TritonPythonModel:
         for request in requests:
             try:
                 settings = self._settings(request)
-            except ValueError as error:
+            except RequestError as error:
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_invalid_argument(str(error))))
                 continue
             try:
