@@ -18,7 +18,6 @@ Classifier-free guidance runs the unconditional and conditional halves as one UN
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from typing import Any
