@@ -6,6 +6,7 @@
     prodgen-bench zoo --out bench/reports/cpu-baseline   # the committed baseline; by default bench-results/
     prodgen-bench peers fast-neural-style --concurrency 1,4,8   # against FastAPI, PyTriton, LitServe peers
     prodgen-bench runtimes --out bench/reports/cpu-runtimes   # FP32 ONNX Runtime vs OpenVINO vs INT8 over the zoo
+    prodgen-bench restage --photo-side 1024   # restage from a photo end to end (bench/restage.py)
 
 Every command measures the machine's GEMM ceiling at its start and end, shows a live
 table, and writes a report folder (report.json with every sample, report.md, PNG plots).
@@ -17,6 +18,7 @@ import dataclasses
 import datetime
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -514,6 +516,36 @@ def cpu_runtimes(
     bench_console(stderr=json_out).print(f"report: {folder / 'report.md'}, {folder / 'report.json'}")
     if json_out:
         print(record)
+
+
+@app.command(name="restage")
+def restage_command(
+    preset: Annotated[str, typer.Option(help="Random-weight checkpoint size: tiny or sd15.")] = "tiny",
+    checkpoint: Annotated[Path | None, typer.Option(help="A save_pretrained folder instead of a preset.")] = None,
+    url: Annotated[str | None, typer.Option(help="Time a served pipeline here instead of exporting one.")] = None,
+    model: Annotated[str, typer.Option(help="With --url: the served diffusion pipeline.")] = "shop",
+    cutout: Annotated[str | None, typer.Option(help="Served cutout model (default: a given alpha).")] = None,
+    photo_side: Annotated[int, typer.Option(min=8, help="Side of the square photo restaged.")] = 1024,
+    steps: Annotated[int, typer.Option(min=1)] = 2,
+    repeats: Annotated[int, typer.Option(min=1)] = 3,
+    threads: Annotated[int, typer.Option(min=1, help="Intra-op threads of the local server.")] = 1,
+) -> None:
+    """Restage from a photo-side² photo end to end, against the pipeline's own call at the model's size."""
+    from prodgen.bench.restage import measure_local, measure_restage
+    from prodgen.client import ProdgenClient
+
+    if url is not None:
+        with ProdgenClient(url, timeout_s=3600) as client:
+            figures = measure_restage(client, model, photo_side, steps, repeats, cutout)
+    else:
+        from prodgen.zoo.stable_diffusion_random import write_random_checkpoint
+
+        if preset not in ("tiny", "sd15"):
+            raise ProdgenError(f"preset '{preset}': expected tiny or sd15")
+        with tempfile.TemporaryDirectory(prefix="prodgen-bench-checkpoint-") as folder:
+            source = checkpoint or write_random_checkpoint(Path(folder) / preset, preset)  # type: ignore[arg-type]
+            figures = measure_local(source, photo_side, steps, repeats, threads, cutout)
+    bench_console().print(figures.summary())
 
 
 def main() -> None:

@@ -430,9 +430,11 @@ class ProdgenClient:
         image: np.ndarray,
         strength: float | None = None,
         sampling: diffusion.Sampling | None = None,
+        fit: bool = True,
     ) -> np.ndarray:
-        """`image` (H, W, 3) re-drawn towards `prompt`; strength 0..1 is how much changes."""
-        return diffusion.img2img(self, name, prompt, image, strength, sampling)
+        """`image` (H, W, 3) re-drawn towards `prompt`; strength 0..1 is how much changes. Any size: the
+        server fits it to the model and answers at its own size (`fit=False` refuses instead)."""
+        return diffusion.img2img(self, name, prompt, image, strength, sampling, fit)
 
     def inpaint(
         self,
@@ -442,12 +444,21 @@ class ProdgenClient:
         mask: np.ndarray,
         strength: float | None = None,
         sampling: diffusion.Sampling | None = None,
+        fit: bool = True,
     ) -> np.ndarray:
-        """`image` with the masked area (255) regenerated from `prompt`."""
-        return diffusion.inpaint(self, name, prompt, image, mask, strength, sampling)
+        """`image` with the masked area (255) regenerated from `prompt`; the rest is the image's own pixels."""
+        return diffusion.inpaint(self, name, prompt, image, mask, strength, sampling, fit)
 
     def restage(
-        self, name: str, prompt: str, cutout: np.ndarray, sampling: diffusion.Sampling | None = None
-    ) -> np.ndarray:
-        """An RGBA product cutout in a new scene from `prompt`; opaque pixels are kept exactly."""
-        return diffusion.restage(self, name, prompt, cutout, sampling)
+        self,
+        name: str,
+        prompt: str,
+        photo: np.ndarray,
+        sampling: diffusion.Sampling | None = None,
+        cutout_model: str | None = None,
+        upscaler: str | None = None,
+        force: bool = False,
+    ) -> diffusion.Restaged:
+        """A product photo (RGB + `cutout_model`, or an RGBA cutout) in a new scene from `prompt`, at the
+        photo's own size, in one server call; the product's opaque pixels are kept exactly."""
+        return diffusion.restage(self, name, prompt, photo, sampling, cutout_model, upscaler, force)

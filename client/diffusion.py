@@ -4,6 +4,11 @@ One gRPC call to the pipeline model per up to max-batch pictures; the server run
 denoising loop. Picture *i* of a request uses seed + *i*, so any picture can be reproduced
 alone. Inputs are checked here first (prompt, sizes, mask) so a mistake costs one clear line,
 not a round trip; the server checks the same things for clients that are not this one.
+
+Pictures of any size up to the model's photo bound are fitted by the server and answered at
+their own size; what was resized comes back as a `PictureFittedWarning`. Restaging calls the
+pipeline's restage model (`NAME_restage`), which does the cutout, the fitting and the
+compositing on the server, so a bare tritonclient call gets the same picture.
 """
 
 from __future__ import annotations
@@ -21,12 +26,6 @@ if TYPE_CHECKING:
     from prodgen.client.api import ProdgenClient, ServedModel
     from prodgen.model_facts import DiffusionFacts
 
-OPAQUE = 255
-KEEP, REPAINT = 0, 255
-"""Mask values: 0 keeps a pixel, 255 regenerates it (diffusers' convention)."""
-FILL_GREY = 128
-"""What transparent cutout pixels are set to before encoding: the middle of the uint8 range."""
-
 
 @dataclass(frozen=True)
 class Sampling:
@@ -42,6 +41,10 @@ class Sampling:
 
 class PromptTruncatedWarning(UserWarning):
     """The prompt had more tokens than the text encoder reads; the rest was dropped."""
+
+
+class PictureFittedWarning(UserWarning):
+    """The server resized the picture to the model's bounds and back; the message says how."""
 
 
 def _diffusion_model(client: ProdgenClient, name: str) -> ServedModel:
@@ -75,10 +78,20 @@ def _check_side(model: ServedModel, label: str, side: int) -> None:
         )
 
 
-def _check_picture(model: ServedModel, image: np.ndarray, label: str = "image") -> None:
+def _check_picture(model: ServedModel, image: np.ndarray, label: str = "image", fit: bool = True) -> None:
+    """A (H, W, 3) uint8 picture: with `fit`, any size up to the model's photo bound (the server fits
+    it); without, within the model's own bounds."""
     if image.ndim != 3:
         raise ProdgenError(f"{label}: shape {tuple(image.shape)} given, expected (height, width, 3)")
     check_image_array(label, image[np.newaxis])
+    if fit:
+        largest = _facts(model).max_photo_side
+        if max(image.shape[:2]) > largest:
+            raise ProdgenError(
+                f"{label}: {image.shape[1]}×{image.shape[0]} pixels, model '{model.name}' takes at most "
+                f"{largest} pixels a side"
+            )
+        return
     _check_side(model, f"{label} height", image.shape[0])
     _check_side(model, f"{label} width", image.shape[1])
 
@@ -101,19 +114,9 @@ def _rows(value: object, count: int, dtype: type) -> np.ndarray:
     return np.full((count, 1), value, dtype=dtype)
 
 
-def _request(
-    client: ProdgenClient,
-    name: str,
-    prompt: str,
-    sampling: Sampling | None,
-    extra: dict[str, np.ndarray],
-) -> np.ndarray:
-    model = _diffusion_model(client, name)
-    encoded = _check_prompt(prompt)
-    sampling = sampling or Sampling()
-    count = sampling.count
-    if count < 1:
-        raise ProdgenError(f"count {count}: expected at least one picture")
+def _check_sampling(model: ServedModel, sampling: Sampling) -> None:
+    if sampling.count < 1:
+        raise ProdgenError(f"count {sampling.count}: expected at least one picture")
     if sampling.seed < 0:
         raise ProdgenError(f"seed {sampling.seed}: expected a seed >= 0")
     facts = _facts(model)
@@ -121,7 +124,12 @@ def _request(
         raise ProdgenError(f"steps {sampling.steps}: expected 1..{facts.max_steps}")
     known = facts.schedulers.split(",")
     if sampling.scheduler is not None and sampling.scheduler not in known:
-        raise ProdgenError(f"scheduler '{sampling.scheduler}': model '{name}' offers {', '.join(known)}")
+        raise ProdgenError(f"scheduler '{sampling.scheduler}': model '{model.name}' offers {', '.join(known)}")
+
+
+def _sampling_inputs(prompt: str, sampling: Sampling) -> dict[str, np.ndarray]:
+    encoded = _check_prompt(prompt)
+    count = sampling.count
     inputs = {
         "prompt": _rows(encoded, count, np.object_),
         "negative_prompt": _rows(sampling.negative_prompt.encode("utf-8"), count, np.object_),
@@ -133,19 +141,48 @@ def _request(
         inputs["guidance"] = _rows(sampling.guidance, count, np.float32)
     if sampling.scheduler is not None:
         inputs["scheduler"] = _rows(sampling.scheduler.encode("utf-8"), count, np.object_)
+    return inputs
+
+
+def _with_rows(inputs: dict[str, np.ndarray], extra: dict[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
+    """`extra` repeated once per picture: pictures (ndim > 1) as a batch, one-value arrays as a column."""
     for key, value in extra.items():
         inputs[key] = (
             np.repeat(value[np.newaxis], count, axis=0) if value.ndim > 1 else _rows(value[0], count, value.dtype.type)
         )
+    return inputs
+
+
+def _warn_fitting(result: dict[str, np.ndarray]) -> None:
+    fitting = result.get("fitting")
+    if fitting is None:
+        return
+    lines = {value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in fitting.reshape(-1)}
+    for line in sorted(line for line in lines if line):
+        warnings.warn(line, PictureFittedWarning, stacklevel=4)
+
+
+def _request(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    sampling: Sampling | None,
+    extra: dict[str, np.ndarray],
+) -> np.ndarray:
+    model = _diffusion_model(client, name)
+    sampling = sampling or Sampling()
+    _check_sampling(model, sampling)
+    inputs = _with_rows(_sampling_inputs(prompt, sampling), extra, sampling.count)
     result = client.infer(name, inputs)
     dropped = int(result["truncated_tokens"].max())
     if dropped:
-        length = facts.prompt_max_tokens
+        length = _facts(model).prompt_max_tokens
         warnings.warn(
             f"prompt: {dropped} tokens beyond the text encoder's {length} were dropped; shorten the prompt",
             PromptTruncatedWarning,
             stacklevel=3,
         )
+    _warn_fitting(result)
     return result["image"]
 
 
@@ -169,6 +206,10 @@ def txt2img(
     return _request(client, name, prompt, sampling, extra)
 
 
+def _fit(fit: bool) -> dict[str, np.ndarray]:
+    return {} if fit else {"fit": np.array([False])}
+
+
 def _strength(strength: float | None) -> dict[str, np.ndarray]:
     if strength is None:
         return {}
@@ -184,13 +225,17 @@ def img2img(
     image: np.ndarray,
     strength: float | None = None,
     sampling: Sampling | None = None,
+    fit: bool = True,
 ) -> np.ndarray:
-    """`image` (H, W, 3) restyled by `prompt`: `strength` is how much of it is re-drawn (0..1]."""
+    """`image` (H, W, 3) restyled by `prompt`: `strength` is how much of it is re-drawn (0..1].
+
+    An image outside the model's bounds is fitted to them by the server and answered at its own size
+    (`fit=False`: refused instead)."""
     model = _diffusion_model(client, name)
     if _facts(model).inpainting:
         raise ProdgenError(f"model '{name}' is an inpainting model: use inpaint or restage")
-    _check_picture(model, image)
-    return _request(client, name, prompt, sampling, {"image": image, **_strength(strength)})
+    _check_picture(model, image, fit=fit)
+    return _request(client, name, prompt, sampling, {"image": image, **_strength(strength), **_fit(fit)})
 
 
 def inpaint(
@@ -201,41 +246,91 @@ def inpaint(
     mask: np.ndarray,
     strength: float | None = None,
     sampling: Sampling | None = None,
+    fit: bool = True,
 ) -> np.ndarray:
-    """`image` with the area where `mask` ≥ 128 regenerated from `prompt`."""
+    """`image` with the area where `mask` ≥ 128 regenerated from `prompt`; every other pixel is the image's own.
+
+    An image outside the model's bounds is fitted as in `img2img`."""
     model = _diffusion_model(client, name)
-    _check_picture(model, image)
+    _check_picture(model, image, fit=fit)
     mask = _check_mask(mask, image)
     if not (mask >= 128).any():
         raise ProdgenError("mask: no pixel is marked for repainting (values ≥ 128); nothing to do")
-    return _request(client, name, prompt, sampling, {"image": image, "mask": mask, **_strength(strength or 1.0)})
+    extra = {"image": image, "mask": mask, **_strength(strength or 1.0), **_fit(fit)}
+    return _request(client, name, prompt, sampling, extra)
+
+
+@dataclass(frozen=True)
+class Restaged:
+    """What the restage model answers: the pictures (N, H, W, 3) at the photo's size, the matte (H, W, 1)
+    the product was kept by, and the line saying how the photo was fitted."""
+
+    images: np.ndarray
+    matte: np.ndarray
+    fitting: str
+
+
+def _restage_model(client: ProdgenClient, name: str) -> tuple[ServedModel, str]:
+    """The diffusion pipeline `name` (for its facts) and the name of its restage model."""
+    model = client.model(name)
+    if model.task == "restage" and model.facts.diffusion is not None:
+        return model, name
+    model = _diffusion_model(client, name)
+    restage_model = _facts(model).restage_model
+    if not restage_model:
+        raise ProdgenError(f"model '{name}' has no restage model; export it again with this prodgen")
+    return model, restage_model
+
+
+def _photo_and_alpha(photo: np.ndarray, cutout_model: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    if photo.ndim != 3 or photo.shape[-1] not in (3, 4) or photo.dtype != np.uint8:
+        raise ProdgenError(
+            f"photo: shape {tuple(photo.shape)} {photo.dtype} given, expected an RGB (height, width, 3) "
+            "or RGBA cutout (height, width, 4) uint8 picture"
+        )
+    if photo.shape[-1] == 4:
+        if cutout_model is not None:
+            raise ProdgenError("photo: an RGBA cutout brings its own alpha; give an RGB photo with a cutout model")
+        return np.ascontiguousarray(photo[..., :3]), np.ascontiguousarray(photo[..., 3:])
+    if cutout_model is None:
+        raise ProdgenError("photo: RGB without alpha; name a cutout model (--cutout) or give an RGBA cutout")
+    return photo, None
 
 
 def restage(
     client: ProdgenClient,
     name: str,
     prompt: str,
-    cutout: np.ndarray,
+    photo: np.ndarray,
     sampling: Sampling | None = None,
-) -> np.ndarray:
-    """An RGBA product cutout (H, W, 4) placed in a new scene: the background is generated from
-    `prompt` and the product's opaque pixels are kept exactly (soft edges blend by alpha)."""
-    model = _diffusion_model(client, name)
-    if cutout.ndim != 3 or cutout.shape[-1] != 4 or cutout.dtype != np.uint8:
-        raise ProdgenError(
-            f"cutout: shape {tuple(cutout.shape)} {cutout.dtype} given, expected an RGBA uint8 picture (height, width, 4)"
-        )
-    alpha = cutout[..., 3:].astype(np.float32) / OPAQUE
-    if (cutout[..., 3] == OPAQUE).all():
-        raise ProdgenError("cutout: every pixel is opaque, so there is no background to replace")
-    if not (cutout[..., 3] == OPAQUE).any():
-        raise ProdgenError("cutout: no opaque pixel, so there is no product to keep; use txt2img")
-    rgb = cutout[..., :3].astype(np.float32)
-    image = np.round(rgb * alpha + FILL_GREY * (1 - alpha)).astype(np.uint8)
-    _check_picture(model, image, "cutout")
-    mask = np.where(cutout[..., 3:] == OPAQUE, KEEP, REPAINT).astype(np.uint8)
-    generated = _request(
-        client, name, prompt, sampling, {"image": image, "mask": mask, "strength": np.array([1.0], np.float32)}
+    cutout_model: str | None = None,
+    upscaler: str | None = None,
+    force: bool = False,
+) -> Restaged:
+    """A product photo in a new scene from `prompt`, at the photo's own size, in one call to the server.
+
+    `photo` is RGB with `cutout_model` naming the served cutout model that finds the product, or an RGBA
+    cutout whose alpha is the matte. The product's opaque pixels are the photo's exactly, soft edges
+    blend by the matte, the background is generated (and upscaled by `upscaler` if named). A matte that
+    covers almost nothing or almost everything is refused unless `force`."""
+    model, restage_model = _restage_model(client, name)
+    rgb, alpha = _photo_and_alpha(photo, cutout_model)
+    _check_picture(model, rgb, "photo")
+    sampling = sampling or Sampling()
+    _check_sampling(model, sampling)
+    extra: dict[str, np.ndarray] = {"photo": rgb}
+    if alpha is not None:
+        extra["alpha"] = alpha
+    for key, value in (("cutout_model", cutout_model), ("upscaler", upscaler)):
+        if value is not None:
+            extra[key] = np.array([value.encode("utf-8")], dtype=np.object_)
+    if force:
+        extra["force"] = np.array([True])
+    inputs = _with_rows(_sampling_inputs(prompt, sampling), extra, sampling.count)
+    result = client.infer(restage_model, inputs)
+    fitting = result["fitting"].reshape(-1)[0]
+    return Restaged(
+        result["image"],
+        result["matte"][0],
+        fitting.decode("utf-8") if isinstance(fitting, bytes) else str(fitting),
     )
-    blended = alpha * rgb + (1 - alpha) * generated.astype(np.float32)
-    return np.round(blended).astype(np.uint8)

@@ -2,7 +2,8 @@
 
 Each writes one PNG per picture: `--out` itself for one picture, `<stem>-<i>.png` beside it
 for several (picture i used seed + i). A prompt longer than the text encoder reads is
-truncated by the server and reported here as a warning line.
+truncated by the server and reported here as a warning line; a picture the server fitted to
+the model's bounds (and answered at its own size) is reported as a `fitting:` line.
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ Count = Annotated[int, typer.Option(min=1, help="Number of pictures.")]
 Scheduler = Annotated[str | None, typer.Option(help="ddim, euler or dpmpp-2m (model default if omitted).")]
 Negative = Annotated[str, typer.Option(help="What the picture should not show.")]
 Strength = Annotated[float | None, typer.Option(min=0.0, max=1.0, help="How much of the picture is re-drawn.")]
+Fit = Annotated[
+    bool,
+    typer.Option(
+        "--fit/--no-fit",
+        help="Fit a picture outside the model's bounds to them (answered at its own size); --no-fit refuses it.",
+    ),
+]
 
 
 def _sampling(
@@ -47,15 +55,18 @@ def _sampling(
 
 def _run(url: str, timeout: float, call: Callable[[ProdgenClient], np.ndarray], out: Path, what: str) -> None:
     from prodgen.client.api import ProdgenClient
-    from prodgen.client.diffusion import PromptTruncatedWarning
+    from prodgen.client.diffusion import PictureFittedWarning, PromptTruncatedWarning
     from prodgen.client.images import write_image
 
     with warnings.catch_warnings(record=True) as caught, ProdgenClient(url, timeout) as client:
         warnings.simplefilter("always", PromptTruncatedWarning)
+        warnings.simplefilter("always", PictureFittedWarning)
         pictures = call(client)
     for warning in caught:
         if issubclass(warning.category, PromptTruncatedWarning):
             console().print(f"warning: {warning.message}")
+        elif issubclass(warning.category, PictureFittedWarning):
+            console().print(f"fitting: {warning.message}")
     targets = (
         [out]
         if len(pictures) == 1
@@ -106,15 +117,22 @@ def register_diffusion_commands(app: typer.Typer) -> None:
         count: Count = 1,
         scheduler: Scheduler = None,
         negative: Negative = "",
+        fit: Fit = True,
         url: Url = DEFAULT_URL,
         timeout: Timeout = 600.0,
     ) -> None:
-        """A picture re-drawn towards a prompt."""
+        """A picture re-drawn towards a prompt, answered at the picture's own size."""
         from prodgen.client.images import read_image
 
         picture = read_image(image)
         sampling = _sampling(seed, count, steps, guidance, scheduler, negative)
-        _run(url, timeout, lambda client: client.img2img(model, prompt, picture, strength, sampling), out, f"{image}")
+        _run(
+            url,
+            timeout,
+            lambda client: client.img2img(model, prompt, picture, strength, sampling, fit),
+            out,
+            f"{image}",
+        )
 
     @app.command()
     def inpaint(
@@ -130,10 +148,11 @@ def register_diffusion_commands(app: typer.Typer) -> None:
         count: Count = 1,
         scheduler: Scheduler = None,
         negative: Negative = "",
+        fit: Fit = True,
         url: Url = DEFAULT_URL,
         timeout: Timeout = 600.0,
     ) -> None:
-        """A picture with its masked area regenerated from a prompt."""
+        """A picture with its masked area regenerated from a prompt; the rest keeps its own pixels."""
         from prodgen.client.images import read_image, read_mask
 
         picture, area = read_image(image), read_mask(mask)
@@ -141,7 +160,7 @@ def register_diffusion_commands(app: typer.Typer) -> None:
         _run(
             url,
             timeout,
-            lambda client: client.inpaint(model, prompt, picture, area, strength, sampling),
+            lambda client: client.inpaint(model, prompt, picture, area, strength, sampling, fit),
             out,
             f"{image}",
         )
@@ -150,7 +169,16 @@ def register_diffusion_commands(app: typer.Typer) -> None:
     def restage(
         model: Model,
         prompt: Prompt,
-        cutout: Annotated[Path, typer.Argument(help="RGBA product cutout (PNG with transparency).")],
+        photo: Annotated[
+            Path, typer.Argument(help="Product photo (with --cutout), or an RGBA cutout PNG whose alpha is used.")
+        ],
+        cutout: Annotated[
+            str | None, typer.Option("--cutout", help="Served cutout model that finds the product in the photo.")
+        ] = None,
+        upscaler: Annotated[str | None, typer.Option(help="Served upscale model for the generated background.")] = None,
+        force: Annotated[
+            bool, typer.Option("--force", help="Restage even when the matte check finds it suspicious.")
+        ] = False,
         out: Out = Path("restage.png"),
         seed: Seed = 0,
         steps: Steps = None,
@@ -161,9 +189,16 @@ def register_diffusion_commands(app: typer.Typer) -> None:
         url: Url = DEFAULT_URL,
         timeout: Timeout = 600.0,
     ) -> None:
-        """A product cutout in a new scene: opaque pixels kept, the background generated from a prompt."""
-        from prodgen.client.images import read_cutout
+        """A product photo in a new scene at the photo's own size: the product's pixels kept, the background
+        generated from a prompt, all on the server in one call."""
+        from prodgen.client.images import read_photo
 
-        product = read_cutout(cutout)
+        picture = read_photo(photo)
         sampling = _sampling(seed, count, steps, guidance, scheduler, negative)
-        _run(url, timeout, lambda client: client.restage(model, prompt, product, sampling), out, f"{cutout}")
+
+        def call(client: ProdgenClient) -> np.ndarray:
+            result = client.restage(model, prompt, picture, sampling, cutout, upscaler, force)
+            console().print(f"fitting: {result.fitting}")
+            return result.images
+
+        _run(url, timeout, call, out, f"{photo}")

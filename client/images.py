@@ -28,15 +28,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         grey = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") else max(float(grey.max()), 1.0)
         return Image.fromarray(np.clip(np.rint(grey * (255.0 / top)), 0, 255).astype(np.uint8)).convert("RGB")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
 
 
-def read_image(path: Path, max_side: int | None = None) -> np.ndarray:
-    """An image file as uint8 RGB (H, W, 3); refused from its header if a side exceeds `max_side`."""
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def _read_checked(path: Path, max_side: int | None, keep_alpha: bool) -> np.ndarray:
+    """The picture's pixels, refused from its header if a side exceeds `max_side` or it is too large in all."""
     if not path.is_file():
         raise ProdgenError(f"image: no file at {path}")
     try:
@@ -50,11 +54,24 @@ def read_image(path: Path, max_side: int | None = None) -> np.ndarray:
                     raise ProdgenError(
                         f"{path}: {width}×{height} pixels, expected at most {MAX_PIXELS:,} pixels in all"
                     )
+                if keep_alpha and _has_alpha(image):
+                    upright = ImageOps.exif_transpose(image) or image
+                    return np.asarray(upright.convert("RGBA"), dtype=np.uint8).copy()
                 return np.asarray(_to_rgb(image), dtype=np.uint8).copy()
     except Image.DecompressionBombError as error:
         raise ProdgenError(f"{path}: refused as a decompression bomb ({error})") from error
     except (UnidentifiedImageError, OSError) as error:
         raise ProdgenError(f"{path}: not an image file PIL can read (expected PNG, JPEG, WebP, …)") from error
+
+
+def read_image(path: Path, max_side: int | None = None) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3); refused from its header if a side exceeds `max_side`."""
+    return _read_checked(path, max_side, keep_alpha=False)
+
+
+def read_photo(path: Path, max_side: int | None = None) -> np.ndarray:
+    """A product photo: uint8 RGBA (H, W, 4) when the file has transparency (a cutout), else RGB (H, W, 3)."""
+    return _read_checked(path, max_side, keep_alpha=True)
 
 
 def _read_mode(path: Path, mode: str) -> tuple[np.ndarray, str]:
@@ -70,16 +87,6 @@ def _read_mode(path: Path, mode: str) -> tuple[np.ndarray, str]:
 def read_mask(path: Path) -> np.ndarray:
     """A mask file as uint8 greyscale (H, W): 255 where the picture is to be repainted."""
     return _read_mode(path, "L")[0]
-
-
-def read_cutout(path: Path) -> np.ndarray:
-    """An RGBA product cutout (H, W, 4); a file without transparency is refused."""
-    pixels, mode = _read_mode(path, "RGBA")
-    if mode not in ("RGBA", "LA", "PA") and not (mode == "P" and pixels[..., 3].min() < 255):
-        raise ProdgenError(
-            f"{path}: no alpha channel (mode {mode}); expected an RGBA cutout, transparent around the product"
-        )
-    return pixels
 
 
 def write_image(path: Path, image: np.ndarray) -> Path:

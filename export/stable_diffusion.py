@@ -1,10 +1,11 @@
-"""`prodgen-export stable-diffusion`: a `save_pretrained` folder in, five Triton models out.
+"""`prodgen-export stable-diffusion`: a `save_pretrained` folder in, six Triton models out.
 
 The text encoder, UNet, VAE decoder and VAE encoder are each exported to ONNX, verified
 against PyTorch (uint8 pictures within one level, float outputs within 1e-4 of PyTorch's
 scale) and published as `NAME_<component>`; then the pipeline model `NAME` that calls them
-(model_repository/stable_diffusion.py) is published. Components go first, so by the time a
-polling server sees `NAME`, what it calls is there.
+(model_repository/stable_diffusion.py) is published, then the restage model `NAME_restage` that
+calls the pipeline. Components go first, so by the time a polling server sees a model, what it
+calls is there.
 
 The UNet is saved with ONNX external data (`model.onnx` + `model.onnx.data`): SD 1.5's is
 3.4 GB in FP32, over protobuf's 2 GB limit, and the tiny test UNets take the same path.
@@ -37,7 +38,14 @@ from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import compare_outputs, onnx_session, run_pytorch
 from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
 from prodgen.model_repository.publish import PublishedVersion, publish
-from prodgen.model_repository.stable_diffusion import PipelineFacts, pipeline_config_text, write_pipeline_version
+from prodgen.model_repository.stable_diffusion import (
+    RESTAGE_SUFFIX,
+    PipelineFacts,
+    pipeline_config_text,
+    restage_config_text,
+    write_pipeline_version,
+    write_restage_version,
+)
 from prodgen.zoo.stable_diffusion import StableDiffusion, load_stable_diffusion
 from prodgen.zoo.stable_diffusion_graphs import FLOAT_TOLERANCE, Component, components
 
@@ -96,6 +104,7 @@ class ComponentResult:
 class DiffusionExportResult:
     pipeline: PublishedVersion
     components: list[ComponentResult]
+    restage: PublishedVersion
 
 
 def _parity(component: Component, onnx_path: Path) -> tuple[ComponentParity, list[list[np.ndarray]]]:
@@ -249,7 +258,10 @@ def export_stable_diffusion(
                     step,
                 )
             )
-    facts = PipelineFacts.of(model, {result.name.removeprefix(f"{name}_"): result.name for result in results})
+    restage_name = name + RESTAGE_SUFFIX
+    facts = PipelineFacts.of(
+        model, {result.name.removeprefix(f"{name}_"): result.name for result in results}, restage_name
+    )
     step(f"{name}: publishing the pipeline model")
     pipeline = publish(
         repository,
@@ -257,4 +269,11 @@ def export_stable_diffusion(
         lambda folder: write_pipeline_version(folder, model, facts),
         lambda _v: pipeline_config_text(name, facts, batching),
     )
-    return DiffusionExportResult(pipeline, results)
+    step(f"{restage_name}: publishing the restage model")
+    restage = publish(
+        repository,
+        restage_name,
+        write_restage_version,
+        lambda _v: restage_config_text(restage_name, name, facts, batching),
+    )
+    return DiffusionExportResult(pipeline, results, restage)

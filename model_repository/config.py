@@ -28,6 +28,7 @@ _DATA_TYPES = {
     "FP16": mc.TYPE_FP16,
     "INT64": mc.TYPE_INT64,
     "BYTES": mc.TYPE_STRING,
+    "BOOL": mc.TYPE_BOOL,
 }
 DATA_TYPE_NAMES = {value: key for key, value in _DATA_TYPES.items()}
 

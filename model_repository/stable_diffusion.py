@@ -1,4 +1,4 @@
-"""The Stable-Diffusion pipeline model `NAME`: its config.pbtxt and the files of its version folder.
+"""The Stable-Diffusion pipeline model `NAME` and its restage model `NAME_restage`: configs and version folders.
 
 The version folder holds everything the python backend needs and nothing from prodgen's
 install: `model.py` (python_models/stable_diffusion.py), `seeding.py` (prodgen/seeding.py,
@@ -6,6 +6,12 @@ the same file the client seeds GAN latents with), `schedulers.py`, `pipeline_req
 request checks every pipeline model shares), the checkpoint's tokenizer
 and its scheduler config. So the repository runs as is on NVIDIA's Triton with numpy and
 transformers in its python environment.
+
+The restage model `NAME_restage` (python_models/restage.py) is a second python model rather than a
+mode of `NAME`: its inputs (a photo, an alpha or a cutout model's name, an upscaler) and outputs (the
+matte) would make the pipeline's config a union of two contracts. It checks requests with the same
+published `pipeline_requests.py` and reads the same limits, since its config carries the pipeline's
+facts; the pipeline's `diffusion.restage_model` names it, so clients find it from the pipeline.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from prodgen.zoo.stable_diffusion_graphs import picture_bounds
 
 PYTHON_MODELS = Path(__file__).with_name("python_models")
 PIPELINE_SOURCE = PYTHON_MODELS / "stable_diffusion.py"
+RESTAGE_SOURCE = PYTHON_MODELS / "restage.py"
+FITTING_SOURCE = PYTHON_MODELS / "photo_fitting.py"
 SCHEDULERS_SOURCE = PYTHON_MODELS / "schedulers.py"
 REQUESTS_SOURCE = PYTHON_MODELS / "pipeline_requests.py"
 SEEDING_SOURCE = Path(prodgen.seeding.__file__)
@@ -34,6 +42,9 @@ SCHEDULER_CONFIG = "scheduler_config.json"
 TOKENIZER_FOLDER = "tokenizer"
 
 MAX_STEPS = 150
+MAX_PHOTO_SIDE = 4096
+"""The largest photo side img2img, inpaint and restage fit to the model (a 4096² photo is 48 MiB as uint8)."""
+RESTAGE_SUFFIX = "_restage"
 DEFAULTS = {
     "default_steps": "25",
     "default_guidance": "7.5",
@@ -56,8 +67,30 @@ _INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
     ("image", mc.TYPE_UINT8, (-1, -1, 3), True),
     ("strength", mc.TYPE_FP32, (1,), True),
     ("mask", mc.TYPE_UINT8, (-1, -1, 1), True),
+    ("fit", mc.TYPE_BOOL, (1,), True),
 )
-_OUTPUTS = (("image", mc.TYPE_UINT8, (-1, -1, 3)), ("truncated_tokens", mc.TYPE_INT64, (1,)))
+_OUTPUTS = (
+    ("image", mc.TYPE_UINT8, (-1, -1, 3)),
+    ("truncated_tokens", mc.TYPE_INT64, (1,)),
+    ("fitting", _STRING, (1,)),
+)
+_RESTAGE_INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
+    ("photo", mc.TYPE_UINT8, (-1, -1, 3), False),
+    ("alpha", mc.TYPE_UINT8, (-1, -1, 1), True),
+    ("cutout_model", _STRING, (1,), True),
+    *(
+        entry
+        for entry in _INPUTS
+        if entry[0] in ("prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler")
+    ),
+    ("upscaler", _STRING, (1,), True),
+    ("force", mc.TYPE_BOOL, (1,), True),
+)
+_RESTAGE_OUTPUTS = (
+    ("image", mc.TYPE_UINT8, (-1, -1, 3)),
+    ("matte", mc.TYPE_UINT8, (-1, -1, 1)),
+    ("fitting", _STRING, (1,)),
+)
 
 
 def scheduler_names() -> tuple[str, ...]:
@@ -82,9 +115,10 @@ class PipelineFacts:
     min_side: int
     max_side: int
     opt_side: int
+    restage_model: str = ""
 
     @classmethod
-    def of(cls, model: StableDiffusion, component_models: dict[str, str]) -> PipelineFacts:
+    def of(cls, model: StableDiffusion, component_models: dict[str, str], restage_model: str = "") -> PipelineFacts:
         bounds = picture_bounds(model)
         return cls(
             component_models=component_models,
@@ -96,12 +130,13 @@ class PipelineFacts:
             min_side=bounds.min_side,
             max_side=bounds.max_side,
             opt_side=bounds.opt_side,
+            restage_model=restage_model,
         )
 
-    def parameters(self) -> dict[str, str]:
+    def parameters(self, task: str = "diffusion") -> dict[str, str]:
         """Typed facts for clients (prodgen.model_facts), then what only the pipeline model reads."""
         facts = PublishedFacts(
-            task="diffusion",
+            task=task,
             bounds=ImageBounds(self.min_side, self.max_side, self.opt_side),
             facts=ModelFacts(
                 side_multiple=self.size_multiple,
@@ -112,6 +147,8 @@ class PipelineFacts:
                     inpainting=self.unet_in_channels == INPAINT_IN_CHANNELS,
                     max_steps=MAX_STEPS,
                     schedulers=",".join(scheduler_names()),
+                    max_photo_side=MAX_PHOTO_SIDE,
+                    restage_model=self.restage_model,
                 ),
             ),
         )
@@ -122,29 +159,57 @@ class PipelineFacts:
         }
 
 
-def pipeline_config(name: str, facts: PipelineFacts, batching: BatchingOptions) -> mc.ModelConfig:
+def _python_config(
+    name: str,
+    inputs: tuple[tuple[str, int, tuple[int, ...], bool], ...],
+    outputs: tuple[tuple[str, int, tuple[int, ...]], ...],
+    parameters: dict[str, str],
+    batching: BatchingOptions,
+) -> mc.ModelConfig:
     """A python-backend config: one row per picture, up to `batching.max_batch_size` a request."""
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=batching.max_batch_size)
-    for tensor_name, data_type, dims, optional in _INPUTS:
+    for tensor_name, data_type, dims, optional in inputs:
         config.input.add(name=tensor_name, data_type=data_type, dims=list(dims), optional=optional)
-    for tensor_name, data_type, dims in _OUTPUTS:
+    for tensor_name, data_type, dims in outputs:
         config.output.add(name=tensor_name, data_type=data_type, dims=list(dims))
     config.dynamic_batching.max_queue_delay_microseconds = batching.max_queue_delay_us
     # The pipeline only orchestrates: its components run on the devices their own configs name.
     config.instance_group.add(count=batching.instance_count, kind=mc.ModelInstanceGroup.KIND_CPU)
-    for key, value in facts.parameters().items():
+    for key, value in parameters.items():
         config.parameters[PARAMETER_PREFIX + key].string_value = value
     return config
+
+
+def pipeline_config(name: str, facts: PipelineFacts, batching: BatchingOptions) -> mc.ModelConfig:
+    return _python_config(name, _INPUTS, _OUTPUTS, facts.parameters(), batching)
 
 
 def pipeline_config_text(name: str, facts: PipelineFacts, batching: BatchingOptions) -> str:
     return to_pbtxt(pipeline_config(name, facts, batching))
 
 
+def restage_config(name: str, pipeline: str, facts: PipelineFacts, batching: BatchingOptions) -> mc.ModelConfig:
+    """The restage model `name` over the pipeline `pipeline`: the pipeline's facts under task "restage"."""
+    parameters = {**facts.parameters(task="restage"), "model.pipeline": pipeline}
+    return _python_config(name, _RESTAGE_INPUTS, _RESTAGE_OUTPUTS, parameters, batching)
+
+
+def restage_config_text(name: str, pipeline: str, facts: PipelineFacts, batching: BatchingOptions) -> str:
+    return to_pbtxt(restage_config(name, pipeline, facts, batching))
+
+
 def write_pipeline_version(folder: Path, model: StableDiffusion, facts: PipelineFacts) -> None:
     shutil.copyfile(PIPELINE_SOURCE, folder / "model.py")
     shutil.copyfile(SCHEDULERS_SOURCE, folder / "schedulers.py")
     shutil.copyfile(REQUESTS_SOURCE, folder / "pipeline_requests.py")
+    shutil.copyfile(FITTING_SOURCE, folder / "photo_fitting.py")
     shutil.copyfile(SEEDING_SOURCE, folder / "seeding.py")
     model.tokenizer.save_pretrained(str(folder / TOKENIZER_FOLDER))
     (folder / SCHEDULER_CONFIG).write_text(json.dumps(model.scheduler_config, indent=2) + "\n")
+
+
+def write_restage_version(folder: Path) -> None:
+    shutil.copyfile(RESTAGE_SOURCE, folder / "model.py")
+    shutil.copyfile(SCHEDULERS_SOURCE, folder / "schedulers.py")
+    shutil.copyfile(REQUESTS_SOURCE, folder / "pipeline_requests.py")
+    shutil.copyfile(FITTING_SOURCE, folder / "photo_fitting.py")

@@ -20,6 +20,7 @@ TRITON_TO_NUMPY: dict[str, type] = {
     "FP16": np.float16,
     "INT64": np.int64,
     "BYTES": np.object_,
+    "BOOL": np.bool_,
 }
 
 InputKind = Literal["image", "latent", "class", "scalar", "text", "other"]

@@ -49,6 +49,10 @@ class DiffusionFacts:
     """The most denoising steps a request may ask for."""
     schedulers: str = ""
     """The scheduler names a request may choose, comma-separated."""
+    max_photo_side: int = 4096
+    """The largest side of an image the pipeline fits to its bounds (img2img, inpaint, restage)."""
+    restage_model: str = ""
+    """The served restage pipeline built on this one (photo in, product kept), if any."""
 
     def __post_init__(self) -> None:
         _at_least_one(self, "prompt_max_tokens", "latent_channels", "vae_scale_factor")

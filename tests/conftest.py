@@ -46,7 +46,8 @@ def diffusion_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 
 @pytest.fixture(scope="session")
 def diffusion_exports(diffusion_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Both tiny checkpoints exported (components verified) and published as pipelines `sd` and `sd_inpaint`."""
+    """Both tiny checkpoints exported (components verified) and published as pipelines `sd` and `sd_inpaint`,
+    each with its restage model (`sd_restage`, `sd_inpaint_restage`)."""
     from prodgen.export.stable_diffusion import export_stable_diffusion
 
     repository = tmp_path_factory.mktemp("diffusion-repository") / "models"
@@ -59,7 +60,10 @@ def diffusion_exports(diffusion_checkpoints: dict[str, Path], tmp_path_factory: 
 
 @pytest.fixture(scope="session")
 def diffusion_server(diffusion_exports: dict) -> Iterator[EmbeddedServer]:
+    from cutout_stand_in import CUTOUT_STAND_IN, publish_cutout_stand_in
+
     repository = next(iter(diffusion_exports.values())).pipeline.model_dir.parent
+    publish_cutout_stand_in(repository, CUTOUT_STAND_IN)
     options = ServerOptions(repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
     with EmbeddedServer(options) as server:
         yield server

@@ -13,11 +13,18 @@ backend gives: `get_input(request, name)` is the one place that asks the backend
 from __future__ import annotations
 
 import math
+import os
+import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import photo_fitting  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
 
 
 class RequestError(ValueError):
@@ -37,6 +44,27 @@ class Limits:
     defaults: dict[str, Any] = field(default_factory=dict)
     """Request defaults by input name (steps, guidance, scheduler, strength)."""
     max_guidance: float = 50.0
+    max_photo_side: int = 4096
+    """The largest side of a photo the pipeline fits to its bounds; larger ones are refused from their shape."""
+
+
+def limits_from(parameter: Callable[[str], str], schedulers: Sequence[str]) -> Limits:
+    """A pipeline's limits from its config's parameters (`parameter(name)` without the `prodgen.` prefix)."""
+    return Limits(
+        min_side=int(parameter("min_side")),
+        max_side=int(parameter("max_side")),
+        side_multiple=int(parameter("side_multiple")),
+        default_side=int(parameter("opt_side")),
+        max_steps=int(parameter("diffusion.max_steps")),
+        schedulers=schedulers,
+        defaults={
+            "steps": int(parameter("default_steps")),
+            "guidance": float(parameter("default_guidance")),
+            "scheduler": parameter("default_scheduler"),
+            "strength": float(parameter("default_strength")),
+        },
+        max_photo_side=int(parameter("diffusion.max_photo_side")),
+    )
 
 
 InputReader = Callable[[Any, str], "np.ndarray | None"]
@@ -103,8 +131,11 @@ def check_side(limits: Limits, label: str, side: int) -> None:
         )
 
 
-def size(read: InputReader, request: Any, rows: int, limits: Limits, image: np.ndarray | None) -> tuple[int, int]:
-    """The picture's height and width: the image's own where one is given, else the inputs or the default side.
+def size(
+    read: InputReader, request: Any, rows: int, limits: Limits, image: np.ndarray | None, fit: bool = False
+) -> tuple[int, int]:
+    """The picture's height and width at the model: the image's own where one is given (with `fit`, the size
+    photo_fitting fits it to), else the inputs or the default side.
 
     An explicit 0 is refused like any other side outside the bounds; only an absent input takes the default."""
     height = scalar(read, request, "height", rows, int)
@@ -115,6 +146,8 @@ def size(read: InputReader, request: Any, rows: int, limits: Limits, image: np.n
             if given is not None and given != actual:
                 raise RequestError(f"input '{label}': {given}, but the image is {actual} pixels")
         height, width = image_h, image_w
+        if fit:
+            return photo_fitting.fitted_size(height, width, limits.min_side, limits.max_side, limits.side_multiple)
     height = limits.default_side if height is None else height
     width = limits.default_side if width is None else width
     check_side(limits, "height", height)
@@ -122,13 +155,39 @@ def size(read: InputReader, request: Any, rows: int, limits: Limits, image: np.n
     return height, width
 
 
-def image_batch(read: InputReader, request: Any, name: str, rows: int, channels: int) -> np.ndarray | None:
-    """A uint8 (rows, H, W, channels) picture input, or None when absent."""
+def flag(read: InputReader, request: Any, name: str, rows: int, default: bool) -> bool:
+    """A BOOL input, the same for every row, or `default` when absent."""
+    return bool(scalar(read, request, name, rows, bool, default))
+
+
+def side_image(read: InputReader, request: Any, name: str, image: np.ndarray) -> np.ndarray | None:
+    """A uint8 (rows, H, W, 1) input the size of `image` (a mask, an alpha matte), or None when absent."""
+    values = read(request, name)
+    if values is None:
+        return None
+    expected = (*image.shape[:3], 1)
+    if values.shape != expected:
+        raise RequestError(f"input '{name}': shape {values.shape}, expected {expected} (the size of the picture)")
+    if values.dtype != np.uint8:
+        raise RequestError(f"input '{name}': dtype {values.dtype}, expected uint8")
+    return values
+
+
+def image_batch(
+    read: InputReader, request: Any, name: str, rows: int, channels: int, limits: Limits | None = None
+) -> np.ndarray | None:
+    """A uint8 (rows, H, W, channels) picture input, or None when absent; with `limits`, refused over the photo
+    bound from its shape alone (the python backend maps the request's memory, so no pixel has been read)."""
     image = read(request, name)
     if image is None:
         return None
     if image.ndim != 4 or image.shape[0] != rows or image.shape[-1] != channels:
         raise RequestError(f"input '{name}': shape {image.shape}, expected ({rows}, height, width, {channels})")
+    if limits is not None and max(image.shape[1:3]) > limits.max_photo_side:
+        raise RequestError(
+            f"input '{name}': {image.shape[2]}×{image.shape[1]} pixels, "
+            f"expected at most {limits.max_photo_side} pixels a side"
+        )
     if image.dtype != np.uint8:
         raise RequestError(f"input '{name}': dtype {image.dtype}, expected uint8")
     return image
@@ -159,3 +218,81 @@ def sampler(read: InputReader, request: Any, rows: int, limits: Limits, has_imag
     if has_image and int(steps * strength) < 1:
         raise RequestError(f"steps {steps} × strength {strength} leaves no denoising step; raise either")
     return {"steps": steps, "guidance": guidance, "scheduler": scheduler, "strength": strength}
+
+
+# ── models named in a request (a cutout model, an upscaler) ──
+
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_PARAMETER = re.compile(r'key:\s*"([^"]+)"\s*value\s*\{\s*string_value:\s*"([^"]*)"')
+_FIRST_TENSOR = {kind: re.compile(kind + r'\s*\{\s*name:\s*"([^"]+)"') for kind in ("input", "output")}
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A model a request names, as its config in the repository describes it."""
+
+    name: str
+    parameters: dict[str, str]
+    """Its `prodgen.*` parameters, without the prefix."""
+    first_input: str
+    first_output: str
+
+    def side(self, key: str, default: int) -> int:
+        return int(self.parameters.get(key, default))
+
+
+def named_model(repository: str, input_name: str, name: str, task: str) -> NamedModel:
+    """The model `name` of the repository folder that holds this pipeline, refused unless its task is `task`.
+
+    Its config.pbtxt is read from the repository folder (the python backend has no call for another
+    model's config); whether it is loaded shows when it is called."""
+    if not _MODEL_NAME.fullmatch(name):
+        raise RequestError(f"input '{input_name}': '{name}' is not a model name")
+    path = os.path.join(repository, name, "config.pbtxt")
+    if not os.path.isfile(path):
+        raise RequestError(f"input '{input_name}': no model '{name}' in this server's repository")
+    with open(path, encoding="utf-8") as stream:
+        text = stream.read()
+    parameters = {
+        key.removeprefix("prodgen."): value for key, value in _PARAMETER.findall(text) if key.startswith("prodgen.")
+    }
+    found = parameters.get("task", "")
+    if found != task:
+        raise RequestError(f"input '{input_name}': model '{name}' is not a {task} model (task: {found or 'none'})")
+    tensors = {kind: pattern.search(text) for kind, pattern in _FIRST_TENSOR.items()}
+    if tensors["input"] is None or tensors["output"] is None:
+        raise RequestError(f"input '{input_name}': model '{name}' declares no input or no output")
+    return NamedModel(name, parameters, tensors["input"].group(1), tensors["output"].group(1))
+
+
+def model_name(read: InputReader, request: Any, name: str, rows: int) -> str | None:
+    """A BYTES input naming a model, the same for every row, or None when absent or empty."""
+    value = scalar(read, request, name, rows, str)
+    return value.strip() or None if value is not None else None
+
+
+# ── the matte a restage keeps the product by ──
+
+MIN_COVERAGE = 0.01
+MAX_COVERAGE = 0.95
+EDGE_TOUCH = 0.01
+"""A side of the frame counts as touched when more than this fraction of its pixels are product."""
+MAX_SIDES_TOUCHED = 1
+
+
+def matte_problem(matte: np.ndarray) -> str | None:
+    """What is wrong with a (H, W, 1) uint8 matte (0 background … 255 product) for restaging, or None.
+
+    Product pixels are those ≥ 128. A matte covering under 1 % or over 95 % of the photo, or a product
+    cut by the frame on two sides or more, most likely missed the product."""
+    product = matte[..., 0] >= 128
+    coverage = float(product.mean())
+    if coverage < MIN_COVERAGE:
+        return f"the matte covers {100 * coverage:.2f} % of the photo, expected at least {100 * MIN_COVERAGE:g} %"
+    if coverage > MAX_COVERAGE:
+        return f"the matte covers {100 * coverage:.2f} % of the photo, expected at most {100 * MAX_COVERAGE:g} %"
+    edges = {"top": product[0], "bottom": product[-1], "left": product[:, 0], "right": product[:, -1]}
+    touched = [side for side, line in edges.items() if line.mean() > EDGE_TOUCH]
+    if len(touched) > MAX_SIDES_TOUCHED:
+        return f"the product touches the frame on {len(touched)} sides ({', '.join(touched)}), expected at most 1"
+    return None

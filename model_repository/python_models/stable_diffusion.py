@@ -12,6 +12,9 @@ Modes, from the inputs present: text → picture; `image` (+ `strength`) → the
 was trained or, with a plain UNet, by blending the kept area's re-noised latents at each step.
 Each row of a request is one picture with its own prompt, negative prompt, seed, image and
 mask; steps, guidance, size, scheduler and strength are per request and must agree across rows.
+An image of any size up to the photo bound is fitted to the model's bounds (photo_fitting.py) and the
+picture answered at the image's own size, unless the request's `fit` is false; an inpainted picture's
+kept area (mask < 128) is the image's own pixels, exactly. The `fitting` output says what was resized.
 Classifier-free guidance runs the unconditional and conditional halves as one UNet batch.
 """
 
@@ -27,6 +30,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import photo_fitting  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
 import pipeline_requests as requests  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
 import schedulers  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
 import seeding  # type: ignore[import-not-found]  # noqa: E402  (prodgen/seeding.py, published beside this file)
@@ -65,20 +69,7 @@ class TritonPythonModel:
         self.latent_channels = int(parameter("diffusion.latent_channels"))
         self.inpainting = parameter("diffusion.inpainting").lower() == "true"
         self.vae_scale_factor = int(parameter("diffusion.vae_scale_factor"))
-        self.limits = requests.Limits(
-            min_side=int(parameter("min_side")),
-            max_side=int(parameter("max_side")),
-            side_multiple=int(parameter("side_multiple")),
-            default_side=int(parameter("opt_side")),
-            max_steps=int(parameter("diffusion.max_steps")),
-            schedulers=schedulers.SCHEDULERS,
-            defaults={
-                "steps": int(parameter("default_steps")),
-                "guidance": float(parameter("default_guidance")),
-                "scheduler": parameter("default_scheduler"),
-                "strength": float(parameter("default_strength")),
-            },
-        )
+        self.limits = requests.limits_from(parameter, schedulers.SCHEDULERS)
         self.read = requests.input_reader(pb_utils.get_input_tensor_by_name)
 
     # ── reading and checking a request (pipeline_requests.py: the checks every pipeline model shares) ──
@@ -92,21 +83,45 @@ class TritonPythonModel:
         prompts = requests.texts(read, request, "prompt", rows)
         negatives = requests.texts(read, request, "negative_prompt", rows) or [""] * rows
         seeds = requests.seeds(read, request, rows)
-        image = requests.image_batch(read, request, "image", rows, 3)
-        mask = read(request, "mask")
-        if mask is not None:
-            if image is None:
-                raise RequestError("input 'mask' needs an 'image' to inpaint")
-            if mask.shape != (*image.shape[:3], 1):
-                raise RequestError(f"input 'mask': shape {mask.shape}, expected {(*image.shape[:3], 1)} (the image's)")
-        elif self.inpainting:
+        image = requests.image_batch(read, request, "image", rows, 3, self.limits)
+        mask = None
+        if image is not None:
+            mask = requests.side_image(read, request, "mask", image)
+        elif read(request, "mask") is not None:
+            raise RequestError("input 'mask' needs an 'image' to inpaint")
+        if mask is None and self.inpainting:
             raise RequestError("this is an inpainting model: give an 'image' and a 'mask'")
         sampler = requests.sampler(read, request, rows, self.limits, image is not None)
-        height, width = requests.size(read, request, rows, self.limits, image)
+        fit = requests.flag(read, request, "fit", rows, True)
+        height, width = requests.size(read, request, rows, self.limits, image, fit)
+        original = (image, mask)
+        if image is not None and image.shape[1:3] != (height, width):
+            image = np.stack([photo_fitting.resize(picture, height, width) for picture in image])
+            mask = None if mask is None else np.stack([photo_fitting.resize(area, height, width) for area in mask])
         return {
             "prompts": prompts, "negatives": negatives, "seeds": seeds, "image": image, "mask": mask,
-            **sampler, "height": height, "width": width,
+            **sampler, "height": height, "width": width, "original": original,
         }  # fmt: skip
+
+    def _finish(self, picture: np.ndarray, settings: Settings) -> tuple[np.ndarray, str]:
+        """The picture at the image's own size, an inpainting's kept area put back, and the line saying so."""
+        image, mask = settings["original"]
+        if image is None:
+            return picture, ""
+        height, width = image.shape[1:3]
+        notes = []
+        if picture.shape[1:3] != (height, width):
+            at_model = photo_fitting.size_text(*picture.shape[1:3])
+            picture = np.stack([photo_fitting.resize(item, height, width) for item in picture])
+            notes.append(
+                f"image {photo_fitting.size_text(height, width)} → {at_model} at the model ({photo_fitting.FILTER}), "
+                f"the picture resized back to {photo_fitting.size_text(height, width)} ({photo_fitting.FILTER})"
+            )
+        if mask is not None:
+            keep = mask < 128
+            picture = np.where(keep, image, picture)
+            notes.append(f"{int(keep.sum())} kept pixels put back from the image")
+        return picture, "; ".join(notes)
 
     # ── calling the component models ──
 
@@ -212,6 +227,7 @@ class TritonPythonModel:
                 continue
             try:
                 picture, dropped = self._generate(settings)
+                picture, fitting = self._finish(picture, settings)
             except Exception as error:  # noqa: BLE001 - a component's failure goes back to this caller; the server stays up
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
                 continue
@@ -220,6 +236,7 @@ class TritonPythonModel:
                     output_tensors=[
                         pb_utils.Tensor("image", picture),
                         pb_utils.Tensor("truncated_tokens", dropped.reshape(-1, 1)),
+                        pb_utils.Tensor("fitting", np.array([[fitting.encode("utf-8")]] * len(picture), dtype=object)),
                     ]
                 )
             )

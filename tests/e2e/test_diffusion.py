@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from prodgen.client import ProdgenClient, Sampling
-from prodgen.client.diffusion import PromptTruncatedWarning
+from prodgen.client.diffusion import PictureFittedWarning, PromptTruncatedWarning
 from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import psnr_db
 from prodgen.photos import photo_batch
@@ -130,6 +130,11 @@ def diffusers_picture(
     return as_uint8(pictures)
 
 
+def kept_put_back(expected: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """diffusers' inpainting with the kept area (mask < 128) set back to the photo's pixels, as prodgen answers."""
+    return np.where((mask < 128)[None, ..., None], photo[None], expected)
+
+
 def assert_close(label: str, expected: np.ndarray, served: np.ndarray) -> None:
     value = psnr(expected, served)
     print(f"{label}: PSNR {value:.2f} dB")
@@ -212,7 +217,7 @@ def test_inpaint_matches_diffusers(
             "strength": 1.0,
         },
     )
-    assert_close(f"inpaint {scheduler}", expected, served)
+    assert_close(f"inpaint {scheduler}", kept_put_back(expected, photo, mask), served)
 
 
 def test_inpaint_with_a_plain_unet_matches_diffusers(
@@ -231,7 +236,7 @@ def test_inpaint_with_a_plain_unet_matches_diffusers(
     expected = diffusers_picture(
         "StableDiffusionInpaintPipeline", diffusion_checkpoints["sd"], scheduler, seed, arguments
     )
-    assert_close(f"inpaint (4-channel UNet) {scheduler}", expected, served)
+    assert_close(f"inpaint (4-channel UNet) {scheduler}", kept_put_back(expected, photo, mask), served)
 
 
 def test_seed_gives_the_same_picture_alone_or_in_a_batch(client: ProdgenClient) -> None:
@@ -249,7 +254,7 @@ def test_restage_keeps_the_opaque_product(client: ProdgenClient) -> None:
     alpha[8:24, 9] = 128  # a soft edge
     cutout = np.dstack([photo, alpha])
     for model in ("sd_inpaint", "sd"):
-        result = client.restage(model, "the same product in a kitchen", cutout, Sampling(seed=1, steps=3))
+        result = client.restage(model, "the same product in a kitchen", cutout, Sampling(seed=1, steps=3)).images
         assert result.shape == (1, SIDE, SIDE, 3)
         opaque = alpha == 255
         np.testing.assert_array_equal(result[0][opaque], photo[opaque])
@@ -268,7 +273,7 @@ def test_bad_requests_get_one_clear_line_and_the_server_stays_up(client: Prodgen
     with pytest.raises(ProdgenError, match="mask: .*expected the image's size 32×32"):
         client.inpaint("sd_inpaint", PROMPT, photo, np.zeros((16, 32), dtype=np.uint8))
     with pytest.raises(ProdgenError, match="image height 30 pixels: model 'sd' takes multiples of 4"):
-        client.img2img("sd", PROMPT, photo_batch(1, 30, 32)[0])
+        client.img2img("sd", PROMPT, photo_batch(1, 30, 32)[0], fit=False)
     with pytest.raises(ProdgenError, match="inpainting model"):
         client.txt2img("sd_inpaint", PROMPT)
     with pytest.raises(ProdgenError, match="no alpha|RGBA"):
@@ -306,3 +311,67 @@ def test_cli_writes_one_png_per_picture(diffusion_server: EmbeddedServer, tmp_pa
         timeout=120,
     )
     assert bad.returncode == 2 and "height 30 pixels" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ── photos of any size: fitted to the model's bounds, answered at their own size ──
+
+PHOTO = Path(__file__).parents[2] / "examples" / "photos" / "coffee.jpg"
+
+
+@pytest.fixture(scope="module")
+def coffee() -> np.ndarray:
+    from prodgen.client.images import read_image
+
+    photo = read_image(PHOTO)
+    assert photo.shape == (341, 512, 3)
+    return photo
+
+
+def test_img2img_of_a_photo_larger_than_the_model_answers_at_its_size(
+    client: ProdgenClient, coffee: np.ndarray
+) -> None:
+    with pytest.warns(PictureFittedWarning, match="image 512×341 → 64×44 at the model"):
+        result = client.img2img("sd", PROMPT, coffee, 0.5, Sampling(seed=2, steps=2))
+    assert result.shape == (1, 341, 512, 3)
+    assert psnr(coffee, result[0]) < 60, "the picture was re-drawn, not handed back"
+
+
+def test_inpaint_of_a_photo_keeps_every_unmasked_pixel_exactly(client: ProdgenClient, coffee: np.ndarray) -> None:
+    mask = np.zeros((341, 512), dtype=np.uint8)
+    mask[100:300, 50:250] = 255
+    mask[100:300, 250] = 100  # soft, below 128: kept
+    for model in ("sd_inpaint", "sd"):
+        with pytest.warns(PictureFittedWarning, match="kept pixels put back"):
+            result = client.inpaint(model, PROMPT, coffee, mask, sampling=Sampling(seed=3, steps=2))
+        assert result.shape == (1, 341, 512, 3)
+        kept = mask < 128
+        np.testing.assert_array_equal(result[0][kept], coffee[kept])
+        assert not np.array_equal(result[0][~kept], coffee[~kept]), "the masked area was regenerated"
+
+
+def test_no_fit_refuses_a_photo_outside_the_bounds(client: ProdgenClient, coffee: np.ndarray) -> None:
+    with pytest.raises(ProdgenError, match="image height 341 pixels: model 'sd' takes multiples of 4 in 4..64"):
+        client.img2img("sd", PROMPT, coffee, fit=False)
+    inputs = {
+        "prompt": np.array([[PROMPT.encode()]], dtype=object),
+        "image": coffee[None],
+        "fit": np.array([[False]]),
+    }
+    with pytest.raises(ProdgenError, match="height 341 pixels: expected a multiple of 4 in 4..64"):
+        client.infer("sd", inputs)
+
+
+def test_cli_no_fit_refuses_and_fit_answers_at_the_photo_size(diffusion_server: EmbeddedServer, tmp_path: Path) -> None:
+    import subprocess
+
+    out = tmp_path / "coffee.png"
+    command = [
+        console_script("prodgen"), "img2img", "sd", PROMPT, str(PHOTO), "--steps", "2", "--out", str(out),
+        "--url", diffusion_server.options.grpc_url,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "fitting: image 512×341 → 64×44" in done.stdout
+    assert np.asarray(Image.open(out)).shape == (341, 512, 3)
+    refused = subprocess.run([*command, "--no-fit"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "height 341 pixels" in refused.stderr and "Traceback" not in refused.stderr
