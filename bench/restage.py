@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 
 from prodgen.bench.stats import percentile
 from prodgen.client import ProdgenClient, Sampling
+from prodgen.client.diffusion import PictureFittedWarning
 from prodgen.photos import photo_batch
 
 PROMPT = "a product photo on a wooden table"
@@ -65,6 +67,7 @@ def measure_restage(
     client: ProdgenClient, model: str, photo_side: int, steps: int, repeats: int, cutout: str | None
 ) -> RestageFigures:
     """Round 0 warms up and is not counted; then `repeats` rounds of restage and pipeline, interleaved."""
+    warnings.simplefilter("ignore", PictureFittedWarning)  # the pipeline's inpainting note, every round
     photo = photo_batch(1, photo_side, photo_side)[0]
     given = photo if cutout else np.dstack([photo, centred_alpha(photo_side, photo_side)])
     sampling = Sampling(seed=0, steps=steps)

@@ -60,10 +60,10 @@ def diffusion_exports(diffusion_checkpoints: dict[str, Path], tmp_path_factory: 
 
 @pytest.fixture(scope="session")
 def diffusion_server(diffusion_exports: dict) -> Iterator[EmbeddedServer]:
-    from cutout_stand_in import CUTOUT_STAND_IN, publish_cutout_stand_in
+    from cutout_stand_in import publish_stand_ins
 
     repository = next(iter(diffusion_exports.values())).pipeline.model_dir.parent
-    publish_cutout_stand_in(repository, CUTOUT_STAND_IN)
+    publish_stand_ins(repository)
     options = ServerOptions(repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port())
     with EmbeddedServer(options) as server:
         yield server

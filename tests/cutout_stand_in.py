@@ -1,4 +1,5 @@
-"""A tiny served model that keeps the cutout contract, for restage tests until the zoo's cutout models land.
+"""Tiny served models that keep the cutout and upscale contracts, for restage tests (the zoo's cutout models
+land with another branch; a real upscaler would cost an export per test session).
 
 The contract of every served cutout model: input `image` UINT8 (N, H, W, 3) RGB within the model's bounds,
 output `matte` UINT8 (N, H, W, 1) (0 background … 255 product) of the same H×W, and `prodgen.task` = "cutout"
@@ -16,12 +17,13 @@ from torch import nn
 from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.contract import ImageBounds
-from prodgen.model_facts import PARAMETER_PREFIX, PublishedFacts, to_parameters
+from prodgen.model_facts import PARAMETER_PREFIX, ModelFacts, PublishedFacts, to_parameters
 from prodgen.model_repository.config import to_pbtxt
 from prodgen.model_repository.publish import publish
 
 CUTOUT_STAND_IN = "cutout_stand_in"
-"""The name the diffusion server fixture (tests/conftest.py) serves the stand-in under."""
+UPSCALER_STAND_IN = "upscaler_stand_in"
+"""The names the diffusion server fixture (tests/conftest.py) serves the stand-ins under."""
 BOUNDS = ImageBounds(min_side=16, max_side=256, opt_side=128)
 """Smaller than the 600×400 test photo, so the restage model must fit the photo into them."""
 
@@ -44,30 +46,49 @@ class EllipseCutout(nn.Module):
         return torch.round(alpha[None, :, :, None] * 255.0 + rows).to(torch.uint8)
 
 
-def publish_cutout_stand_in(repository: Path, name: str) -> None:
-    """Export the stand-in to ONNX and publish it as `name` with a cutout config."""
+class NearestTwice(nn.Module):
+    """An upscaler of the zoo's contract (`input_image` → `output_image`, uint8 NHWC): each pixel repeated 2×2."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+
+
+def _publish(
+    repository: Path, name: str, module: nn.Module, names: tuple[str, str], channels: int, facts: PublishedFacts
+) -> None:
+    """Export `module` (uint8 NHWC in, uint8 NHWC out) to ONNX and publish it as `name` with `facts`."""
+    source, target = names
 
     def write_version(folder: Path) -> None:
         example = torch.zeros((1, 40, 60, 3), dtype=torch.uint8)
         torch.onnx.export(
-            EllipseCutout().eval(),
+            module.eval(),
             (example,),
             str(folder / "model.onnx"),
-            input_names=["image"],
-            output_names=["matte"],
-            dynamic_axes={"image": {0: "n", 1: "h", 2: "w"}, "matte": {0: "n", 1: "h", 2: "w"}},
+            input_names=[source],
+            output_names=[target],
+            dynamic_axes={source: {0: "n", 1: "h", 2: "w"}, target: {0: "n", 1: "h", 2: "w"}},
             opset_version=18,
             dynamo=False,
         )
 
     def config_text(_version: int) -> str:
         config = mc.ModelConfig(name=name, backend="onnxruntime", default_model_filename="model.onnx", max_batch_size=2)
-        config.input.add(name="image", data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
-        config.output.add(name="matte", data_type=mc.TYPE_UINT8, dims=[-1, -1, 1])
+        config.input.add(name=source, data_type=mc.TYPE_UINT8, dims=[-1, -1, 3])
+        config.output.add(name=target, data_type=mc.TYPE_UINT8, dims=[-1, -1, channels])
         config.dynamic_batching.max_queue_delay_microseconds = 0
         config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
-        for key, value in to_parameters(PublishedFacts(task="cutout", bounds=BOUNDS)).items():
+        for key, value in to_parameters(facts).items():
             config.parameters[PARAMETER_PREFIX + key].string_value = value
         return to_pbtxt(config)
 
     publish(repository, name, write_version, config_text)
+
+
+def publish_stand_ins(repository: Path) -> None:
+    """The cutout stand-in and the upscaler stand-in, published into `repository`."""
+    _publish(
+        repository, CUTOUT_STAND_IN, EllipseCutout(), ("image", "matte"), 1, PublishedFacts("cutout", bounds=BOUNDS)
+    )
+    upscale = PublishedFacts("upscale", bounds=ImageBounds(8, 128, 64), facts=ModelFacts(scale=2))
+    _publish(repository, UPSCALER_STAND_IN, NearestTwice(), ("input_image", "output_image"), 3, upscale)

@@ -258,7 +258,10 @@ def named_model(repository: str, input_name: str, name: str, task: str) -> Named
     }
     found = parameters.get("task", "")
     if found != task:
-        raise RequestError(f"input '{input_name}': model '{name}' is not a {task} model (task: {found or 'none'})")
+        article = "an" if task[:1] in "aeiou" else "a"
+        raise RequestError(
+            f"input '{input_name}': model '{name}' is not {article} {task} model (task: {found or 'none'})"
+        )
     tensors = {kind: pattern.search(text) for kind, pattern in _FIRST_TENSOR.items()}
     if tensors["input"] is None or tensors["output"] is None:
         raise RequestError(f"input '{input_name}': model '{name}' declares no input or no output")

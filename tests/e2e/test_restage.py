@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from cutout_stand_in import CUTOUT_STAND_IN
+from cutout_stand_in import CUTOUT_STAND_IN, UPSCALER_STAND_IN
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
@@ -85,6 +85,19 @@ def test_restage_of_a_photo_keeps_every_opaque_pixel_at_the_photo_size(
     assert "→ 64×44 at the model" in fitting
 
 
+def test_restage_with_an_upscaler_upscales_the_background(
+    triton: grpcclient.InferenceServerClient, coffee: np.ndarray
+) -> None:
+    result = restage_call(
+        triton, coffee, cutout_model=name_input(CUTOUT_STAND_IN), upscaler=name_input(UPSCALER_STAND_IN)
+    )
+    image, matte = result["image"][0], result["matte"][0]
+    assert image.shape == coffee.shape
+    opaque = matte[..., 0] == 255
+    np.testing.assert_array_equal(image[opaque], coffee[opaque])
+    assert f"background upscaled ×2 by {UPSCALER_STAND_IN}" in result["fitting"].reshape(-1)[0].decode()
+
+
 def refusal(triton: grpcclient.InferenceServerClient, photo: np.ndarray, **extra: tuple[np.ndarray, str]) -> str:
     with pytest.raises(InferenceServerException) as caught:
         restage_call(triton, photo, **extra)
@@ -101,6 +114,8 @@ def test_bad_restage_requests_are_invalid_arguments_and_the_server_stays_up(
     assert "input 'alpha'" in refusal(triton, coffee, alpha=(small_alpha, "UINT8"))
     assert "no model 'no_such_cutout'" in refusal(triton, coffee, cutout_model=name_input("no_such_cutout"))
     assert "model 'sd' is not a cutout model" in refusal(triton, coffee, cutout_model=name_input("sd"))
+    not_upscaler = {"upscaler": name_input(CUTOUT_STAND_IN)}
+    assert f"'{CUTOUT_STAND_IN}' is not an upscale model" in refusal(triton, coffee, **cutout, **not_upscaler)
     speck = np.zeros((1, 341, 512, 1), np.uint8)
     speck[0, 10:20, 10:20] = 255
     assert "the matte covers 0.06 %" in refusal(triton, coffee, alpha=(speck, "UINT8"))
