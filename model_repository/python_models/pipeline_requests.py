@@ -15,16 +15,12 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import photo_fitting  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
+import photo_fitting  # type: ignore[import-not-found]  # published beside this file; model.py puts the folder on the path
 
 
 class RequestError(ValueError):
