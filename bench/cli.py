@@ -529,6 +529,7 @@ def restage_command(
     steps: Annotated[int, typer.Option(min=1)] = 2,
     repeats: Annotated[int, typer.Option(min=1)] = 3,
     threads: Annotated[int, typer.Option(min=1, help="Intra-op threads of the local server.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Write every sample and the machine as JSON here.")] = None,
 ) -> None:
     """Restage from a photo-side² photo end to end, against the pipeline's own call at the model's size."""
     from prodgen.bench.restage import measure_local, measure_restage
@@ -545,6 +546,10 @@ def restage_command(
         with tempfile.TemporaryDirectory(prefix="prodgen-bench-checkpoint-") as folder:
             source = checkpoint or write_random_checkpoint(Path(folder) / preset, preset)  # type: ignore[arg-type]
             figures = measure_local(source, photo_side, steps, repeats, threads, cutout)
+    if out is not None:
+        record = {**dataclasses.asdict(figures), "command": command_line(), "machine": describe_machine()}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n")
     bench_console().print(figures.summary())
 
 
