@@ -254,11 +254,14 @@ def test_restage_keeps_the_opaque_product(client: ProdgenClient) -> None:
     alpha[8:24, 9] = 128  # a soft edge
     cutout = np.dstack([photo, alpha])
     for model in ("sd_inpaint", "sd"):
-        result = client.restage(model, "the same product in a kitchen", cutout, Sampling(seed=1, steps=3)).images
-        assert result.shape == (1, SIDE, SIDE, 3)
+        sampling = Sampling(seed=1, steps=3, count=2)
+        result = client.restage(model, "the same product in a kitchen", cutout, sampling).images
+        assert result.shape == (2, SIDE, SIDE, 3)
         opaque = alpha == 255
-        np.testing.assert_array_equal(result[0][opaque], photo[opaque])
-        assert not np.array_equal(result[0][~opaque], photo[~opaque]), "the background was regenerated"
+        for picture in result:
+            np.testing.assert_array_equal(picture[opaque], photo[opaque])
+            assert not np.array_equal(picture[~opaque], photo[~opaque]), "the background was regenerated"
+        assert not np.array_equal(result[0], result[1]), "picture i uses seed + i"
 
 
 def test_long_prompt_is_truncated_with_a_warning(client: ProdgenClient) -> None:

@@ -135,6 +135,7 @@ def test_cli_restages_a_photo_with_a_cutout_model_or_an_rgba_cutout(
     out = tmp_path / "restaged.png"
     done = run_cli(diffusion_server, str(PHOTO), "--cutout", CUTOUT_STAND_IN, "--out", str(out))
     assert done.returncode == 0, done.stderr
+    print(done.stdout)
     assert "fitting: photo 512×341" in done.stdout
     assert np.asarray(Image.open(out)).shape == (341, 512, 3)
 
