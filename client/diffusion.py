@@ -44,7 +44,8 @@ class PromptTruncatedWarning(UserWarning):
 
 
 class PictureFittedWarning(UserWarning):
-    """The server resized the picture to the model's bounds and back; the message says how."""
+    """The server fitted the picture (resized it to the model's bounds and back, put an inpainting's kept
+    pixels back); the message says how."""
 
 
 def _diffusion_model(client: ProdgenClient, name: str) -> ServedModel:
@@ -289,9 +290,9 @@ def _photo_and_alpha(photo: np.ndarray, cutout_model: str | None) -> tuple[np.nd
             "or RGBA cutout (height, width, 4) uint8 picture"
         )
     if photo.shape[-1] == 4:
-        if cutout_model is not None:
-            raise ProdgenError("photo: an RGBA cutout brings its own alpha; give an RGB photo with a cutout model")
-        return np.ascontiguousarray(photo[..., :3]), np.ascontiguousarray(photo[..., 3:])
+        rgb = np.ascontiguousarray(photo[..., :3])
+        # A named cutout model wins over a picture's own alpha (an RGBA file that is simply opaque).
+        return (rgb, None) if cutout_model is not None else (rgb, np.ascontiguousarray(photo[..., 3:]))
     if cutout_model is None:
         raise ProdgenError("photo: RGB without alpha; name a cutout model (--cutout) or give an RGBA cutout")
     return photo, None
