@@ -42,6 +42,13 @@ DEFAULTS = {
 }
 """Request defaults, published as parameters so clients and the model read the same values
 (diffusers' own defaults: guidance 7.5, img2img strength 0.8)."""
+FAMILY_DEFAULTS = {
+    "LCM": {"default_steps": "4", "default_guidance": "8.5", "default_scheduler": "lcm"},
+    "TCD": {"default_steps": "4", "default_guidance": "0", "default_scheduler": "tcd"},
+    "Turbo-style": {"default_steps": "1", "default_guidance": "0", "default_scheduler": "euler-ancestral"},
+}
+"""Few-step families sample as their model cards say: LCM as diffusers' LCM pipeline (4 steps, guidance 8.5),
+TCD and SD-Turbo-style checkpoints without guidance."""
 
 _STRING = mc.TYPE_STRING
 _INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
@@ -82,9 +89,12 @@ class PipelineFacts:
     min_side: int
     max_side: int
     opt_side: int
+    family: str = ""
+    guidance_embedding_dim: int = 0
+    loras: str = ""
 
     @classmethod
-    def of(cls, model: StableDiffusion, component_models: dict[str, str]) -> PipelineFacts:
+    def of(cls, model: StableDiffusion, component_models: dict[str, str], loras: str = "") -> PipelineFacts:
         bounds = picture_bounds(model)
         return cls(
             component_models=component_models,
@@ -96,6 +106,9 @@ class PipelineFacts:
             min_side=bounds.min_side,
             max_side=bounds.max_side,
             opt_side=bounds.opt_side,
+            family=model.family,
+            guidance_embedding_dim=model.guidance_embedding_dim,
+            loras=loras,
         )
 
     def parameters(self) -> dict[str, str]:
@@ -112,6 +125,9 @@ class PipelineFacts:
                     inpainting=self.unet_in_channels == INPAINT_IN_CHANNELS,
                     max_steps=MAX_STEPS,
                     schedulers=",".join(scheduler_names()),
+                    family=self.family,
+                    guidance_embedding_dim=self.guidance_embedding_dim,
+                    loras=self.loras,
                 ),
             ),
         )
@@ -119,6 +135,7 @@ class PipelineFacts:
             **to_parameters(facts),
             **{f"model.{part}": served for part, served in self.component_models.items()},
             **DEFAULTS,
+            **FAMILY_DEFAULTS.get(self.family, {}),
         }
 
 

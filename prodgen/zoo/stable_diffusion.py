@@ -84,6 +84,32 @@ class StableDiffusion:
         return int(self.text_encoder.config.hidden_size)
 
     @property
+    def guidance_embedding_dim(self) -> int:
+        """The UNet's `time_cond_proj_dim` (LCM-distilled UNets: guidance is an input embedding, not
+        classifier-free), 0 for a plain UNet."""
+        return int(getattr(self.unet.config, "time_cond_proj_dim", None) or 0)
+
+    @property
+    def scheduler_class(self) -> str:
+        return str(self.scheduler_config.get("_class_name", ""))
+
+    @property
+    def family(self) -> str:
+        """What people call this kind of checkpoint: LCM (guidance-embedded UNet or an LCM scheduler),
+        Turbo-style (Euler Ancestral with trailing spacing, sampled in 1-4 steps without guidance), or
+        SD 1.x / SD 2.x by the text encoder's width (768: CLIP ViT-L, 1024: OpenCLIP ViT-H)."""
+        if self.guidance_embedding_dim or self.scheduler_class == "LCMScheduler":
+            return "LCM"
+        if self.scheduler_class == "TCDScheduler":
+            return "TCD"
+        if (
+            self.scheduler_class == "EulerAncestralDiscreteScheduler"
+            and self.scheduler_config.get("timestep_spacing") == "trailing"
+        ):
+            return "Turbo-style"
+        return {768: "SD 1.x", 1024: "SD 2.x"}.get(self.text_width, "SD 1.x/2.x")
+
+    @property
     def native_size(self) -> int:
         """The picture side the UNet was trained at (SD 1.5: 512)."""
         return int(self.unet.config.sample_size) * self.vae_scale_factor
@@ -159,10 +185,16 @@ def _check_shapes(model: StableDiffusion) -> None:
             f"{where / 'tokenizer'}: model_max_length {model.text_length}, expected 2..{positions} "
             f"(the text encoder's max_position_embeddings)"
         )
-    if getattr(unet, "time_cond_proj_dim", None) is not None or getattr(unet, "addition_embed_type", None):
+    if getattr(unet, "addition_embed_type", None):
         raise ProdgenError(
-            f"{where / 'unet'}: extra conditioning inputs (time_cond_proj_dim / addition_embed_type) are not "
-            "Stable Diffusion 1.x/2.x; SDXL and LCM UNets are not supported"
+            f"{where / 'unet'}: extra conditioning inputs (addition_embed_type={unet.addition_embed_type!r}) are not "
+            "Stable Diffusion 1.x/2.x; SDXL UNets are not supported"
+        )
+    dim = model.guidance_embedding_dim
+    if dim and (dim < 2 or model.inpainting):
+        raise ProdgenError(
+            f"{where / 'unet'}: time_cond_proj_dim {dim}: a guidance-embedded (LCM-distilled) UNet is supported "
+            "for text-to-picture with an embedding of at least 2 values"
         )
 
 
