@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from prodgen.model_repository.publish import PublishedVersion, publish
 from prodgen.model_repository.stable_diffusion import PipelineFacts, pipeline_config_text, write_pipeline_version
 from prodgen.zoo.stable_diffusion import StableDiffusion, load_stable_diffusion
 from prodgen.zoo.stable_diffusion_graphs import FLOAT_TOLERANCE, Component, components
+from prodgen.zoo.stable_diffusion_lora import Lora, describe_loras, fuse_loras
 
 Step = Callable[[str], None]
 
@@ -151,12 +152,16 @@ def _export(component: Component, folder: Path) -> Path:
     return onnx_path
 
 
-def _provenance(model: StableDiffusion, component: str, parity: ComponentParity) -> dict[str, object]:
+def _provenance(
+    model: StableDiffusion, component: str, parity: ComponentParity, loras: Sequence[Lora]
+) -> dict[str, object]:
     import diffusers
     import transformers
 
     return {
         "stable_diffusion_checkpoint": str(model.folder.resolve()),
+        "family": model.family,
+        "loras_fused": [lora.provenance() for lora in loras],
         "component": component,
         "parity_onnxruntime_vs_pytorch": {**asdict(parity), "passed": parity.passed},
         "versions": {
@@ -177,6 +182,7 @@ def _export_component(
     fp16: bool,
     min_psnr_db: float,
     step: Step,
+    loras: Sequence[Lora] = (),
 ) -> ComponentResult:
     with tempfile.TemporaryDirectory(prefix="prodgen-export-sd-") as work:
         step(f"{served_name}: exporting ONNX")
@@ -185,7 +191,7 @@ def _export_component(
         parity, reference = _parity(component, onnx_path)
         if not parity.passed:
             raise ProdgenError(f"{served_name}: ONNX parity check failed: {parity.describe()}; nothing was published")
-        provenance = _provenance(model, component.suffix, parity)
+        provenance = _provenance(model, component.suffix, parity, loras)
 
         def write_version(folder: Path) -> None:
             for item in Path(work).iterdir():
@@ -224,13 +230,18 @@ def export_stable_diffusion(
     fp16: bool = False,
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
     step: Step = lambda _: None,
+    loras: Sequence[Lora] = (),
 ) -> DiffusionExportResult:
     """Export, verify and publish the four components and the pipeline model `name`.
 
     `batching.max_batch_size` is the pictures per pipeline request; the components take twice
-    as many rows, since classifier-free guidance runs both halves in one UNet call."""
+    as many rows, since classifier-free guidance runs both halves in one UNet call. `loras` are
+    fused into the UNet and text encoder first, in order; the published models record them."""
     step("loading the checkpoint")
     model = load_stable_diffusion(checkpoint)
+    if loras:
+        step(f"fusing {len(loras)} LoRA(s)")
+        fuse_loras(model, loras)
     component_batching = BatchingOptions(
         2 * batching.max_batch_size, batching.max_queue_delay_us, batching.instance_count
     )
@@ -247,9 +258,12 @@ def export_stable_diffusion(
                     fp16,
                     min_psnr_db,
                     step,
+                    loras,
                 )
             )
-    facts = PipelineFacts.of(model, {result.name.removeprefix(f"{name}_"): result.name for result in results})
+    facts = PipelineFacts.of(
+        model, {result.name.removeprefix(f"{name}_"): result.name for result in results}, describe_loras(loras)
+    )
     step(f"{name}: publishing the pipeline model")
     pipeline = publish(
         repository,

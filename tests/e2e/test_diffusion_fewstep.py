@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from stable_diffusion_loras import write_kohya_lora, write_peft_lora
 
 from prodgen.client import ProdgenClient, Sampling
 from prodgen.export.fidelity import psnr_db
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.seeding import derived_seed, latent_from_seed
 from prodgen.serve.server import EmbeddedServer, ServerOptions
+from prodgen.zoo.stable_diffusion_lora import Lora
 from tests_support import free_port
 
 pytestmark = pytest.mark.e2e
@@ -107,18 +109,34 @@ def write_turbo_checkpoint(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def fewstep_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The LCM and Turbo-style folders, and (`sd_lora`) the plain SD folder the LCM one was built beside."""
     folder = tmp_path_factory.mktemp("fewstep-checkpoints")
-    return {"lcm": write_lcm_checkpoint(folder / "lcm"), "turbo": write_turbo_checkpoint(folder / "turbo")}
+    lcm = write_lcm_checkpoint(folder / "lcm")
+    return {"lcm": lcm, "turbo": write_turbo_checkpoint(folder / "turbo"), "sd_lora": folder / "lcm-base"}
 
 
 @pytest.fixture(scope="module")
-def fewstep_exports(fewstep_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+def loras(fewstep_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[Lora]:
+    """Two LoRAs for the plain SD folder, one in each published layout, at scales other than 1."""
+    from prodgen.zoo.stable_diffusion import load_stable_diffusion
+
+    folder = tmp_path_factory.mktemp("loras")
+    base = load_stable_diffusion(fewstep_checkpoints["sd_lora"])
+    kohya = write_kohya_lora(folder / "shoe_style_kohya.safetensors", base.unet, base.text_encoder)
+    peft = write_peft_lora(folder / "studio_light_peft.safetensors", base.unet, base.text_encoder)
+    return [Lora(kohya, 0.8), Lora(peft, 1.2)]
+
+
+@pytest.fixture(scope="module")
+def fewstep_exports(
+    fewstep_checkpoints: dict[str, Path], loras: list[Lora], tmp_path_factory: pytest.TempPathFactory
+) -> dict:
     from prodgen.export.stable_diffusion import export_stable_diffusion
 
     repository = tmp_path_factory.mktemp("fewstep-repository") / "models"
     batching = BatchingOptions(max_batch_size=2)
     return {
-        name: export_stable_diffusion(folder, repository, name, batching)
+        name: export_stable_diffusion(folder, repository, name, batching, loras=loras if name == "sd_lora" else ())
         for name, folder in fewstep_checkpoints.items()
     }
 
@@ -198,3 +216,44 @@ def test_the_served_facts_name_the_family_and_its_defaults(client: ProdgenClient
     default = client.txt2img("turbo", PROMPT, Sampling(seed=2), SIDE, SIDE)
     explicit = client.txt2img("turbo", PROMPT, Sampling(2, 1, 1, 0.0, "euler-ancestral"), SIDE, SIDE)
     np.testing.assert_array_equal(default, explicit)
+
+
+def test_two_fused_loras_match_diffusers_load_lora_weights_and_fuse_lora(
+    client: ProdgenClient, fewstep_checkpoints: dict[str, Path], loras: list[Lora], fewstep_exports: dict
+) -> None:
+    """A kohya LoRA at 0.8 and a PEFT one at 1.2 fused at export, against diffusers' documented multi-LoRA
+    fuse (load both, set_adapters with the scales, fuse_lora, unload_lora_weights)."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    seed, steps, guidance = 8, 4, 7.5
+    served = client.txt2img("sd_lora", PROMPT, Sampling(seed, 1, steps, guidance, "euler"), SIDE, SIDE)
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        str(fewstep_checkpoints["sd_lora"]), safety_checker=None, requires_safety_checker=False
+    )
+    pipeline.scheduler = EulerDiscreteScheduler.from_config(pipeline.scheduler.config)
+    pipeline.set_progress_bar_config(disable=True)
+    names = [f"lora{index}" for index in range(len(loras))]
+    for lora, adapter in zip(loras, names, strict=True):
+        pipeline.load_lora_weights(str(lora.path), adapter_name=adapter)
+    pipeline.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
+    pipeline.fuse_lora(adapter_names=names)
+    pipeline.unload_lora_weights()
+    expected = pipeline(
+        PROMPT,
+        height=SIDE,
+        width=SIDE,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        latents=seeded(seed),
+        output_type="np",
+    ).images
+    assert_close("SD + kohya LoRA @0.8 + PEFT LoRA @1.2", as_uint8(expected), served)
+
+    facts = client.model("sd_lora").facts.diffusion
+    assert facts is not None and facts.loras == "shoe_style_kohya.safetensors@0.8,studio_light_peft.safetensors@1.2"
+    unet = next(c for c in fewstep_exports["sd_lora"].components if c.name.endswith("_unet"))
+    provenance = json.loads((unet.published.version_dir / "prodgen-export.json").read_text())
+    assert [(Path(entry["file"]).name, entry["scale"]) for entry in provenance["loras_fused"]] == [
+        ("shoe_style_kohya.safetensors", 0.8),
+        ("studio_light_peft.safetensors", 1.2),
+    ]
