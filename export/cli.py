@@ -164,6 +164,13 @@ def export(
             "UNet and text encoder before export, at SCALE (default 1); repeatable, fused in order.",
         ),
     ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            help="stable-diffusion only: the folder's weights variant to load (fp16: *.fp16.safetensors), "
+            "upcast to FP32; by default the plain weights, or the only variant the folder holds."
+        ),
+    ] = None,
     version: VersionOption = False,
 ) -> None:
     """Export zoo models to ONNX, verify them against PyTorch on real photos, and publish them.
@@ -177,10 +184,10 @@ def export(
         batching = BatchingOptions(
             max_batch_size=max_batch, max_queue_delay_us=max_queue_delay_us, instance_count=instances
         )
-        export_stable_diffusion_command(checkpoint or [], repository, name, batching, fp16, min_psnr, lora)
+        export_stable_diffusion_command(checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant)
         return
-    if lora:
-        raise ProdgenError("--lora applies to stable-diffusion exports only")
+    if lora or variant:
+        raise ProdgenError("--lora and --variant apply to stable-diffusion exports only")
     if all_models == bool(models):
         raise ProdgenError("give MODEL names or --all (prodgen-export --list shows the zoo)")
     chosen = zoo.names() if all_models else list(dict.fromkeys(models or []))

@@ -231,14 +231,16 @@ def export_stable_diffusion(
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
     step: Step = lambda _: None,
     loras: Sequence[Lora] = (),
+    variant: str | None = None,
 ) -> DiffusionExportResult:
     """Export, verify and publish the four components and the pipeline model `name`.
 
     `batching.max_batch_size` is the pictures per pipeline request; the components take twice
     as many rows, since classifier-free guidance runs both halves in one UNet call. `loras` are
-    fused into the UNet and text encoder first, in order; the published models record them."""
+    fused into the UNet and text encoder first, in order; the published models record them. `variant`
+    picks a weights variant of the folder (None: plain weights, or the only variant it holds)."""
     step("loading the checkpoint")
-    model = load_stable_diffusion(checkpoint)
+    model = load_stable_diffusion(checkpoint, variant)
     if loras:
         step(f"fusing {len(loras)} LoRA(s)")
         fuse_loras(model, loras)

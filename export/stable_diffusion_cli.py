@@ -23,6 +23,7 @@ def export_stable_diffusion_command(
     fp16: bool,
     min_psnr: float,
     loras: list[str] | None = None,
+    variant: str | None = None,
 ) -> DiffusionExportResult:
     if len(checkpoints) != 1:
         raise ProdgenError(
@@ -34,7 +35,7 @@ def export_stable_diffusion_command(
     served = name or DEFAULT_NAME
     with ProgressBoard() as board, board.task(served) as task:
         result = export_stable_diffusion(
-            checkpoints[0], repository, served, batching, fp16, min_psnr, step=task.step, loras=fused
+            checkpoints[0], repository, served, batching, fp16, min_psnr, step=task.step, loras=fused, variant=variant
         )
     for lora in fused:
         out.print(f"{served}: fused LoRA {lora.path} at scale {lora.scale:g}")

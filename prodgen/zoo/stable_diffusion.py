@@ -6,13 +6,17 @@ checkpoint is trained and fine-tuned with, so nothing here re-implements them. B
 are the optional `diffusion` extra and are imported only when a checkpoint is loaded.
 
 Weights load from safetensors, or from `.bin` files through `torch.load(weights_only=True)`,
-which is what diffusers 0.42 and transformers 5 do; nothing here unpickles.
+which is what diffusers 0.42 and transformers 5 do; nothing here unpickles. Folders as the hub ships
+them load too: one holding only a weights variant (`*.fp16.safetensors`) is read with that variant,
+found automatically or named, and upcast to FP32 for export. Loading never touches the network
+(local files only).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,15 @@ SCHEDULER_CONFIG = "scheduler_config.json"
 INPAINT_IN_CHANNELS = 9
 """An inpainting UNet sees the noisy latents (4), the mask (1) and the masked picture's latents (4)."""
 INSTALL_HINT = "latent diffusion needs the 'diffusion' extra: pip install 'prodgen[diffusion]'"
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+PLAIN_WEIGHTS = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.bin",
+    "model.safetensors",
+    "pytorch_model.bin",
+)
+VARIANT_WEIGHTS = re.compile(r"^(?:diffusion_pytorch_model|model|pytorch_model)\.([\w-]+)\.(?:safetensors|bin)$")
+"""`<weights>.<variant>.safetensors`, how save_pretrained(variant=...) names a variant's files (fp16, ema, ...)."""
 
 
 @dataclass(frozen=True)
@@ -198,14 +211,34 @@ def _check_shapes(model: StableDiffusion) -> None:
         )
 
 
-def load_stable_diffusion(folder: Path) -> StableDiffusion:
-    """Load and check a `save_pretrained` folder (SD 1.x/2.x, inpainting variant included)."""
+def shipped_variant(folder: Path) -> str | None:
+    """The weights variant a folder holds when it holds no plain weights (the hub's fp16-only folders);
+    None when every component has plain weights."""
+    variants: set[str] = set()
+    for component in WEIGHT_COMPONENTS:
+        files = [item.name for item in (folder / component).glob("*") if item.is_file()]
+        if any(name in PLAIN_WEIGHTS for name in files):
+            continue
+        variants |= {found.group(1) for name in files if (found := VARIANT_WEIGHTS.match(name))}
+    if len(variants) > 1:
+        raise ProdgenError(
+            f"{folder}: weights only as variants {', '.join(sorted(variants))}; choose one with --variant"
+        )
+    return next(iter(variants), None)
+
+
+def load_stable_diffusion(folder: Path, variant: str | None = None) -> StableDiffusion:
+    """Load and check a `save_pretrained` folder (SD 1.x/2.x, inpainting variant included), its weights
+    `variant` (e.g. "fp16"; None: the plain weights, or the only variant the folder holds) in FP32."""
     _require_libraries()
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     _check_folder(folder)
+    chosen = variant or shipped_variant(folder)
+    # local files only: an export never reaches for the hub, whatever the environment says
+    weights: dict[str, Any] = {"local_files_only": True, **({"variant": chosen} if chosen else {})}
     scheduler_path = folder / "scheduler" / SCHEDULER_CONFIG
     try:
         scheduler_config = json.loads(scheduler_path.read_text())
@@ -216,11 +249,25 @@ def load_stable_diffusion(folder: Path) -> StableDiffusion:
         model = StableDiffusion(
             folder=folder,
             unet=_load(
-                "unet", folder, lambda path: UNet2DConditionModel.from_pretrained(path, low_cpu_mem_usage=False).eval()
+                "unet",
+                folder,
+                lambda path: (
+                    UNet2DConditionModel.from_pretrained(path, low_cpu_mem_usage=False, **weights).float().eval()
+                ),
             ),
-            vae=_load("vae", folder, lambda path: AutoencoderKL.from_pretrained(path, low_cpu_mem_usage=False).eval()),
-            text_encoder=_load("text_encoder", folder, lambda path: CLIPTextModel.from_pretrained(path).eval()),
-            tokenizer=_load("tokenizer", folder, CLIPTokenizer.from_pretrained),
+            vae=_load(
+                "vae",
+                folder,
+                lambda path: AutoencoderKL.from_pretrained(path, low_cpu_mem_usage=False, **weights).float().eval(),
+            ),
+            text_encoder=_load(
+                "text_encoder",
+                folder,
+                lambda path: CLIPTextModel.from_pretrained(path, dtype=torch.float32, **weights).float().eval(),
+            ),
+            tokenizer=_load(
+                "tokenizer", folder, lambda path: CLIPTokenizer.from_pretrained(path, local_files_only=True)
+            ),
             scheduler_config=scheduler_config,
         )
     _check_shapes(model)
