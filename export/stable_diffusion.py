@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 import torch
 
+from prodgen.canary import write_canary
 from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import (
     DEFAULT_MIN_PSNR_DB,
@@ -192,12 +193,19 @@ def _export_component(
         if not parity.passed:
             raise ProdgenError(f"{served_name}: ONNX parity check failed: {parity.describe()}; nothing was published")
         provenance = _provenance(model, component.suffix, parity, loras)
+        # the canary `prodgen deploy` replays before a version takes traffic: one verification row and
+        # ONNX Runtime's outputs for it, as every zoo export records
+        names = [spec.name for spec in component.spec.outputs]
+        canary_inputs = {input_name: array[:1] for input_name, array in component.cases[0].items()}
+        canary_outputs = dict(zip(names, onnx_session(onnx_path).run(names, canary_inputs), strict=True))
 
         def write_version(folder: Path) -> None:
             for item in Path(work).iterdir():
                 if item.is_file():
                     shutil.copyfile(item, folder / item.name)
-            (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+            canary = write_canary(folder, canary_inputs, canary_outputs, component.spec.min_fraction_within_one_level)
+            record = {**provenance, "canary": canary}
+            (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
         step(f"{served_name}: publishing")
         published = publish(

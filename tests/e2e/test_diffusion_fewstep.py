@@ -19,6 +19,7 @@ import pytest
 import torch
 from stable_diffusion_loras import write_kohya_lora, write_peft_lora
 
+from prodgen.canary import judge, read_canary
 from prodgen.client import ProdgenClient, Sampling
 from prodgen.export.fidelity import psnr_db
 from prodgen.model_repository.config import BatchingOptions
@@ -257,3 +258,7 @@ def test_two_fused_loras_match_diffusers_load_lora_weights_and_fuse_lora(
         ("shoe_style_kohya.safetensors", 0.8),
         ("studio_light_peft.safetensors", 1.2),
     ]
+    # the fused UNet records a canary like any export, and the served version passes it (what deploy checks)
+    canary = read_canary(unet.published.version_dir, provenance["canary"])
+    verdict = judge(canary, client.infer(unet.name, canary.inputs))
+    assert verdict.passed, verdict.describe()
