@@ -106,7 +106,7 @@ def guidance_embedding(w: np.ndarray, dim: int) -> np.ndarray:
     from diffusers import LatentConsistencyModelPipeline
 
     embed = LatentConsistencyModelPipeline.get_guidance_scale_embedding
-    return embed(None, torch.from_numpy(w), embedding_dim=dim).numpy()  # type: ignore[arg-type]  # no self used
+    return embed(None, torch.from_numpy(w), embedding_dim=dim).numpy()  # its `self` is unused
 
 
 def latent_bounds(model: StableDiffusion) -> ImageBounds:
@@ -190,7 +190,7 @@ def components(model: StableDiffusion) -> list[Component]:
         }
         for i, (h, w) in enumerate(sizes)
     ]
-    unet_inputs = (
+    unet_inputs: tuple[TensorSpec, ...] = (
         TensorSpec("latents", "FP32", (model.unet_in_channels, -1, -1)),
         TensorSpec("timestep", "FP32", (1,)),
         TensorSpec("text_states", "FP32", (length, width)),

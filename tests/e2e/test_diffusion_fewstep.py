@@ -79,7 +79,7 @@ def write_lcm_checkpoint(folder: Path) -> Path:
     with torch.no_grad():
         unet.conv_out.weight.mul_(2.5)
     scheduler = LCMScheduler(**{**SD15_SCHEDULER, "set_alpha_to_one": True, "steps_offset": 0})
-    pipeline = LatentConsistencyModelPipeline(
+    pipeline: Any = LatentConsistencyModelPipeline(
         vae=parts["vae"],
         text_encoder=parts["text_encoder"],
         tokenizer=CLIPTokenizer.from_pretrained(str(base / "tokenizer")),
