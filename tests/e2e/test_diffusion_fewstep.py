@@ -110,19 +110,18 @@ def write_turbo_checkpoint(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def fewstep_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The LCM and Turbo-style folders, and (`sd_lora`) the plain SD folder the LCM one was built beside."""
     folder = tmp_path_factory.mktemp("fewstep-checkpoints")
-    lcm = write_lcm_checkpoint(folder / "lcm")
-    return {"lcm": lcm, "turbo": write_turbo_checkpoint(folder / "turbo"), "sd_lora": folder / "lcm-base"}
+    return {"lcm": write_lcm_checkpoint(folder / "lcm"), "turbo": write_turbo_checkpoint(folder / "turbo")}
 
 
 @pytest.fixture(scope="module")
 def loras(fewstep_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> list[Lora]:
-    """Two LoRAs for the plain SD folder, one in each published layout, at scales other than 1."""
+    """Two LoRAs for the Turbo-style folder (a plain SD 1.x UNet and text encoder), one in each published
+    layout, at scales other than 1."""
     from prodgen.zoo.stable_diffusion import load_stable_diffusion
 
     folder = tmp_path_factory.mktemp("loras")
-    base = load_stable_diffusion(fewstep_checkpoints["sd_lora"])
+    base = load_stable_diffusion(fewstep_checkpoints["turbo"])
     kohya = write_kohya_lora(folder / "shoe_style_kohya.safetensors", base.unet, base.text_encoder)
     peft = write_peft_lora(folder / "studio_light_peft.safetensors", base.unet, base.text_encoder)
     return [Lora(kohya, 0.8), Lora(peft, 1.2)]
@@ -132,14 +131,31 @@ def loras(fewstep_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPat
 def fewstep_exports(
     fewstep_checkpoints: dict[str, Path], loras: list[Lora], tmp_path_factory: pytest.TempPathFactory
 ) -> dict:
+    """`lcm`, and `turbo`: the Turbo-style folder with both LoRAs fused (one export serves both checks)."""
     from prodgen.export.stable_diffusion import export_stable_diffusion
 
     repository = tmp_path_factory.mktemp("fewstep-repository") / "models"
     batching = BatchingOptions(max_batch_size=2)
     return {
-        name: export_stable_diffusion(folder, repository, name, batching, loras=loras if name == "sd_lora" else ())
-        for name, folder in fewstep_checkpoints.items()
+        "lcm": export_stable_diffusion(fewstep_checkpoints["lcm"], repository, "lcm", batching),
+        "turbo": export_stable_diffusion(fewstep_checkpoints["turbo"], repository, "turbo", batching, loras=loras),
     }
+
+
+def with_loras(folder: Path, loras: list[Lora]) -> Any:
+    """diffusers' StableDiffusionPipeline with the LoRAs fused its documented way (load each, set_adapters
+    with the scales, fuse_lora, unload_lora_weights)."""
+    from diffusers import StableDiffusionPipeline
+
+    pipeline = StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None, requires_safety_checker=False)
+    names = [f"lora{index}" for index in range(len(loras))]
+    for lora, adapter in zip(loras, names, strict=True):
+        pipeline.load_lora_weights(str(lora.path), adapter_name=adapter)
+    pipeline.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
+    pipeline.fuse_lora(adapter_names=names)
+    pipeline.unload_lora_weights()
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
 
 
 @pytest.fixture(scope="module")
@@ -182,17 +198,12 @@ def test_lcm_matches_diffusers_lcm_pipeline(
 
 @pytest.mark.parametrize("steps", [1, 4])
 def test_turbo_style_matches_diffusers_without_guidance(
-    client: ProdgenClient, fewstep_checkpoints: dict[str, Path], steps: int
+    client: ProdgenClient, fewstep_checkpoints: dict[str, Path], loras: list[Lora], steps: int
 ) -> None:
-    from diffusers import StableDiffusionPipeline
-
     seed = 30
     served = client.txt2img("turbo", PROMPT, Sampling(seed, 1, steps, 0.0, "euler-ancestral"), SIDE, SIDE)
-    pipeline = StableDiffusionPipeline.from_pretrained(
-        str(fewstep_checkpoints["turbo"]), safety_checker=None, requires_safety_checker=False
-    )
+    pipeline = with_loras(fewstep_checkpoints["turbo"], loras)
     assert type(pipeline.scheduler).__name__ == "EulerAncestralDiscreteScheduler"
-    pipeline.set_progress_bar_config(disable=True)
     with fresh_noise(pipeline, seed):
         expected = pipeline(
             PROMPT,
@@ -203,7 +214,7 @@ def test_turbo_style_matches_diffusers_without_guidance(
             latents=seeded(seed),  # the pipeline scales it by init_noise_sigma
             output_type="np",
         ).images
-    assert_close(f"Turbo-style {steps} steps", as_uint8(expected), served)
+    assert_close(f"Turbo-style + 2 LoRAs, {steps} steps", as_uint8(expected), served)
 
 
 def test_the_served_facts_name_the_family_and_its_defaults(client: ProdgenClient) -> None:
@@ -223,22 +234,13 @@ def test_two_fused_loras_match_diffusers_load_lora_weights_and_fuse_lora(
     client: ProdgenClient, fewstep_checkpoints: dict[str, Path], loras: list[Lora], fewstep_exports: dict
 ) -> None:
     """A kohya LoRA at 0.8 and a PEFT one at 1.2 fused at export, against diffusers' documented multi-LoRA
-    fuse (load both, set_adapters with the scales, fuse_lora, unload_lora_weights)."""
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    fuse, with classifier-free guidance and a deterministic scheduler."""
+    from diffusers import EulerDiscreteScheduler
 
     seed, steps, guidance = 8, 4, 7.5
-    served = client.txt2img("sd_lora", PROMPT, Sampling(seed, 1, steps, guidance, "euler"), SIDE, SIDE)
-    pipeline = StableDiffusionPipeline.from_pretrained(
-        str(fewstep_checkpoints["sd_lora"]), safety_checker=None, requires_safety_checker=False
-    )
+    served = client.txt2img("turbo", PROMPT, Sampling(seed, 1, steps, guidance, "euler"), SIDE, SIDE)
+    pipeline = with_loras(fewstep_checkpoints["turbo"], loras)
     pipeline.scheduler = EulerDiscreteScheduler.from_config(pipeline.scheduler.config)
-    pipeline.set_progress_bar_config(disable=True)
-    names = [f"lora{index}" for index in range(len(loras))]
-    for lora, adapter in zip(loras, names, strict=True):
-        pipeline.load_lora_weights(str(lora.path), adapter_name=adapter)
-    pipeline.set_adapters(names, adapter_weights=[lora.scale for lora in loras])
-    pipeline.fuse_lora(adapter_names=names)
-    pipeline.unload_lora_weights()
     expected = pipeline(
         PROMPT,
         height=SIDE,
@@ -250,9 +252,9 @@ def test_two_fused_loras_match_diffusers_load_lora_weights_and_fuse_lora(
     ).images
     assert_close("SD + kohya LoRA @0.8 + PEFT LoRA @1.2", as_uint8(expected), served)
 
-    facts = client.model("sd_lora").facts.diffusion
+    facts = client.model("turbo").facts.diffusion
     assert facts is not None and facts.loras == "shoe_style_kohya.safetensors@0.8,studio_light_peft.safetensors@1.2"
-    unet = next(c for c in fewstep_exports["sd_lora"].components if c.name.endswith("_unet"))
+    unet = next(c for c in fewstep_exports["turbo"].components if c.name.endswith("_unet"))
     provenance = json.loads((unet.published.version_dir / "prodgen-export.json").read_text())
     assert [(Path(entry["file"]).name, entry["scale"]) for entry in provenance["loras_fused"]] == [
         ("shoe_style_kohya.safetensors", 0.8),
