@@ -139,7 +139,17 @@ def _model_entry(model: ServedModel) -> dict[str, object]:
         "outputs": [asdict(spec) for spec in model.outputs],
         "max_batch_size": model.max_batch_size,
         "bounds": asdict(model.bounds) if model.bounds else None,
+        **({"diffusion": asdict(model.facts.diffusion)} if model.facts.diffusion else {}),
     }
+
+
+def _diffusion_text(model: ServedModel) -> str:
+    """'; SD 1.x diffusion, schedulers …, LoRAs …' for a diffusion pipeline, else ''."""
+    facts = model.facts.diffusion
+    if facts is None:
+        return ""
+    loras = f", LoRAs {facts.loras}" if facts.loras else ""
+    return f"; {facts.family or 'latent'} diffusion, schedulers {facts.schedulers}{loras}"
 
 
 @app.command()
@@ -164,7 +174,7 @@ def models(
             sides = f"; image sides {model.bounds.min_side}..{model.bounds.max_side}" if model.bounds else ""
             out.print(
                 f"{model.name} ({model.task or 'unknown task'}): in {inputs}; out {outputs}; "
-                f"max batch {model.max_batch_size}{sides}",
+                f"max batch {model.max_batch_size}{sides}{_diffusion_text(model)}",
                 soft_wrap=True,
             )
 

@@ -156,6 +156,21 @@ def export(
             "throughput; requests beyond it are refused (UNAVAILABLE) at once. 0: unbounded queue.",
         ),
     ] = 5000.0,
+    lora: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="FILE[:SCALE]",
+            help="stable-diffusion only: fuse this LoRA (kohya/A1111 or diffusers/PEFT safetensors) into the "
+            "UNet and text encoder before export, at SCALE (default 1); repeatable, fused in order.",
+        ),
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            help="stable-diffusion only: the folder's weights variant to load (fp16: *.fp16.safetensors), "
+            "upcast to FP32; by default the plain weights, or the only variant the folder holds."
+        ),
+    ] = None,
     version: VersionOption = False,
 ) -> None:
     """Export zoo models to ONNX, verify them against PyTorch on real photos, and publish them.
@@ -169,8 +184,10 @@ def export(
         batching = BatchingOptions(
             max_batch_size=max_batch, max_queue_delay_us=max_queue_delay_us, instance_count=instances
         )
-        export_stable_diffusion_command(checkpoint or [], repository, name, batching, fp16, min_psnr)
+        export_stable_diffusion_command(checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant)
         return
+    if lora or variant:
+        raise ProdgenError("--lora and --variant apply to stable-diffusion exports only")
     if all_models == bool(models):
         raise ProdgenError("give MODEL names or --all (prodgen-export --list shows the zoo)")
     chosen = zoo.names() if all_models else list(dict.fromkeys(models or []))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 import torch
 
+from prodgen.canary import write_canary
 from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import (
     DEFAULT_MIN_PSNR_DB,
@@ -48,6 +49,7 @@ from prodgen.model_repository.stable_diffusion import (
 )
 from prodgen.zoo.stable_diffusion import StableDiffusion, load_stable_diffusion
 from prodgen.zoo.stable_diffusion_graphs import FLOAT_TOLERANCE, Component, components
+from prodgen.zoo.stable_diffusion_lora import Lora, describe_loras, fuse_loras
 
 Step = Callable[[str], None]
 
@@ -160,12 +162,16 @@ def _export(component: Component, folder: Path) -> Path:
     return onnx_path
 
 
-def _provenance(model: StableDiffusion, component: str, parity: ComponentParity) -> dict[str, object]:
+def _provenance(
+    model: StableDiffusion, component: str, parity: ComponentParity, loras: Sequence[Lora]
+) -> dict[str, object]:
     import diffusers
     import transformers
 
     return {
         "stable_diffusion_checkpoint": str(model.folder.resolve()),
+        "family": model.family,
+        "loras_fused": [lora.provenance() for lora in loras],
         "component": component,
         "parity_onnxruntime_vs_pytorch": {**asdict(parity), "passed": parity.passed},
         "versions": {
@@ -186,6 +192,7 @@ def _export_component(
     fp16: bool,
     min_psnr_db: float,
     step: Step,
+    loras: Sequence[Lora] = (),
 ) -> ComponentResult:
     with tempfile.TemporaryDirectory(prefix="prodgen-export-sd-") as work:
         step(f"{served_name}: exporting ONNX")
@@ -194,13 +201,20 @@ def _export_component(
         parity, reference = _parity(component, onnx_path)
         if not parity.passed:
             raise ProdgenError(f"{served_name}: ONNX parity check failed: {parity.describe()}; nothing was published")
-        provenance = _provenance(model, component.suffix, parity)
+        provenance = _provenance(model, component.suffix, parity, loras)
+        # the canary `prodgen deploy` replays before a version takes traffic: one verification row and
+        # ONNX Runtime's outputs for it, as every zoo export records
+        names = [spec.name for spec in component.spec.outputs]
+        canary_inputs = {input_name: array[:1] for input_name, array in component.cases[0].items()}
+        canary_outputs = dict(zip(names, onnx_session(onnx_path).run(names, canary_inputs), strict=True))
 
         def write_version(folder: Path) -> None:
             for item in Path(work).iterdir():
                 if item.is_file():
                     shutil.copyfile(item, folder / item.name)
-            (folder / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+            canary = write_canary(folder, canary_inputs, canary_outputs, component.spec.min_fraction_within_one_level)
+            record = {**provenance, "canary": canary}
+            (folder / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
         step(f"{served_name}: publishing")
         published = publish(
@@ -233,13 +247,20 @@ def export_stable_diffusion(
     fp16: bool = False,
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
     step: Step = lambda _: None,
+    loras: Sequence[Lora] = (),
+    variant: str | None = None,
 ) -> DiffusionExportResult:
     """Export, verify and publish the four components and the pipeline model `name`.
 
     `batching.max_batch_size` is the pictures per pipeline request; the components take twice
-    as many rows, since classifier-free guidance runs both halves in one UNet call."""
+    as many rows, since classifier-free guidance runs both halves in one UNet call. `loras` are
+    fused into the UNet and text encoder first, in order; the published models record them. `variant`
+    picks a weights variant of the folder (None: plain weights, or the only variant it holds)."""
     step("loading the checkpoint")
-    model = load_stable_diffusion(checkpoint)
+    model = load_stable_diffusion(checkpoint, variant)
+    if loras:
+        step(f"fusing {len(loras)} LoRA(s)")
+        fuse_loras(model, loras)
     component_batching = BatchingOptions(
         2 * batching.max_batch_size, batching.max_queue_delay_us, batching.instance_count
     )
@@ -256,11 +277,15 @@ def export_stable_diffusion(
                     fp16,
                     min_psnr_db,
                     step,
+                    loras,
                 )
             )
     restage_name = name + RESTAGE_SUFFIX
     facts = PipelineFacts.of(
-        model, {result.name.removeprefix(f"{name}_"): result.name for result in results}, restage_name
+        model,
+        {result.name.removeprefix(f"{name}_"): result.name for result in results},
+        restage_name,
+        describe_loras(loras),
     )
     step(f"{name}: publishing the pipeline model")
     pipeline = publish(

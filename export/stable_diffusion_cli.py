@@ -1,4 +1,4 @@
-"""`prodgen-export stable-diffusion --checkpoint DIR --name NAME [--fp16]`: what it prints."""
+"""`prodgen-export stable-diffusion --checkpoint DIR --name NAME [--fp16] [--lora FILE[:SCALE] ...]`: what it prints."""
 
 from __future__ import annotations
 
@@ -9,23 +9,36 @@ from prodgen.errors import ProdgenError
 from prodgen.export.stable_diffusion import DiffusionExportResult, export_stable_diffusion
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.progress import ProgressBoard
+from prodgen.zoo.stable_diffusion_lora import Lora
 
 STABLE_DIFFUSION = "stable-diffusion"
 DEFAULT_NAME = "stable_diffusion"
 
 
 def export_stable_diffusion_command(
-    checkpoints: list[Path], repository: Path, name: str | None, batching: BatchingOptions, fp16: bool, min_psnr: float
+    checkpoints: list[Path],
+    repository: Path,
+    name: str | None,
+    batching: BatchingOptions,
+    fp16: bool,
+    min_psnr: float,
+    loras: list[str] | None = None,
+    variant: str | None = None,
 ) -> DiffusionExportResult:
     if len(checkpoints) != 1:
         raise ProdgenError(
             f"{STABLE_DIFFUSION} takes one --checkpoint: the folder diffusers' save_pretrained wrote "
             f"({len(checkpoints)} given)"
         )
+    fused = [Lora.parse(text) for text in loras or []]
     out = console()
     served = name or DEFAULT_NAME
     with ProgressBoard() as board, board.task(served) as task:
-        result = export_stable_diffusion(checkpoints[0], repository, served, batching, fp16, min_psnr, step=task.step)
+        result = export_stable_diffusion(
+            checkpoints[0], repository, served, batching, fp16, min_psnr, step=task.step, loras=fused, variant=variant
+        )
+    for lora in fused:
+        out.print(f"{served}: fused LoRA {lora.path} at scale {lora.scale:g}")
     for component in result.components:
         out.print(f"{component.name}: parity ONNX Runtime vs PyTorch: {component.parity.describe()}")
         out.print(

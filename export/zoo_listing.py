@@ -9,6 +9,7 @@ from rich.console import Console
 
 from prodgen import zoo
 from prodgen.contract import TensorSpec
+from prodgen.model_repository.stable_diffusion import scheduler_names
 from prodgen.terminal_table import print_table
 from prodgen.zoo.spec import ZooModel
 
@@ -17,8 +18,9 @@ HEADERS = ("model", "task", "inputs", "output", "image sides")
 
 
 DIFFUSION_LINE = (
-    "latent diffusion (text to picture, background replacement): "
-    "prodgen-export stable-diffusion --checkpoint DIR --name NAME, DIR a diffusers save_pretrained folder"
+    "latent diffusion (text to picture, background replacement; SD 1.x/2.x, LCM, TCD, Turbo-style): "
+    "prodgen-export stable-diffusion --checkpoint DIR --name NAME [--lora FILE[:SCALE]]... [--variant fp16], "
+    f"DIR a diffusers save_pretrained folder; schedulers {', '.join(scheduler_names())}, chosen per request"
 )
 """The diffusion family is no zoo entry (its architecture comes with the checkpoint folder), so the listing names it."""
 

@@ -53,6 +53,13 @@ DEFAULTS = {
 }
 """Request defaults, published as parameters so clients and the model read the same values
 (diffusers' own defaults: guidance 7.5, img2img strength 0.8)."""
+FAMILY_DEFAULTS = {
+    "LCM": {"default_steps": "4", "default_guidance": "8.5", "default_scheduler": "lcm"},
+    "TCD": {"default_steps": "4", "default_guidance": "0", "default_scheduler": "tcd"},
+    "Turbo-style": {"default_steps": "1", "default_guidance": "0", "default_scheduler": "euler-ancestral"},
+}
+"""Few-step families sample as their model cards say: LCM as diffusers' LCM pipeline (4 steps, guidance 8.5),
+TCD and SD-Turbo-style checkpoints without guidance."""
 
 _STRING = mc.TYPE_STRING
 _INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
@@ -116,9 +123,14 @@ class PipelineFacts:
     max_side: int
     opt_side: int
     restage_model: str = ""
+    family: str = ""
+    guidance_embedding_dim: int = 0
+    loras: str = ""
 
     @classmethod
-    def of(cls, model: StableDiffusion, component_models: dict[str, str], restage_model: str = "") -> PipelineFacts:
+    def of(
+        cls, model: StableDiffusion, component_models: dict[str, str], restage_model: str = "", loras: str = ""
+    ) -> PipelineFacts:
         bounds = picture_bounds(model)
         return cls(
             component_models=component_models,
@@ -131,6 +143,9 @@ class PipelineFacts:
             max_side=bounds.max_side,
             opt_side=bounds.opt_side,
             restage_model=restage_model,
+            family=model.family,
+            guidance_embedding_dim=model.guidance_embedding_dim,
+            loras=loras,
         )
 
     def parameters(self, task: str = "diffusion") -> dict[str, str]:
@@ -149,6 +164,9 @@ class PipelineFacts:
                     schedulers=",".join(scheduler_names()),
                     max_photo_side=MAX_PHOTO_SIDE,
                     restage_model=self.restage_model,
+                    family=self.family,
+                    guidance_embedding_dim=self.guidance_embedding_dim,
+                    loras=self.loras,
                 ),
             ),
         )
@@ -156,6 +174,7 @@ class PipelineFacts:
             **to_parameters(facts),
             **{f"model.{part}": served for part, served in self.component_models.items()},
             **DEFAULTS,
+            **FAMILY_DEFAULTS.get(self.family, {}),
         }
 
 

@@ -53,6 +53,13 @@ class DiffusionFacts:
     """The largest side of an image the pipeline fits to its bounds (img2img, inpaint, restage)."""
     restage_model: str = ""
     """The served restage pipeline built on this one (photo in, product kept), if any."""
+    family: str = ""
+    """What kind of checkpoint it is: SD 1.x, SD 2.x, LCM, TCD or Turbo-style."""
+    guidance_embedding_dim: int = 0
+    """Above 0: an LCM-distilled UNet takes the guidance as an embedding of this size (`timestep_cond`),
+    so guidance costs no second UNet half (it is not classifier-free)."""
+    loras: str = ""
+    """LoRAs fused into the weights at export, `file@scale` comma-separated."""
 
     def __post_init__(self) -> None:
         _at_least_one(self, "prompt_max_tokens", "latent_channels", "vae_scale_factor")

@@ -1,4 +1,5 @@
-"""DDIM, Euler and DPM-Solver++(2M) schedulers in numpy, step for step as diffusers 0.42.1 computes them.
+"""DDIM, Euler, DPM-Solver++(2M) and the few-step LCM, Euler Ancestral and TCD schedulers in numpy, step for step
+as diffusers 0.42.1 computes them.
 
 This file is copied next to the diffusion pipeline's `model.py` in a published Triton model folder and runs
 in the python backend of a production Triton, so it imports numpy only (no torch, no diffusers, no prodgen).
@@ -11,13 +12,19 @@ diffusers), and a value this module does not implement is a `ValueError` naming 
 linear, scaled_linear and squaredcos_cap_v2 betas or trained_betas, zero-terminal-SNR rescaling, epsilon
 and v_prediction, the three timestep spacings with steps_offset, DDIM's clipping and final alpha, Euler's
 and DPM-Solver's final sigma and Karras sigmas, DPM-Solver's lower-order final steps, solver type and
-lambda clipping. Not implemented: thresholding, exponential/beta/flow sigmas, learned variance, churn, eta.
+lambda clipping; LCM's and TCD's distilled schedule (original_inference_steps), LCM's boundary condition
+(timestep_scaling) and TCD's gamma (`eta`). Not implemented: thresholding, exponential/beta/flow sigmas, learned variance, churn, eta.
 
 Arithmetic follows diffusers' float32 torch code operation by operation, in float32, with every scalar held
 as `np.float32` (a Python float would promote numpy 1.x arithmetic to float64). Where torch works in double
 so does this module: `torch.cumprod` accumulates float32 in double on CPU, and the sigma interpolation runs
 in float64 numpy in diffusers too. The betas reproduce `torch.linspace`'s float32 values exactly. What can
-still differ is the last bit of float32 sqrt/log/exp between numpy's and torch's math libraries.
+still differ is the last bit of float32 sqrt/log/exp between numpy's and torch's math libraries: numpy's
+float32 sqrt is correctly rounded, torch's CPU sqrt goes through MKL's vsSqrt (VML_HA, ≤ 1 ulp), which on
+some CPUs (measured: AMD EPYC, torch 2.13.0+cpu) rounds 190 of Stable Diffusion's 1000 training sigmas one
+ulp away. With zero-terminal-SNR betas the largest sigma is sqrt(2²⁴ − 1), 2⁻³⁹ below a float32 rounding
+midpoint: this module gives 4095.9998, such a torch 4096.0, and a v-prediction Euler step at that sigma
+cancels latents of magnitude ~16,000 down to ~40, so that one ulp shows as ~1e-3 in its result.
 
 Usage, as diffusers' Stable Diffusion pipelines drive a scheduler:
 
@@ -26,7 +33,10 @@ Usage, as diffusers' Stable Diffusion pipelines drive a scheduler:
     latents = s.add_noise(image_latents, noise, s.timesteps[0])   # or noise * s.init_noise_sigma
     for t in s.timesteps:
         eps = unet(s.scale_model_input(latents, t), t, text)
-        latents = s.step(eps, t, latents)
+        latents = s.step(eps, t, latents, noise=fresh)   # fresh: per-step noise for STOCHASTIC kinds, else None
+
+The stochastic schedulers (LCM, Euler Ancestral, TCD) add fresh noise between steps where diffusers draws it
+with `randn_tensor`; here the caller passes it, so a seed gives the same picture on every machine.
 """
 
 from __future__ import annotations
@@ -36,7 +46,19 @@ from typing import Any
 
 import numpy as np
 
-SCHEDULERS = ("ddim", "euler", "dpmpp-2m")
+SCHEDULERS = ("ddim", "euler", "dpmpp-2m", "lcm", "euler-ancestral", "tcd")
+STOCHASTIC = ("lcm", "euler-ancestral", "tcd")
+"""Schedulers that inject fresh noise between steps: their `step` takes it as `noise` (the pipeline draws it from
+prodgen's seeding, never from a framework's RNG, so a seed gives the same picture on every machine)."""
+SCHEDULER_CLASSES = {
+    "DDIMScheduler": "ddim",
+    "EulerDiscreteScheduler": "euler",
+    "DPMSolverMultistepScheduler": "dpmpp-2m",
+    "LCMScheduler": "lcm",
+    "EulerAncestralDiscreteScheduler": "euler-ancestral",
+    "TCDScheduler": "tcd",
+}
+"""diffusers' class name (a scheduler_config.json's `_class_name`) → the kind here that reproduces it."""
 
 _F32 = np.float32
 _ZERO = _F32(0.0)
@@ -132,14 +154,28 @@ class Scheduler:
         self._index(t)
         return _as_f32(sample)
 
-    def step(self, noise_pred: np.ndarray, t: float, sample: np.ndarray) -> np.ndarray:
-        """The sample at the next timestep (diffusers' prev_sample) from the UNet's prediction at t."""
+    def step(self, noise_pred: np.ndarray, t: float, sample: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """The sample at the next timestep (diffusers' prev_sample) from the UNet's prediction at t.
+
+        `noise` (the sample's shape, standard normal) is the fresh noise a stochastic scheduler (STOCHASTIC)
+        injects at this step, where diffusers would draw it with `randn_tensor`; the others ignore it."""
         index = self._index(t)
-        prev_sample = self._step(index, _as_f32(noise_pred), _as_f32(sample))
+        fresh = None
+        if self._needs_noise(index):
+            if noise is None:
+                raise ValueError(f"the {self.kind} scheduler injects noise at step {index}: pass it as `noise`")
+            fresh = _as_f32(noise)
+            if fresh.shape != np.shape(sample):
+                raise ValueError(f"noise of shape {fresh.shape}, expected the sample's {np.shape(sample)}")
+        prev_sample = self._step(index, _as_f32(noise_pred), _as_f32(sample), fresh)
         self._next = index - self._begin_index + 1
         return prev_sample.astype(np.float32)
 
-    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    def _needs_noise(self, index: int) -> bool:
+        """Whether the step at `index` of the full schedule adds fresh noise."""
+        return False
+
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         raise NotImplementedError
 
     def add_noise(self, original: np.ndarray, noise: np.ndarray, t: float) -> np.ndarray:
@@ -191,7 +227,7 @@ class DDIMScheduler(Scheduler):
     def _schedule(self, steps: int) -> np.ndarray:
         return _spaced_timesteps(self.config, self.num_train_timesteps, steps)
 
-    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         t = int(self._schedule_timesteps[index])
         # diffusers steps back by num_train_timesteps // steps whatever the spacing, and keeps the full step
         # count for an img2img tail
@@ -254,7 +290,25 @@ class _SigmaScheduler(Scheduler):
         self.sigmas = np.concatenate([sigmas, [last]]).astype(np.float32)
 
 
-class EulerScheduler(_SigmaScheduler):
+class _EulerFamily(_SigmaScheduler):
+    """Euler's input scaling, initial noise and forward noising, shared by Euler and Euler Ancestral."""
+
+    def _after_set_timesteps(self) -> None:
+        max_sigma = self.sigmas.max()
+        if self.config["timestep_spacing"] in ("linspace", "trailing"):
+            self.init_noise_sigma = float(max_sigma)
+        else:
+            self.init_noise_sigma = float(np.sqrt(max_sigma * max_sigma + _ONE))
+
+    def scale_model_input(self, sample: np.ndarray, t: float) -> np.ndarray:
+        sigma = self.sigmas[self._index(t)]
+        return (_as_f32(sample) / np.sqrt(sigma * sigma + _ONE)).astype(np.float32)
+
+    def _add_noise(self, index: int, original: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return original + noise * self.sigmas[index]
+
+
+class EulerScheduler(_EulerFamily):
     """diffusers' EulerDiscreteScheduler without churn (s_churn = 0), as the Stable Diffusion pipelines call it."""
 
     kind = "euler"
@@ -298,18 +352,7 @@ class EulerScheduler(_SigmaScheduler):
         self._set_sigmas(sigmas)
         return timesteps
 
-    def _after_set_timesteps(self) -> None:
-        max_sigma = self.sigmas.max()
-        if self.config["timestep_spacing"] in ("linspace", "trailing"):
-            self.init_noise_sigma = float(max_sigma)
-        else:
-            self.init_noise_sigma = float(np.sqrt(max_sigma * max_sigma + _ONE))
-
-    def scale_model_input(self, sample: np.ndarray, t: float) -> np.ndarray:
-        sigma = self.sigmas[self._index(t)]
-        return (_as_f32(sample) / np.sqrt(sigma * sigma + _ONE)).astype(np.float32)
-
-    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         sigma = self.sigmas[index]
         sigma_hat = sigma * _ONE  # (gamma + 1) with gamma = 0: no churn
         if self.config["prediction_type"] == "epsilon":
@@ -319,9 +362,6 @@ class EulerScheduler(_SigmaScheduler):
         derivative = (sample - pred_original) / sigma_hat
         dt = self.sigmas[index + 1] - sigma_hat
         return sample + derivative * dt
-
-    def _add_noise(self, index: int, original: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        return original + noise * self.sigmas[index]
 
 
 class DPMSolverPlusPlus2MScheduler(_SigmaScheduler):
@@ -404,7 +444,7 @@ class DPMSolverPlusPlus2MScheduler(_SigmaScheduler):
     def _after_set_timesteps(self) -> None:
         self._previous_output = None
 
-    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
         if index != self._begin_index + self._next:
             raise ValueError(
                 f"dpmpp-2m steps must follow the timesteps in order: got t={self._schedule_timesteps[index]!r} "
@@ -465,17 +505,186 @@ class DPMSolverPlusPlus2MScheduler(_SigmaScheduler):
         )
 
 
+class EulerAncestralScheduler(_EulerFamily):
+    """diffusers' EulerAncestralDiscreteScheduler: an Euler step down to sigma_down, then fresh noise of
+    sigma_up (the sampler SD-Turbo-style checkpoints ship, with "trailing" spacing and guidance 0)."""
+
+    kind = "euler-ancestral"
+    DEFAULTS = {**_COMMON_DEFAULTS, "timestep_spacing": "linspace"}
+    SUPPORTED = Scheduler.SUPPORTED
+
+    def _schedule(self, steps: int) -> np.ndarray:
+        timesteps = _spaced_timesteps(self.config, self.num_train_timesteps, steps, fractional=True)
+        # always a final sigma of 0: the class has no final_sigmas_type
+        self.sigmas = np.concatenate([self._interpolated_sigmas(timesteps), [0.0]]).astype(np.float32)
+        return timesteps
+
+    def _needs_noise(self, index: int) -> bool:
+        return True  # at the last step sigma_up is 0, but diffusers draws (and scales to nothing) noise there too
+
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
+        assert noise is not None
+        sigma = self.sigmas[index]
+        if self.config["prediction_type"] == "epsilon":
+            pred_original = sample - sigma * model_output
+        else:
+            pred_original = model_output * (-sigma / np.sqrt(sigma * sigma + _ONE)) + sample / (sigma * sigma + _ONE)
+        sigma_to = self.sigmas[index + 1]
+        sigma_up = np.sqrt(sigma_to * sigma_to * (sigma * sigma - sigma_to * sigma_to) / (sigma * sigma))
+        sigma_down = np.sqrt(sigma_to * sigma_to - sigma_up * sigma_up)
+        derivative = (sample - pred_original) / sigma
+        prev_sample = sample + derivative * (sigma_down - sigma)
+        return prev_sample + noise * sigma_up
+
+
+class _ConsistencyScheduler(Scheduler):
+    """The schedule LCMScheduler and TCDScheduler share: `original_inference_steps` evenly spaced training
+    timesteps (999, 979, ... for 50) of which `steps` are taken at evenly spaced indices. Neither reads
+    `timestep_spacing` or `steps_offset`; the initial noise is unscaled and so is the UNet's input."""
+
+    DEFAULTS = {
+        **_COMMON_DEFAULTS,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "original_inference_steps": 50,
+        "clip_sample": False,
+        "clip_sample_range": 1.0,
+        "set_alpha_to_one": True,
+        "thresholding": False,
+        "timestep_scaling": 10.0,
+    }
+    SUPPORTED = {
+        "beta_schedule": Scheduler.SUPPORTED["beta_schedule"],
+        "prediction_type": Scheduler.SUPPORTED["prediction_type"],
+        "rescale_betas_zero_snr": (False, True),
+        "thresholding": (False,),
+    }
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.original_steps = _positive_int(self.config["original_inference_steps"], "original_inference_steps")
+        if self.original_steps > self.num_train_timesteps:
+            raise ValueError(
+                f"scheduler config: original_inference_steps={self.original_steps} is larger than the "
+                f"{self.num_train_timesteps} training timesteps"
+            )
+        self.final_alpha_cumprod = _ONE if self.config["set_alpha_to_one"] else self.alphas_cumprod[0]
+
+    def _schedule(self, steps: int) -> np.ndarray:
+        if steps > self.original_steps:
+            raise ValueError(
+                f"num_inference_steps={steps} is larger than original_inference_steps={self.original_steps}: "
+                f"the {self.kind} schedule takes its steps from that many distilled timesteps"
+            )
+        k = self.num_train_timesteps // self.original_steps
+        origin = (np.arange(1, self.original_steps + 1) * k - 1)[::-1].copy()
+        indices = np.floor(np.linspace(0, len(origin), num=steps, endpoint=False)).astype(np.int64)
+        return origin[indices].astype(np.int64)
+
+    def _add_noise(self, index: int, original: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        alpha_prod = self.alphas_cumprod[int(self._schedule_timesteps[index])]
+        return np.sqrt(alpha_prod) * original + np.sqrt(_ONE - alpha_prod) * noise
+
+    def _alpha(self, t: int) -> np.float32:
+        return self.alphas_cumprod[t] if t >= 0 else self.final_alpha_cumprod
+
+    def _predicted_original(
+        self, model_output: np.ndarray, sample: np.ndarray, alpha_prod_t: np.float32
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(x̂₀, ε̂) from the UNet's epsilon or v prediction."""
+        beta_prod_t = _ONE - alpha_prod_t
+        if self.config["prediction_type"] == "epsilon":
+            return (sample - np.sqrt(beta_prod_t) * model_output) / np.sqrt(alpha_prod_t), model_output
+        pred_original = np.sqrt(alpha_prod_t) * sample - np.sqrt(beta_prod_t) * model_output
+        return pred_original, np.sqrt(alpha_prod_t) * model_output + np.sqrt(beta_prod_t) * sample
+
+
+class LCMScheduler(_ConsistencyScheduler):
+    """diffusers' LCMScheduler (Latent Consistency Models): each step predicts the clean latents through the
+    consistency boundary condition (c_skip, c_out at timestep × timestep_scaling) and, but at the last step,
+    noises them afresh to the next timestep."""
+
+    kind = "lcm"
+
+    def _needs_noise(self, index: int) -> bool:
+        return index != self.num_inference_steps - 1
+
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
+        t = int(self._schedule_timesteps[index])
+        prev_index = index + 1
+        prev_t = int(self._schedule_timesteps[prev_index]) if prev_index < len(self._schedule_timesteps) else t
+        alpha_prod_t = self.alphas_cumprod[t]
+        alpha_prod_t_prev = self._alpha(prev_t)
+        # the boundary condition with sigma_data 0.5, in float32; torch divides a Python number by a tensor as
+        # reciprocal × number
+        scaled = _F32(t) * _F32(self.config["timestep_scaling"])
+        c_skip = (_ONE / (scaled * scaled + _F32(0.25))) * _F32(0.25)
+        c_out = scaled / np.sqrt(scaled * scaled + _F32(0.25))
+        pred_original, _ = self._predicted_original(model_output, sample, alpha_prod_t)
+        if self.config["clip_sample"]:
+            limit = _F32(self.config["clip_sample_range"])
+            pred_original = np.clip(pred_original, -limit, limit)
+        denoised = c_out * pred_original + c_skip * sample
+        if noise is None:
+            return denoised
+        return np.sqrt(alpha_prod_t_prev) * denoised + np.sqrt(_ONE - alpha_prod_t_prev) * noise
+
+
+class TCDScheduler(_ConsistencyScheduler):
+    """diffusers' TCDScheduler (Trajectory Consistency Distillation): its step predicts the sample at the
+    intermediate timestep s = ⌊(1 − γ)·t_prev⌋ and noises it forward to t_prev with fresh noise.
+
+    γ is diffusers' `eta` argument of `step` (its default 0.3, the value the TCD authors recommend); 0 makes
+    sampling deterministic. The kind takes it at construction: `make_scheduler("tcd", config, eta=0.3)`."""
+
+    kind = "tcd"
+    DEFAULT_ETA = 0.3
+
+    def __init__(self, config: dict[str, Any], eta: float = DEFAULT_ETA) -> None:
+        super().__init__(config)
+        number = (int, float, np.integer, np.floating)
+        if isinstance(eta, bool) or not isinstance(eta, number) or not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta={eta!r}: expected a number in [0, 1] (TCD's gamma)")
+        self.eta = float(eta)
+
+    def _needs_noise(self, index: int) -> bool:
+        return self.eta > 0 and index != self.num_inference_steps - 1
+
+    def _step(self, index: int, model_output: np.ndarray, sample: np.ndarray, noise: np.ndarray | None) -> np.ndarray:
+        t = int(self._schedule_timesteps[index])
+        prev_index = index + 1
+        prev_t = int(self._schedule_timesteps[prev_index]) if prev_index < len(self._schedule_timesteps) else 0
+        # torch multiplies the int64 timestep by the Python float in float32, then floors
+        s = int(np.floor(_F32(1.0 - self.eta) * _F32(prev_t)))
+        alpha_prod_t = self.alphas_cumprod[t]
+        alpha_prod_t_prev = self._alpha(prev_t)
+        alpha_prod_s = self.alphas_cumprod[s]
+        pred_original, pred_epsilon = self._predicted_original(model_output, sample, alpha_prod_t)
+        pred_noised = np.sqrt(alpha_prod_s) * pred_original + np.sqrt(_ONE - alpha_prod_s) * pred_epsilon
+        if noise is None:
+            return pred_noised
+        ratio = alpha_prod_t_prev / alpha_prod_s
+        return np.sqrt(ratio) * pred_noised + np.sqrt(_ONE - ratio) * noise
+
+
 _KINDS: dict[str, type[Scheduler]] = {
     "ddim": DDIMScheduler,
     "euler": EulerScheduler,
     "dpmpp-2m": DPMSolverPlusPlus2MScheduler,
+    "lcm": LCMScheduler,
+    "euler-ancestral": EulerAncestralScheduler,
+    "tcd": TCDScheduler,
 }
 
 
-def make_scheduler(kind: str, config: dict[str, Any]) -> Scheduler:
-    """A scheduler of `kind` (one of SCHEDULERS) from a checkpoint's scheduler_config.json dict."""
+def make_scheduler(kind: str, config: dict[str, Any], eta: float | None = None) -> Scheduler:
+    """A scheduler of `kind` (one of SCHEDULERS) from a checkpoint's scheduler_config.json dict; `eta` is
+    TCD's gamma (None: its default), which the other kinds do not take."""
     if kind not in _KINDS:
         raise ValueError(f"unknown scheduler {kind!r}; expected one of {', '.join(SCHEDULERS)}")
+    if kind == "tcd":
+        return TCDScheduler(config, TCDScheduler.DEFAULT_ETA if eta is None else eta)
     return _KINDS[kind](config)
 
 

@@ -15,7 +15,10 @@ mask; steps, guidance, size, scheduler and strength are per request and must agr
 An image of any size up to the photo bound is fitted to the model's bounds (photo_fitting.py) and the
 picture answered at the image's own size, unless the request's `fit` is false; an inpainted picture's
 kept area (mask < 128) is the image's own pixels, exactly. The `fitting` output says what was resized.
-Classifier-free guidance runs the unconditional and conditional halves as one UNet batch.
+Classifier-free guidance runs the unconditional and conditional halves as one UNet batch; an
+LCM-distilled UNet instead takes the guidance as an embedding (`timestep_cond`) of one batch. Schedulers
+that inject fresh noise between steps (LCM, Euler Ancestral, TCD) get it from prodgen's seeding too:
+step k of the picture for seed s uses `latent_from_seed(derived_seed(s, k), size)`.
 """
 
 from __future__ import annotations
@@ -48,6 +51,19 @@ def _invalid_argument(message: str) -> Any:
     return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
 
 
+def guidance_embedding(w: np.ndarray, dim: int) -> np.ndarray:
+    """diffusers' `get_guidance_scale_embedding(w, dim)` in float32 numpy: sines and cosines of 1000·w at
+    `dim // 2` frequencies from 1 down to 1/10000 (zero-padded to an odd `dim`), one row per picture."""
+    half = dim // 2
+    frequency = np.float32(np.log(np.float32(10000.0))) / np.float32(half - 1)
+    frequencies = np.exp(np.arange(half, dtype=np.float32) * -frequency)
+    angles = (w.astype(np.float32) * np.float32(1000.0))[:, None] * frequencies[None, :]
+    embedding = np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+    if dim % 2 == 1:
+        embedding = np.pad(embedding, ((0, 0), (0, 1)))
+    return embedding.astype(np.float32)
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         from transformers import CLIPTokenizer
@@ -70,6 +86,7 @@ class TritonPythonModel:
         self.inpainting = parameter("diffusion.inpainting").lower() == "true"
         self.vae_scale_factor = int(parameter("diffusion.vae_scale_factor"))
         self.limits = requests.limits_from(parameter, schedulers.SCHEDULERS)
+        self.guidance_embedding_dim = int(parameters.get(_PREFIX + "diffusion.guidance_embedding_dim") or 0)
         self.read = requests.input_reader(pb_utils.get_input_tensor_by_name)
 
     # ── reading and checking a request (pipeline_requests.py: the checks every pipeline model shares) ──
@@ -155,13 +172,16 @@ class TritonPythonModel:
 
     # ── the denoising loop ──
 
-    def _noise(self, seeds: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    def _noise(self, seeds: np.ndarray, shape: tuple[int, ...], step: int | None = None) -> np.ndarray:
+        """Each row's initial noise, or (`step`) the fresh noise a stochastic scheduler injects at that step."""
         size = int(np.prod(shape))
-        return np.stack([seeding.latent_from_seed(int(seed), size).reshape(shape) for seed in seeds])
+        row_seeds = [int(seed) if step is None else seeding.derived_seed(int(seed), step) for seed in seeds]
+        return np.stack([seeding.latent_from_seed(seed, size).reshape(shape) for seed in row_seeds])
 
     def _generate(self, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
         rows = len(settings["prompts"])
-        guided = settings["guidance"] > 1.0
+        embedded = self.guidance_embedding_dim > 0
+        guided = settings["guidance"] > 1.0 and not embedded
         states, dropped = self._text_states(settings, guided)
         latent_shape = (
             self.latent_channels,
@@ -194,6 +214,11 @@ class TritonPythonModel:
                 extra = np.concatenate([latent_mask, self._encode(masked)], axis=1)
                 if guided:
                     extra = np.concatenate([extra, extra])
+        conditions = {}
+        if embedded:
+            w = np.full(rows, settings["guidance"] - 1.0, dtype=np.float32)
+            conditions["timestep_cond"] = guidance_embedding(w, self.guidance_embedding_dim)
+        stochastic = settings["scheduler"] in schedulers.STOCHASTIC
         for index, t in enumerate(timesteps):
             model_input = np.concatenate([latents, latents]) if guided else latents
             model_input = scheduler.scale_model_input(model_input, t)
@@ -202,13 +227,14 @@ class TritonPythonModel:
             timestep = np.full((model_input.shape[0], 1), t, dtype=np.float32)
             predicted = self._call(
                 "unet",
-                {"latents": model_input.astype(np.float32), "timestep": timestep, "text_states": states},
+                {"latents": model_input.astype(np.float32), "timestep": timestep, "text_states": states, **conditions},
                 "noise",
             )
             if guided:
                 unconditional, conditional = predicted[:rows], predicted[rows:]
                 predicted = unconditional + np.float32(settings["guidance"]) * (conditional - unconditional)
-            latents = scheduler.step(predicted, t, latents).astype(np.float32)
+            fresh = self._noise(settings["seeds"], latent_shape, step=index) if stochastic else None
+            latents = scheduler.step(predicted, t, latents, noise=fresh).astype(np.float32)
             if latent_mask is not None and not self.inpainting:
                 kept = image_latents
                 if index + 1 < len(timesteps):

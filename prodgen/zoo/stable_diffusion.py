@@ -6,13 +6,17 @@ checkpoint is trained and fine-tuned with, so nothing here re-implements them. B
 are the optional `diffusion` extra and are imported only when a checkpoint is loaded.
 
 Weights load from safetensors, or from `.bin` files through `torch.load(weights_only=True)`,
-which is what diffusers 0.42 and transformers 5 do; nothing here unpickles.
+which is what diffusers 0.42 and transformers 5 do; nothing here unpickles. Folders as the hub ships
+them load too: one holding only a weights variant (`*.fp16.safetensors`) is read with that variant,
+found automatically or named, and upcast to FP32 for export. Loading never touches the network
+(local files only).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,15 @@ SCHEDULER_CONFIG = "scheduler_config.json"
 INPAINT_IN_CHANNELS = 9
 """An inpainting UNet sees the noisy latents (4), the mask (1) and the masked picture's latents (4)."""
 INSTALL_HINT = "latent diffusion needs the 'diffusion' extra: pip install 'prodgen[diffusion]'"
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+PLAIN_WEIGHTS = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.bin",
+    "model.safetensors",
+    "pytorch_model.bin",
+)
+VARIANT_WEIGHTS = re.compile(r"^(?:diffusion_pytorch_model|model|pytorch_model)\.([\w-]+)\.(?:safetensors|bin)$")
+"""`<weights>.<variant>.safetensors`, how save_pretrained(variant=...) names a variant's files (fp16, ema, ...)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,32 @@ class StableDiffusion:
     @property
     def text_width(self) -> int:
         return int(self.text_encoder.config.hidden_size)
+
+    @property
+    def guidance_embedding_dim(self) -> int:
+        """The UNet's `time_cond_proj_dim` (LCM-distilled UNets: guidance is an input embedding, not
+        classifier-free), 0 for a plain UNet."""
+        return int(getattr(self.unet.config, "time_cond_proj_dim", None) or 0)
+
+    @property
+    def scheduler_class(self) -> str:
+        return str(self.scheduler_config.get("_class_name", ""))
+
+    @property
+    def family(self) -> str:
+        """What people call this kind of checkpoint: LCM (guidance-embedded UNet or an LCM scheduler),
+        Turbo-style (Euler Ancestral with trailing spacing, sampled in 1-4 steps without guidance), or
+        SD 1.x / SD 2.x by the text encoder's width (768: CLIP ViT-L, 1024: OpenCLIP ViT-H)."""
+        if self.guidance_embedding_dim or self.scheduler_class == "LCMScheduler":
+            return "LCM"
+        if self.scheduler_class == "TCDScheduler":
+            return "TCD"
+        if (
+            self.scheduler_class == "EulerAncestralDiscreteScheduler"
+            and self.scheduler_config.get("timestep_spacing") == "trailing"
+        ):
+            return "Turbo-style"
+        return {768: "SD 1.x", 1024: "SD 2.x"}.get(self.text_width, "SD 1.x/2.x")
 
     @property
     def native_size(self) -> int:
@@ -159,21 +198,47 @@ def _check_shapes(model: StableDiffusion) -> None:
             f"{where / 'tokenizer'}: model_max_length {model.text_length}, expected 2..{positions} "
             f"(the text encoder's max_position_embeddings)"
         )
-    if getattr(unet, "time_cond_proj_dim", None) is not None or getattr(unet, "addition_embed_type", None):
+    if getattr(unet, "addition_embed_type", None):
         raise ProdgenError(
-            f"{where / 'unet'}: extra conditioning inputs (time_cond_proj_dim / addition_embed_type) are not "
-            "Stable Diffusion 1.x/2.x; SDXL and LCM UNets are not supported"
+            f"{where / 'unet'}: extra conditioning inputs (addition_embed_type={unet.addition_embed_type!r}) are not "
+            "Stable Diffusion 1.x/2.x; SDXL UNets are not supported"
+        )
+    dim = model.guidance_embedding_dim
+    if dim and (dim < 2 or model.inpainting):
+        raise ProdgenError(
+            f"{where / 'unet'}: time_cond_proj_dim {dim}: a guidance-embedded (LCM-distilled) UNet is supported "
+            "for text-to-picture with an embedding of at least 2 values"
         )
 
 
-def load_stable_diffusion(folder: Path) -> StableDiffusion:
-    """Load and check a `save_pretrained` folder (SD 1.x/2.x, inpainting variant included)."""
+def shipped_variant(folder: Path) -> str | None:
+    """The weights variant a folder holds when it holds no plain weights (the hub's fp16-only folders);
+    None when every component has plain weights."""
+    variants: set[str] = set()
+    for component in WEIGHT_COMPONENTS:
+        files = [item.name for item in (folder / component).glob("*") if item.is_file()]
+        if any(name in PLAIN_WEIGHTS for name in files):
+            continue
+        variants |= {found.group(1) for name in files if (found := VARIANT_WEIGHTS.match(name))}
+    if len(variants) > 1:
+        raise ProdgenError(
+            f"{folder}: weights only as variants {', '.join(sorted(variants))}; choose one with --variant"
+        )
+    return next(iter(variants), None)
+
+
+def load_stable_diffusion(folder: Path, variant: str | None = None) -> StableDiffusion:
+    """Load and check a `save_pretrained` folder (SD 1.x/2.x, inpainting variant included), its weights
+    `variant` (e.g. "fp16"; None: the plain weights, or the only variant the folder holds) in FP32."""
     _require_libraries()
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     _check_folder(folder)
+    chosen = variant or shipped_variant(folder)
+    # local files only: an export never reaches for the hub, whatever the environment says
+    weights: dict[str, Any] = {"local_files_only": True, **({"variant": chosen} if chosen else {})}
     scheduler_path = folder / "scheduler" / SCHEDULER_CONFIG
     try:
         scheduler_config = json.loads(scheduler_path.read_text())
@@ -184,11 +249,25 @@ def load_stable_diffusion(folder: Path) -> StableDiffusion:
         model = StableDiffusion(
             folder=folder,
             unet=_load(
-                "unet", folder, lambda path: UNet2DConditionModel.from_pretrained(path, low_cpu_mem_usage=False).eval()
+                "unet",
+                folder,
+                lambda path: (
+                    UNet2DConditionModel.from_pretrained(path, low_cpu_mem_usage=False, **weights).float().eval()
+                ),
             ),
-            vae=_load("vae", folder, lambda path: AutoencoderKL.from_pretrained(path, low_cpu_mem_usage=False).eval()),
-            text_encoder=_load("text_encoder", folder, lambda path: CLIPTextModel.from_pretrained(path).eval()),
-            tokenizer=_load("tokenizer", folder, CLIPTokenizer.from_pretrained),
+            vae=_load(
+                "vae",
+                folder,
+                lambda path: AutoencoderKL.from_pretrained(path, low_cpu_mem_usage=False, **weights).float().eval(),
+            ),
+            text_encoder=_load(
+                "text_encoder",
+                folder,
+                lambda path: CLIPTextModel.from_pretrained(path, dtype=torch.float32, **weights).float().eval(),
+            ),
+            tokenizer=_load(
+                "tokenizer", folder, lambda path: CLIPTokenizer.from_pretrained(path, local_files_only=True)
+            ),
             scheduler_config=scheduler_config,
         )
     _check_shapes(model)

@@ -46,15 +46,28 @@ class TextEncoderGraph(nn.Module):
 
 
 class UNetGraph(nn.Module):
-    """(latents, timestep (B, 1), text states) → predicted noise; the timestep travels per picture
-    because Triton batches every input along axis 0."""
+    """(latents, timestep (B, 1), text states[, timestep_cond]) → predicted noise; the timestep travels per
+    picture because Triton batches every input along axis 0. An LCM-distilled UNet (time_cond_proj_dim set)
+    also takes the guidance embedding `timestep_cond` (B, time_cond_proj_dim) the pipeline computes."""
 
     def __init__(self, unet: Any) -> None:
         super().__init__()
         self.unet = unet
 
-    def forward(self, latents: torch.Tensor, timestep: torch.Tensor, text_states: torch.Tensor) -> torch.Tensor:
-        return self.unet(latents, timestep.reshape(-1), encoder_hidden_states=text_states, return_dict=False)[0]
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        text_states: torch.Tensor,
+        timestep_cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.unet(
+            latents,
+            timestep.reshape(-1),
+            encoder_hidden_states=text_states,
+            timestep_cond=timestep_cond,
+            return_dict=False,
+        )[0]
 
 
 class VaeDecoderGraph(nn.Module):
@@ -86,6 +99,14 @@ class VaeEncoderGraph(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         pixels = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0 * 2.0 - 1.0
         return self.vae.encode(pixels).latent_dist.mean * self.scaling_factor
+
+
+def guidance_embedding(w: np.ndarray, dim: int) -> np.ndarray:
+    """diffusers' own `get_guidance_scale_embedding(w, dim)` (the LCM pipelines'), as verification input."""
+    from diffusers import LatentConsistencyModelPipeline
+
+    embed = LatentConsistencyModelPipeline.get_guidance_scale_embedding
+    return embed(None, torch.from_numpy(w), embedding_dim=dim).numpy()  # its `self` is unused
 
 
 def latent_bounds(model: StableDiffusion) -> ImageBounds:
@@ -161,7 +182,7 @@ def components(model: StableDiffusion) -> list[Component]:
     unet = UNetGraph(model.unet).eval()
     decoder = VaeDecoderGraph(model.vae, model.scaling_factor).eval()
     encoder = VaeEncoderGraph(model.vae, model.scaling_factor).eval()
-    unet_cases = [
+    unet_cases: list[dict[str, np.ndarray]] = [
         {
             "latents": _latents(10 + i, 2, model.unet_in_channels, h, w),
             "timestep": np.array([[999.0], [321.5]], dtype=np.float32),
@@ -169,6 +190,16 @@ def components(model: StableDiffusion) -> list[Component]:
         }
         for i, (h, w) in enumerate(sizes)
     ]
+    unet_inputs: tuple[TensorSpec, ...] = (
+        TensorSpec("latents", "FP32", (model.unet_in_channels, -1, -1)),
+        TensorSpec("timestep", "FP32", (1,)),
+        TensorSpec("text_states", "FP32", (length, width)),
+    )
+    embedding = model.guidance_embedding_dim
+    if embedding:
+        unet_inputs += (TensorSpec("timestep_cond", "FP32", (embedding,)),)
+        for case in unet_cases:  # guidance 8.5 and 2 (w = guidance − 1), as diffusers' LCM pipeline embeds it
+            case["timestep_cond"] = guidance_embedding(np.array([7.5, 1.0], dtype=np.float32), embedding)
     decoder_cases = [{"latents": _latents(20 + i, 2, channels, h, w)} for i, (h, w) in enumerate(sizes)]
     factor = model.vae_scale_factor
     encoder_cases = [{"image": photo_batch(2, h * factor, w * factor, offset=i)} for i, (h, w) in enumerate(sizes)]
@@ -192,11 +223,7 @@ def components(model: StableDiffusion) -> list[Component]:
                 model,
                 UNET,
                 unet,
-                (
-                    TensorSpec("latents", "FP32", (model.unet_in_channels, -1, -1)),
-                    TensorSpec("timestep", "FP32", (1,)),
-                    TensorSpec("text_states", "FP32", (length, width)),
-                ),
+                unet_inputs,
                 (TensorSpec("noise", "FP32", (channels, -1, -1)),),
                 latent,
             ),

@@ -11,6 +11,9 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,6 +31,9 @@ REFERENCE = {
     "ddim": (diffusers.DDIMScheduler, {}),
     "euler": (diffusers.EulerDiscreteScheduler, {}),
     "dpmpp-2m": (diffusers.DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "lcm": (diffusers.LCMScheduler, {}),
+    "euler-ancestral": (diffusers.EulerAncestralDiscreteScheduler, {}),
+    "tcd": (diffusers.TCDScheduler, {}),
 }
 
 # scheduler/scheduler_config.json of Stable Diffusion 1.5 (written for the PNDM scheduler), as published
@@ -69,15 +75,39 @@ def reference_scheduler(kind: str, config: dict[str, Any]) -> Any:
     return scheduler_class.from_config({**config, **overrides})
 
 
-def assert_close(mine: np.ndarray, reference: np.ndarray, what: str) -> None:
+def assert_close(mine: np.ndarray, reference: np.ndarray, what: str, operand_scale: float = 0.0) -> None:
+    """Within float32 rounding of the largest value the computation saw: the result's, or `operand_scale`
+    where a step takes larger operands down to a small result (zero-terminal-SNR's first Euler step maps
+    latents of ~16,000 to ~38, so one ulp of the operands is 0.001 of the result)."""
     assert mine.dtype == np.float32, what
-    scale = float(np.abs(reference).max())
+    scale = max(float(np.abs(reference).max()), operand_scale)
     error = float(np.abs(mine - reference).max())
     assert error <= RELATIVE_TOLERANCE * scale, f"{what}: max |Δ| {error:.3g} against max |x| {scale:.3g}"
 
 
-def denoise_both(kind: str, config: dict[str, Any], steps: int, strength: float, reference: Any = None) -> None:
-    """Run both schedulers through one denoising loop and compare every intermediate and final sample."""
+@contextmanager
+def drawing(reference: Any, noise: np.ndarray) -> Iterator[None]:
+    """diffusers' stochastic schedulers draw their per-step noise with `randn_tensor` of their own module:
+    hand them `noise` (what the pipeline model passes as `step(..., noise=)`) instead."""
+    module = sys.modules[type(reference).__module__]
+    original = getattr(module, "randn_tensor")  # noqa: B009 - diffusers builds the module's names at run time
+    setattr(module, "randn_tensor", lambda shape, **_: torch.from_numpy(noise.copy()).reshape(shape))  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(module, "randn_tensor", original)  # noqa: B010
+
+
+def denoise_both(
+    kind: str,
+    config: dict[str, Any],
+    steps: int,
+    strength: float,
+    reference: Any = None,
+    eta: float | None = None,
+) -> None:
+    """Run both schedulers through one denoising loop and compare every intermediate and final sample; the
+    stochastic ones get the same fresh noise at every step (`eta`: TCD's gamma, None for its default)."""
     ref = reference if reference is not None else reference_scheduler(kind, config)
     ref.set_timesteps(steps)
     t_start = steps - min(int(steps * strength), steps)  # the img2img pipelines' get_timesteps
@@ -85,7 +115,7 @@ def denoise_both(kind: str, config: dict[str, Any], steps: int, strength: float,
     if hasattr(ref, "set_begin_index"):  # the img2img and inpainting pipelines set it even for strength 1
         ref.set_begin_index(t_start * ref.order)
 
-    mine = schedulers.make_scheduler(kind, config)
+    mine = schedulers.make_scheduler(kind, config, eta=eta)
     mine.set_timesteps(steps, strength=strength)
     assert mine.timesteps.dtype == ref_timesteps.numpy().dtype
     if config.get("use_karras_sigmas") and kind == "euler":
@@ -115,12 +145,18 @@ def denoise_both(kind: str, config: dict[str, Any], steps: int, strength: float,
         our_input = mine.scale_model_input(ours, t)
         their_input = ref.scale_model_input(torch.from_numpy(theirs), ref_t).numpy()
         assert_close(our_input, their_input, f"scale_model_input at step {i} (t={t})")
-        ours = mine.step(np.float32(0.3) * our_input + model_noise, t, ours)
-        theirs = ref.step(
-            torch.from_numpy(np.float32(0.3) * their_input + model_noise), ref_t, torch.from_numpy(theirs)
-        )
+        step_noise = rng.standard_normal(shape, dtype=np.float32)
+        operand_scale = float(np.abs(ours).max())
+        ours = mine.step(np.float32(0.3) * our_input + model_noise, t, ours, noise=step_noise)
+        with drawing(ref, step_noise):
+            theirs = ref.step(
+                torch.from_numpy(np.float32(0.3) * their_input + model_noise),
+                ref_t,
+                torch.from_numpy(theirs),
+                **({} if eta is None else {"eta": eta}),
+            )
         theirs = theirs.prev_sample.numpy()
-        assert_close(ours, theirs, f"step {i} of {len(mine.timesteps)} (t={t})")
+        assert_close(ours, theirs, f"step {i} of {len(mine.timesteps)} (t={t})", operand_scale)
         if i + 1 < len(mine.timesteps):  # the inpainting pipeline re-noises the kept region to the next timestep
             next_t = mine.timesteps[i + 1]
             assert_close(
@@ -193,6 +229,97 @@ def test_config_options_match_diffusers(kind: str, overrides: dict[str, Any], st
         denoise_both(kind, {**SD15_CONFIG, **overrides, "prediction_type": prediction_type}, steps, strength)
 
 
+# scheduler_config.json of the few-step checkpoints people publish: LCM-distilled SD 1.5 (LCMScheduler),
+# SD-Turbo (Euler Ancestral, trailing spacing) and TCD (as its model card sets up the scheduler)
+LCM_CONFIG: dict[str, Any] = {
+    **SD15_CONFIG,
+    "_class_name": "LCMScheduler",
+    "original_inference_steps": 50,
+    "timestep_scaling": 10.0,
+    "set_alpha_to_one": True,
+    "timestep_spacing": "leading",
+}
+TURBO_CONFIG: dict[str, Any] = {
+    **SD15_CONFIG,
+    "_class_name": "EulerAncestralDiscreteScheduler",
+    "timestep_spacing": "trailing",
+    "steps_offset": 1,
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "overrides", "eta"),
+    [
+        ("lcm", {}, None),
+        ("lcm", {"prediction_type": "v_prediction", "clip_sample": True, "clip_sample_range": 1.5}, None),
+        ("lcm", {"original_inference_steps": 25, "timestep_scaling": 5.0, "set_alpha_to_one": False}, None),
+        ("lcm", {"rescale_betas_zero_snr": True, "prediction_type": "v_prediction"}, None),
+        ("euler-ancestral", {}, None),
+        ("euler-ancestral", {"prediction_type": "v_prediction"}, None),
+        ("euler-ancestral", {"timestep_spacing": "leading"}, None),
+        ("euler-ancestral", {"timestep_spacing": "linspace", "beta_schedule": "linear"}, None),
+        ("tcd", {}, None),
+        ("tcd", {}, 0.0),
+        ("tcd", {"prediction_type": "v_prediction"}, 1.0),
+        ("tcd", {"original_inference_steps": 30}, 0.5),
+    ],
+)
+@pytest.mark.parametrize("steps", [1, 2, 4, 8, 25])
+def test_few_step_schedulers_match_diffusers_with_the_same_fresh_noise(
+    kind: str, overrides: dict[str, Any], eta: float | None, steps: int
+) -> None:
+    base = TURBO_CONFIG if kind == "euler-ancestral" else {**LCM_CONFIG, "_class_name": "TCDScheduler"}
+    config = LCM_CONFIG if kind == "lcm" else base
+    denoise_both(kind, {**config, **overrides}, steps, 1.0, eta=eta)
+
+
+def test_a_stochastic_step_needs_its_noise_and_uses_it() -> None:
+    sample = np.ones((1, 4, 8, 8), dtype=np.float32)
+    noise = np.full_like(sample, 0.5)
+    scheduler = schedulers.make_scheduler("lcm", LCM_CONFIG)
+    scheduler.set_timesteps(4)
+    first, second = scheduler.timesteps[:2]
+    with pytest.raises(ValueError, match="lcm scheduler injects noise at step 0: pass it as `noise`"):
+        scheduler.step(sample, first, sample)
+    with pytest.raises(ValueError, match="noise of shape"):
+        scheduler.step(sample, first, sample, noise=noise[0])
+    one = scheduler.step(sample, first, sample, noise=noise)
+    scheduler.set_timesteps(4)
+    other = scheduler.step(sample, first, sample, noise=-noise)
+    assert not np.allclose(one, other)
+    assert set(schedulers.STOCHASTIC) <= set(schedulers.SCHEDULERS)
+    assert set(schedulers.SCHEDULER_CLASSES.values()) == set(schedulers.SCHEDULERS)
+    for kind, (reference_class, _) in REFERENCE.items():
+        assert schedulers.SCHEDULER_CLASSES[reference_class.__name__] == kind
+
+
+def test_step_noise_comes_from_prodgen_seeding_stream_by_stream() -> None:
+    from prodgen.seeding import derived_seed, latent_from_seed
+
+    draws = [latent_from_seed(derived_seed(7, step), 64) for step in range(3)]
+    assert np.array_equal(draws[1], latent_from_seed(derived_seed(7, 1), 64))
+    assert not np.allclose(draws[0], draws[1]) and not np.allclose(draws[1], draws[2])
+    assert not np.allclose(draws[0], latent_from_seed(7, 64)), "the initial noise is a stream of its own"
+    assert derived_seed(7, 1) != derived_seed(8, 1)
+
+
+@pytest.mark.parametrize(
+    ("kind", "config", "steps", "message"),
+    [
+        ("lcm", LCM_CONFIG, 51, "num_inference_steps=51 is larger than original_inference_steps=50"),
+        ("tcd", {**LCM_CONFIG, "original_inference_steps": 2000}, 1, "original_inference_steps=2000 is larger"),
+        ("lcm", {**LCM_CONFIG, "thresholding": True}, 1, "thresholding=True is not supported"),
+    ],
+)
+def test_few_step_configs_it_cannot_reproduce_are_refused(
+    kind: str, config: dict[str, Any], steps: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        schedulers.make_scheduler(kind, config).set_timesteps(steps)
+    with pytest.raises(ValueError, match=r"eta=1.5: expected a number in \[0, 1\]"):
+        schedulers.make_scheduler("tcd", LCM_CONFIG, eta=1.5)
+
+
 @pytest.mark.parametrize("kind", schedulers.SCHEDULERS)
 def test_config_as_the_pipeline_reads_it_from_a_saved_folder(kind: str, tmp_path: Path) -> None:
     """A save_pretrained folder's scheduler_config.json lists every key of its own class: the pipeline model
@@ -215,7 +342,11 @@ def test_img2img_with_a_tiny_strength_keeps_the_last_step() -> None:
 @pytest.mark.parametrize(
     ("kind", "config", "message"),
     [
-        ("plms", SD15_CONFIG, "unknown scheduler 'plms'; expected one of ddim, euler, dpmpp-2m"),
+        (
+            "plms",
+            SD15_CONFIG,
+            "unknown scheduler 'plms'; expected one of ddim, euler, dpmpp-2m, lcm, euler-ancestral, tcd",
+        ),
         ("euler", {**SD15_CONFIG, "beta_schedule": "cosine"}, "beta_schedule='cosine' is not supported"),
         ("ddim", {**SD15_CONFIG, "prediction_type": "sample"}, "prediction_type='sample' is not supported"),
         ("ddim", {**SD15_CONFIG, "thresholding": True}, "thresholding=True is not supported"),
