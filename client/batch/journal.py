@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from prodgen.client.batch.records import COLUMNS, RowResult
 from prodgen.errors import ProdgenError
@@ -29,11 +29,12 @@ RESULT_FORMATS = ("csv", "jsonl", "parquet")
 
 
 @contextmanager
-def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:  # type: ignore[type-arg]
+def atomic_file(path: Path, binary: bool = False) -> Iterator[IO[Any]]:
     """A file written beside `path` under a temporary name, flushed to disk and renamed onto `path`."""
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as file:
+        opened: IO[Any] = os.fdopen(handle, "wb") if binary else os.fdopen(handle, "w", encoding="utf-8", newline="")
+        with opened as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
@@ -141,7 +142,7 @@ def write_results(path: Path, rows: list[RowResult]) -> Path:
         import pyarrow as arrow
         import pyarrow.parquet as parquet
 
-        with atomic_file(path, "wb") as file:
+        with atomic_file(path, binary=True) as file:
             parquet.write_table(arrow.Table.from_pylist([asdict(row) for row in rows]), file)
     else:
         raise ProdgenError(f"results format '{kind}': expected one of {', '.join(RESULT_FORMATS)}")

@@ -14,6 +14,7 @@ Ray is optional (`pip install 'prodgen[ray]'`); without `--ray-address` a local 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -106,7 +107,7 @@ def run_ray(
         context.enable_progress_bars = False  # prodgen's own progress counts the rows
         dataset = ray.data.from_items([{"item": item.to_json()} for item in items])
         results = dataset.map_batches(
-            _decode_batch, fn_kwargs={"job": job}, batch_format="pandas", batch_size=1
+            functools.partial(_decode_batch, job=job), batch_format="pandas", batch_size=1
         ).map_batches(
             Caller,
             fn_constructor_kwargs={"job": job, "connection": connection, "retry_deadline_s": retry_deadline_s},

@@ -83,11 +83,11 @@ def test_the_key_changes_with_the_picture_the_settings_and_the_model_version(tmp
     first = plan_row(_job(tmp_path), row, None)
     assert isinstance(first, WorkItem)
     assert plan_row(_job(tmp_path), row, None) == first
-    assert plan_row(_job(tmp_path, version="2"), row, None).key != first.key  # type: ignore[union-attr]
+    assert plan_row(_job(tmp_path, version="2"), row, None).key != first.key
     (tmp_path / "rows.csv").write_text("id,image,alpha\nA,a.png,0.75\n")
-    assert plan_row(_job(tmp_path), read_manifest(tmp_path / "rows.csv")[0], None).key != first.key  # type: ignore[union-attr]
+    assert plan_row(_job(tmp_path), read_manifest(tmp_path / "rows.csv")[0], None).key != first.key
     write_image(tmp_path / "a.png", fit(photograph("chelsea"), 40, 40))
-    assert plan_row(_job(tmp_path), row, None).key != first.key  # type: ignore[union-attr]
+    assert plan_row(_job(tmp_path), row, None).key != first.key
 
 
 def test_a_row_is_done_only_while_its_output_file_is_whole(tmp_path: Path) -> None:
@@ -157,4 +157,6 @@ def test_read_image_and_the_batch_decoder_agree(tmp_path: Path) -> None:
     (tmp_path / "rows.csv").write_text("id,image\nA,a.png\n")
     item = plan_row(job, read_manifest(tmp_path / "rows.csv")[0], None)
     assert isinstance(item, WorkItem)
-    np.testing.assert_array_equal(decode(job, item).picture, read_image(tmp_path / "a.png"))
+    decoded = decode(job, item).picture
+    assert decoded is not None
+    np.testing.assert_array_equal(decoded, read_image(tmp_path / "a.png"))
