@@ -16,6 +16,7 @@ import numpy as np
 from prodgen.client.api import check_task
 from prodgen.client.diffusion import Sampling
 from prodgen.errors import ProdgenError
+from prodgen.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from prodgen.client.api import ProdgenClient
@@ -162,5 +163,5 @@ TASKS: dict[str, BatchTask] = {
 
 def batch_task(name: str) -> BatchTask:
     if name not in TASKS:
-        raise ProdgenError(f"task '{name}': expected one of {', '.join(TASKS)}")
+        raise ProdgenError(f"task '{name}': expected one of {', '.join(TASKS)}{did_you_mean(name, TASKS)}")
     return TASKS[name]
