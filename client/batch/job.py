@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,8 @@ def served_version(client: ProdgenClient, name: str) -> str:
 def _check_job(job: BatchJob) -> None:
     if job.engine not in ENGINES:
         raise ProdgenError(f"--engine {job.engine}: expected one of {', '.join(ENGINES)}")
+    if job.engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise ProdgenError("--engine ray needs Ray, which is not installed; pip install 'prodgen[ray]'")
     if job.results not in RESULT_FORMATS:
         raise ProdgenError(f"--results {job.results}: expected one of {', '.join(RESULT_FORMATS)}")
     if job.concurrency < 1:
