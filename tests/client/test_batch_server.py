@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -72,8 +73,6 @@ def test_bad_rows_are_recorded_with_their_reason_and_the_good_rows_finish(
 
     assert run.returncode == 1, run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("Error: 3 of 60 rows failed (3 bad")
-    import json
-
     table = {row["id"]: row for row in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     assert len(table) == 60
     assert "no file at" in table["missing"]["error"]
