@@ -553,5 +553,40 @@ def restage_command(
     bench_console().print(figures.summary())
 
 
+@app.command(name="batch")
+def batch_bench(
+    repository: Annotated[Path, typer.Option(help="Model repository the two embedded servers serve.")],
+    model: Annotated[str, typer.Option(help="Served model the job calls.")],
+    task: Annotated[str, typer.Option(help="The job's task (prodgen batch --task).")] = "upscale",
+    rows: Annotated[int, typer.Option(min=1, help="Manifest rows (different photo crops).")] = 200,
+    side: Annotated[int, typer.Option(min=16, help="Side of each input picture, pixels.")] = 128,
+    concurrency: Concurrency = "1,2,4,8",
+    ray_concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Calling actors of the Ray runs (and a local run beside them); omit: no Ray."),
+    ] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds; each runs every configuration once, in turn.")] = 3,
+    out: Out = None,
+) -> None:
+    """`prodgen batch` items/s against concurrency, 1 vs 2 servers, and local vs Ray, interleaved in one run."""
+    from prodgen.bench.batch import configurations, measure, write_batch_report
+
+    listed = configurations(_numbers(concurrency, int, "--concurrency", 1), ray_concurrency)
+    folder = out or _default_out("batch", model)
+    header: dict[str, object] = {
+        "command": command_line(),
+        "machine": describe_machine(),
+        "model": model,
+        "task": task,
+        "rows": rows,
+        "side": side,
+        "rounds": rounds,
+    }
+    with LiveView(bench_console()) as view:
+        runs = measure(repository, model, task, rows, side, rounds, listed, view.note)
+    written = write_batch_report(folder, runs, header)
+    bench_console().print(f"report: {', '.join(str(path) for path in written)}")
+
+
 def main() -> None:
     run_app(app)

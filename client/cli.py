@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from prodgen.cli_support import console
+from prodgen.client.batch.cli import register_batch_command
 from prodgen.client.diffusion_cli import register_diffusion_commands
 from prodgen.client.outputs import picture_file, picture_files
 from prodgen.errors import ProdgenError
@@ -128,6 +129,7 @@ def upscale(
 
 
 register_diffusion_commands(app)
+register_batch_command(app)
 
 
 def _model_entry(model: ServedModel) -> dict[str, object]:
