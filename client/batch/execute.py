@@ -24,7 +24,7 @@ from prodgen.client.batch.records import BAD, DONE, FAILED, RowResult, WorkItem,
 from prodgen.client.batch.sources import content_hash, read_source
 from prodgen.client.batch.tasks import RowInputs
 from prodgen.client.fleet import is_replica_fault
-from prodgen.client.images import read_cutout, read_image, write_image
+from prodgen.client.images import read_image, read_photo, write_image
 from prodgen.errors import ProdgenError
 
 RETRY_PAUSE_S = 1.0
@@ -42,12 +42,12 @@ class Decoded:
 
 
 def _decode_bytes(data: bytes, mode: str, label: str) -> np.ndarray:
-    """Pixels of picture file bytes as `read_image`/`read_cutout` read a file (same checks, same conversion)."""
+    """Pixels of picture file bytes as `read_image`/`read_photo` read a file (same checks, same conversion)."""
     with tempfile.TemporaryDirectory(prefix="prodgen-batch-") as folder:
         path = Path(folder) / "picture"
         path.write_bytes(data)
         try:
-            return read_cutout(path) if mode == "RGBA" else read_image(path)
+            return read_photo(path) if mode == "photo" else read_image(path)
         except ProdgenError as error:
             raise ProdgenError(str(error).replace(str(path), label)) from None
 

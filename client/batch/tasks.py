@@ -1,6 +1,6 @@
 """What each catalogue task calls: one entry per task, naming what a row must give and the client call.
 
-A task takes a picture (RGB photo, or an RGBA cutout for restage) or none (txt2img), maybe a
+A task takes a picture (an RGB photo; for restage a photo or an RGBA cutout) or none (txt2img), maybe a
 prompt and a seed, and the per-row overrides it lists; its `run` is one `ProdgenClient` call
 that returns the output picture. Adding a task is adding an entry here.
 """
@@ -32,6 +32,7 @@ PARAM_TYPES: dict[str, type] = {
     "overlap": int,
     "height": int,
     "width": int,
+    "cutout_model": str,
 }
 """Override columns a manifest may carry, and the type each is read as."""
 
@@ -61,7 +62,8 @@ Run = Callable[["ProdgenClient", str, "np.ndarray | None", RowInputs], np.ndarra
 class BatchTask:
     name: str
     picture: str | None
-    """'RGB' (a photo), 'RGBA' (a product cutout) or None (the task takes no picture)."""
+    """'RGB' (a photo), 'photo' (RGB, or RGBA where the file has transparency: a product cutout) or None
+    (the task takes no picture)."""
     prompt: bool
     seeded: bool
     params: tuple[str, ...]
@@ -115,7 +117,10 @@ def _cutout(client: ProdgenClient, name: str, picture: np.ndarray | None, inputs
 
 
 def _restage(client: ProdgenClient, name: str, picture: np.ndarray | None, inputs: RowInputs) -> np.ndarray:
-    return client.restage(name, _prompt(inputs), _picture(picture), inputs.sampling())[0]
+    restaged = client.restage(
+        name, _prompt(inputs), _picture(picture), inputs.sampling(), cutout_model=inputs.params.get("cutout_model")
+    )
+    return restaged.images[0]
 
 
 def _txt2img(client: ProdgenClient, name: str, picture: np.ndarray | None, inputs: RowInputs) -> np.ndarray:
@@ -138,7 +143,15 @@ TASKS: dict[str, BatchTask] = {
         ),
         BatchTask("stylize", "RGB", prompt=False, seeded=False, params=("alpha",), run=_stylize, model_task="stylize"),
         BatchTask("cutout", "RGB", prompt=False, seeded=False, params=(), run=_cutout, model_task=None),
-        BatchTask("restage", "RGBA", prompt=True, seeded=True, params=SAMPLER, run=_restage, model_task="diffusion"),
+        BatchTask(
+            "restage",
+            "photo",
+            prompt=True,
+            seeded=True,
+            params=(*SAMPLER, "cutout_model"),
+            run=_restage,
+            model_task="diffusion",
+        ),
         BatchTask(
             "txt2img",
             None,

@@ -77,7 +77,7 @@ def test_diffusion_rows_get_the_pictures_of_their_own_prompt_seed_and_settings(
             tmp_path / "img2img" / "P.png": client.img2img("sd", PROMPT, photos[1], 0.6, Sampling(seed=3, steps=2))[0],
             tmp_path / "restage" / "R.png": client.restage(
                 "sd_inpaint", "a kitchen", np.dstack([photos[0], alpha]), Sampling(seed=1, steps=2)
-            )[0],
+            ).images[0],
         }
     for path, picture in expected.items():
         np.testing.assert_array_equal(read_image(path), picture, err_msg=str(path))
