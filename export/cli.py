@@ -17,6 +17,7 @@ from prodgen.export.stable_diffusion_cli import STABLE_DIFFUSION, export_stable_
 from prodgen.export.zoo_listing import print_zoo
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.model_repository.publish import DEFAULT_REPOSITORY, check_repository
+from prodgen.model_repository.stable_diffusion import DEFAULTS, request_defaults
 from prodgen.names import check_model_name
 from prodgen.openvino_runtime import MISSING, openvino_available
 from prodgen.progress import ProgressBoard
@@ -156,6 +157,24 @@ def export(
             "throughput; requests beyond it are refused (UNAVAILABLE) at once. 0: unbounded queue.",
         ),
     ] = 5000.0,
+    default_steps: Annotated[
+        int | None,
+        typer.Option(
+            help=f"stable-diffusion: denoising steps a request gets when it names none [default: {DEFAULTS['default_steps']}]."
+        ),
+    ] = None,
+    default_guidance: Annotated[
+        float | None,
+        typer.Option(
+            help=f"stable-diffusion: guidance scale a request gets when it names none [default: {DEFAULTS['default_guidance']}]."
+        ),
+    ] = None,
+    default_scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help=f"stable-diffusion: scheduler a request gets when it names none [default: {DEFAULTS['default_scheduler']}]."
+        ),
+    ] = None,
     version: VersionOption = False,
 ) -> None:
     """Export zoo models to ONNX, verify them against PyTorch on real photos, and publish them.
@@ -169,8 +188,17 @@ def export(
         batching = BatchingOptions(
             max_batch_size=max_batch, max_queue_delay_us=max_queue_delay_us, instance_count=instances
         )
-        export_stable_diffusion_command(checkpoint or [], repository, name, batching, fp16, min_psnr)
+        defaults = request_defaults(default_steps, default_guidance, default_scheduler)
+        export_stable_diffusion_command(checkpoint or [], repository, name, batching, fp16, min_psnr, defaults)
         return
+    served_defaults = {"--default-steps": default_steps, "--default-guidance": default_guidance}
+    given = [
+        option
+        for option, value in {**served_defaults, "--default-scheduler": default_scheduler}.items()
+        if value is not None
+    ]
+    if given:
+        raise ProdgenError(f"{', '.join(given)}: only for {STABLE_DIFFUSION} (a diffusion pipeline's served defaults)")
     if all_models == bool(models):
         raise ProdgenError("give MODEL names or --all (prodgen-export --list shows the zoo)")
     chosen = zoo.names() if all_models else list(dict.fromkeys(models or []))

@@ -224,11 +224,13 @@ def export_stable_diffusion(
     fp16: bool = False,
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
     step: Step = lambda _: None,
+    defaults: dict[str, str] | None = None,
 ) -> DiffusionExportResult:
     """Export, verify and publish the four components and the pipeline model `name`.
 
     `batching.max_batch_size` is the pictures per pipeline request; the components take twice
-    as many rows, since classifier-free guidance runs both halves in one UNet call."""
+    as many rows, since classifier-free guidance runs both halves in one UNet call. `defaults`:
+    the served request defaults (model_repository.stable_diffusion.request_defaults), DEFAULTS if None."""
     step("loading the checkpoint")
     model = load_stable_diffusion(checkpoint)
     component_batching = BatchingOptions(
@@ -249,7 +251,7 @@ def export_stable_diffusion(
                     step,
                 )
             )
-    facts = PipelineFacts.of(model, {result.name.removeprefix(f"{name}_"): result.name for result in results})
+    facts = PipelineFacts.of(model, {result.name.removeprefix(f"{name}_"): result.name for result in results}, defaults)
     step(f"{name}: publishing the pipeline model")
     pipeline = publish(
         repository,

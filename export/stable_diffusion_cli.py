@@ -8,6 +8,7 @@ from prodgen.cli_support import console
 from prodgen.errors import ProdgenError
 from prodgen.export.stable_diffusion import DiffusionExportResult, export_stable_diffusion
 from prodgen.model_repository.config import BatchingOptions
+from prodgen.model_repository.stable_diffusion import DEFAULTS
 from prodgen.progress import ProgressBoard
 
 STABLE_DIFFUSION = "stable-diffusion"
@@ -15,8 +16,15 @@ DEFAULT_NAME = "stable_diffusion"
 
 
 def export_stable_diffusion_command(
-    checkpoints: list[Path], repository: Path, name: str | None, batching: BatchingOptions, fp16: bool, min_psnr: float
+    checkpoints: list[Path],
+    repository: Path,
+    name: str | None,
+    batching: BatchingOptions,
+    fp16: bool,
+    min_psnr: float,
+    defaults: dict[str, str] | None = None,
 ) -> DiffusionExportResult:
+    """`defaults`: the served request defaults (`request_defaults`), checked before the long export starts."""
     if len(checkpoints) != 1:
         raise ProdgenError(
             f"{STABLE_DIFFUSION} takes one --checkpoint: the folder diffusers' save_pretrained wrote "
@@ -25,7 +33,9 @@ def export_stable_diffusion_command(
     out = console()
     served = name or DEFAULT_NAME
     with ProgressBoard() as board, board.task(served) as task:
-        result = export_stable_diffusion(checkpoints[0], repository, served, batching, fp16, min_psnr, step=task.step)
+        result = export_stable_diffusion(
+            checkpoints[0], repository, served, batching, fp16, min_psnr, step=task.step, defaults=defaults
+        )
     for component in result.components:
         out.print(f"{component.name}: parity ONNX Runtime vs PyTorch: {component.parity.describe()}")
         out.print(
@@ -39,5 +49,10 @@ def export_stable_diffusion_command(
             )
             for note in component.fp16_published.notes:
                 out.print(f"{component.name}: {note}")
+    served_defaults = defaults or DEFAULTS
     out.print(f"{served}: pipeline model published at {result.pipeline.version_dir}")
+    out.print(
+        f"{served}: served defaults: {served_defaults['default_steps']} steps, "
+        f"guidance {served_defaults['default_guidance']}, scheduler {served_defaults['default_scheduler']}"
+    )
     return result

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 import prodgen.seeding
 from prodgen.contract import ImageBounds
+from prodgen.errors import ProdgenError
 from prodgen.model_facts import DiffusionFacts, ModelFacts, PublishedFacts, to_parameters
 from prodgen.model_repository.config import PARAMETER_PREFIX, BatchingOptions, to_pbtxt
 from prodgen.zoo.stable_diffusion import INPAINT_IN_CHANNELS, StableDiffusion
@@ -41,7 +43,30 @@ DEFAULTS = {
     "default_strength": "0.8",
 }
 """Request defaults, published as parameters so clients and the model read the same values
-(diffusers' own defaults: guidance 7.5, img2img strength 0.8)."""
+(diffusers' own defaults: guidance 7.5, img2img strength 0.8). `request_defaults` overrides them
+for one export (the settings a checkpoint was judged with)."""
+
+
+def request_defaults(
+    steps: int | None = None, guidance: float | None = None, scheduler: str | None = None
+) -> dict[str, str]:
+    """`DEFAULTS` with the given served defaults in place of its own; each checked as a request would be."""
+    chosen = dict(DEFAULTS)
+    if steps is not None:
+        if not 1 <= steps <= MAX_STEPS:
+            raise ProdgenError(f"default steps {steps}: expected 1..{MAX_STEPS}")
+        chosen["default_steps"] = str(steps)
+    if guidance is not None:
+        if not math.isfinite(guidance) or guidance < 0:
+            raise ProdgenError(f"default guidance {guidance}: expected a finite number >= 0")
+        chosen["default_guidance"] = f"{guidance:g}"
+    if scheduler is not None:
+        known = scheduler_names()
+        if scheduler not in known:
+            raise ProdgenError(f"default scheduler '{scheduler}': expected one of {', '.join(known)}")
+        chosen["default_scheduler"] = scheduler
+    return chosen
+
 
 _STRING = mc.TYPE_STRING
 _INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
@@ -69,6 +94,22 @@ def scheduler_names() -> tuple[str, ...]:
     return tuple(module.SCHEDULERS)
 
 
+MAX_PUBLISHED_WORDS = 512
+"""A tokenizer with at most this many whole words has its words published (`DiffusionFacts.known_words`)."""
+_WORD_END = "</w>"
+
+
+def whole_words(vocabulary: dict[str, int]) -> tuple[str, ...]:
+    """The words of a CLIP byte-pair vocabulary that are one token whole (`red</w>`), where there
+    are at most `MAX_PUBLISHED_WORDS` of them; () for a full-size tokenizer (SD's has ~30,000)."""
+    words = sorted(
+        token[: -len(_WORD_END)]
+        for token in vocabulary
+        if token.endswith(_WORD_END) and len(token) > len(_WORD_END) + 1 and token[: -len(_WORD_END)].isalpha()
+    )
+    return tuple(words) if len(words) <= MAX_PUBLISHED_WORDS else ()
+
+
 @dataclass(frozen=True)
 class PipelineFacts:
     """What the pipeline model must know about its checkpoint and its component models."""
@@ -82,9 +123,15 @@ class PipelineFacts:
     min_side: int
     max_side: int
     opt_side: int
+    vocabulary_size: int | None = None
+    known_words: tuple[str, ...] = ()
+    defaults: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS))
+    """The served request defaults (`DEFAULTS`, or `request_defaults(...)` for this export)."""
 
     @classmethod
-    def of(cls, model: StableDiffusion, component_models: dict[str, str]) -> PipelineFacts:
+    def of(
+        cls, model: StableDiffusion, component_models: dict[str, str], defaults: dict[str, str] | None = None
+    ) -> PipelineFacts:
         bounds = picture_bounds(model)
         return cls(
             component_models=component_models,
@@ -96,6 +143,9 @@ class PipelineFacts:
             min_side=bounds.min_side,
             max_side=bounds.max_side,
             opt_side=bounds.opt_side,
+            vocabulary_size=model.vocabulary_size,
+            known_words=whole_words(model.tokenizer.get_vocab()),
+            defaults=dict(DEFAULTS if defaults is None else defaults),
         )
 
     def parameters(self) -> dict[str, str]:
@@ -112,13 +162,18 @@ class PipelineFacts:
                     inpainting=self.unet_in_channels == INPAINT_IN_CHANNELS,
                     max_steps=MAX_STEPS,
                     schedulers=",".join(scheduler_names()),
+                    vocabulary_size=self.vocabulary_size,
+                    known_words=",".join(self.known_words),
+                    default_steps=int(self.defaults["default_steps"]),
+                    default_guidance=float(self.defaults["default_guidance"]),
+                    default_scheduler=self.defaults["default_scheduler"],
                 ),
             ),
         )
         return {
             **to_parameters(facts),
             **{f"model.{part}": served for part, served in self.component_models.items()},
-            **DEFAULTS,
+            **self.defaults,
         }
 
 

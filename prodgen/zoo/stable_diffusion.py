@@ -84,6 +84,11 @@ class StableDiffusion:
         return int(self.text_encoder.config.hidden_size)
 
     @property
+    def vocabulary_size(self) -> int:
+        """Token ids the text encoder's embedding holds (0..vocabulary_size-1)."""
+        return int(self.text_encoder.config.vocab_size)
+
+    @property
     def native_size(self) -> int:
         """The picture side the UNet was trained at (SD 1.5: 512)."""
         return int(self.unet.config.sample_size) * self.vae_scale_factor
