@@ -71,7 +71,8 @@ def unknown_words(facts: DiffusionFacts, prompt: str) -> list[str]:
     if not facts.known_words:
         return []
     known = set(facts.known_words.split(","))
-    return list(dict.fromkeys(word for word in _prompt_words(prompt) if word not in known))
+    # a single letter is always one token whole (the byte-level base of the vocabulary)
+    return list(dict.fromkeys(word for word in _prompt_words(prompt) if len(word) > 1 and word not in known))
 
 
 def _warn_trained_size(model: ServedModel, height: int, width: int) -> None:

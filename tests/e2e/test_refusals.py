@@ -34,7 +34,11 @@ def triton(diffusion_server: EmbeddedServer) -> Iterator[grpcclient.InferenceSer
 def request_inputs(arrays: dict[str, np.ndarray]) -> list[grpcclient.InferInput]:
     inputs = []
     for name, array in arrays.items():
-        dtype = "BYTES" if array.dtype == object else {"int64": "INT64", "float32": "FP32"}[str(array.dtype)]
+        dtype = (
+            "BYTES"
+            if array.dtype == object
+            else {"int64": "INT64", "float32": "FP32", "uint8": "UINT8"}[str(array.dtype)]
+        )
         tensor = grpcclient.InferInput(name, list(array.shape), dtype)
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
