@@ -95,11 +95,16 @@ class StableDiffusion:
 
 
 def _require_libraries() -> None:
+    """diffusers and transformers, or one line saying what to install; their own progress bars
+    ('Loading weights: 100%|…') and warnings stay out of prodgen's output, which reports the steps."""
     try:
-        import diffusers  # noqa: F401
-        import transformers  # noqa: F401
+        import diffusers
+        import transformers
     except ImportError as error:
         raise ProdgenError(f"{INSTALL_HINT} ({error})") from None
+    for library in (diffusers, transformers):
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
 
 
 def _check_folder(folder: Path) -> dict[str, Any]:
