@@ -11,8 +11,10 @@ This tritonserver does not restart a python-backend stub that died (a `kill -9`,
 memory kill): the model keeps reporting ready and every request to it fails. So a supervisor
 thread watches the stubs of every loaded model; when one dies it unloads the model (readiness
 turns false at once), loads it again, and reports both. The same thread mirrors newly published
-versions and loads them, reporting version swaps and failed loads. Everything it reports also
-goes to the Triton log, which lives outside the temporary workspace and outlives the server.
+versions and loads them, reporting version swaps and failed loads, and gives back the shared
+memory an oversize request left in a model instance (`release_grown_memory`,
+prodgen.serve.instance_memory). Everything it reports also goes to the Triton log, which lives
+outside the temporary workspace and outlives the server.
 """
 
 from __future__ import annotations
