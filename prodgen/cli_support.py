@@ -106,7 +106,7 @@ def run_app(app: typer.Typer) -> None:
             raise
         context = getattr(error, "ctx", None)
         help_hint = f" (see {context.command_path} --help)" if context is not None else ""
-        fail(f"{error.format_message()}{help_hint}")  # type: ignore[attr-defined]
+        fail(f"{error.format_message()}{help_hint}")
     except typer.Abort:
         raise SystemExit(130) from None
     except ProdgenError as error:
