@@ -42,6 +42,16 @@ def server_rss(grpc_port: int) -> tuple[int, int]:
     return rss_bytes(server), sum(rss_bytes(pid) for pid in stubs)
 
 
+def memory_kinds(pid: int) -> str:
+    """'anon 120 MiB, shmem 400 MiB': what a process's resident memory is made of."""
+    try:
+        fields = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+    except OSError:
+        return "gone"
+    kinds = (("RssAnon", "anon"), ("RssShmem", "shared memory"))
+    return ", ".join(f"{label} {int(fields[key].split()[0]) // 1024} MiB" for key, label in kinds if key in fields)
+
+
 def picture_models(models: list[ServedModel]) -> list[ServedModel]:
     return [m for m in models if m.inputs_of("image") and m.bounds is not None]
 
@@ -153,6 +163,9 @@ def main() -> int:
         time.sleep(1.0)
     time.sleep(arguments.settle)
     end = server_rss(port)
+    server_pid = listener_pid(port)
+    if server_pid is not None:
+        print(f"tritonserver at the end: {memory_kinds(server_pid)}")
     total = sum(tally.refusals.values())
     seconds = sorted(tally.refusal_seconds) or [0.0]
     print(
