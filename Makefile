@@ -11,11 +11,19 @@ STAMP := $(VENV)/.prodgen-installed
 
 .PHONY: install demo demo-weights test test-fast check lint typecheck format clean
 
+# pip prints one line per package it collects and installs (no bars: they garble logs), so the
+# minutes of a first install are never silent.
+PIP_INSTALL := $(BIN)/python -m pip install --progress-bar off --disable-pip-version-check
+
 $(STAMP): pyproject.toml $(TORCH_CONSTRAINTS)
+	@echo "== install 1/3: a virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e '.[test]'
-	$(BIN)/python -m pip install --quiet --no-deps tensorrt-stubs==10.13.0.35.1
+	@echo "== install 2/3: prodgen and its dependencies (torch, onnxruntime, tritonserver, …: minutes on a fresh machine)"
+	$(PIP_INSTALL) $(if $(TORCH_CONSTRAINTS),-c $(TORCH_CONSTRAINTS)) -e '.[test]'
+	@echo "== install 3/3: TensorRT type stubs (for make check)"
+	$(PIP_INSTALL) --no-deps tensorrt-stubs==10.13.0.35.1
 	touch $@
+	@echo "== install: done; commands are in $(BIN)"
 
 install: $(STAMP)
 

@@ -51,7 +51,7 @@ from prodgen.bench.peers.settings import PeerSettings
 from prodgen.bench.report import BenchReport, command_line, report_dict, write_report
 from prodgen.bench.served import ServedSettings
 from prodgen.bench.transfer import TransferSettings, measure_transfer
-from prodgen.cli_support import run_app
+from prodgen.cli_support import UrlOption, run_app
 from prodgen.errors import ProdgenError
 from prodgen.triton_request import DEFAULT_URL
 
@@ -98,7 +98,7 @@ Out = Annotated[
     Path | None, typer.Option("--out", help="Report folder (default: bench-results/<command>-<model>-<time>).")
 ]
 Threads = Annotated[int, typer.Option(min=0, help="PyTorch and ONNX Runtime threads (0: physical cores).")]
-Url = Annotated[str, typer.Option(help="Triton gRPC endpoint.")]
+Url = UrlOption
 MinRuns = Annotated[int, typer.Option(min=1, help="Timed runs at least, per runtime and shape.")]
 MinSeconds = Annotated[float, typer.Option(min=0.0, help="Timed seconds at least, per runtime and shape.")]
 MaxSeconds = Annotated[float, typer.Option(min=0.1, help="Timed seconds at most, per runtime and shape.")]

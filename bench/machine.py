@@ -101,8 +101,9 @@ def scheduling_note() -> str | None:
     if not enabled or os.getsid(0) == os.getpid():
         return None
     return (
-        "autogroup scheduling is on and this bench shares its session with others: a server started in its own session "
-        "gets a separate CPU share on a busy machine; start the bench with `setsid` for a fair served/direct comparison"
+        "on a busy machine Linux gives the server a CPU share of its own while this bench shares one with your "
+        "terminal, so the server may look faster than the direct runs; for a fair comparison start the bench as "
+        "`setsid prodgen-bench ...` (runs it on its own share)"
     )
 
 

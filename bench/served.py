@@ -155,13 +155,19 @@ class ServedResult:
         return next((lv for lv in self.levels if lv.mode == "concurrency" and lv.concurrency == concurrency), None)
 
 
-def _wait_window(log: RequestLog, start: float, settings: ServedSettings, observer: Observer) -> float:
-    """End of a window that started at `start` (seconds on the log's clock)."""
+def _wait_window(
+    log: RequestLog, start: float, settings: ServedSettings, observer: Observer, windows_done: int = 0
+) -> float:
+    """End of a window that started at `start` (seconds on the log's clock).
+
+    Progress counts over the level's windows (at most `max_windows`), not within this one: a
+    new window starting at 0 % read as the level going backwards (100 % → 48 %)."""
+    total = settings.window_s * settings.max_windows
     while True:
         time.sleep(0.05)
         now = log.now()
         elapsed = now - start
-        observer.progress(min(elapsed, settings.window_s), settings.window_s)
+        observer.progress(min(settings.window_s * windows_done + min(elapsed, settings.window_s), total), total)
         if log.budget_spent or elapsed >= settings.max_window_s:
             return now
         if elapsed >= settings.window_s and len(log.finished_between(start, now)) >= settings.min_window_requests:
@@ -190,7 +196,7 @@ def measure_level(
         edge = log.now()
         snapshots.append(statistics.read() if statistics is not None else None)
         while len(windows) < settings.max_windows and not log.budget_spent:
-            end = _wait_window(log, edge, settings, observer)
+            end = _wait_window(log, edge, settings, observer, len(windows))
             snapshots.append(statistics.read() if statistics is not None else None)
             finished = log.finished_between(edge, end)
             ok = [s.latency_ms for s in finished if s.ok]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from prodgen.cli_support import console
+from prodgen.cli_support import UrlOption, console
 from prodgen.client.batch.cli import register_batch_command
 from prodgen.client.diffusion_cli import register_diffusion_commands
 from prodgen.client.outputs import picture_file, picture_files
@@ -28,7 +28,7 @@ app = typer.Typer(
     help="Serve prodgen models on Triton and call them over gRPC.",
 )
 
-Url = Annotated[str, typer.Option(help="Triton gRPC endpoint, host:port.")]
+Url = UrlOption
 Model = Annotated[str, typer.Argument(metavar="MODEL", help="Served model name (prodgen models lists them).")]
 Photos = Annotated[list[Path], typer.Argument(metavar="PHOTO", help="Product photos (PNG, JPEG, WebP, …).")]
 Timeout = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each call.")]
@@ -145,15 +145,6 @@ def _model_entry(model: ServedModel) -> dict[str, object]:
     }
 
 
-def _diffusion_text(model: ServedModel) -> str:
-    """'; SD 1.x diffusion, schedulers …, LoRAs …' for a diffusion pipeline, else ''."""
-    facts = model.facts.diffusion
-    if facts is None:
-        return ""
-    loras = f", LoRAs {facts.loras}" if facts.loras else ""
-    return f"; {facts.family or 'latent'} diffusion, schedulers {facts.schedulers}{loras}"
-
-
 @app.command()
 def models(
     url: Url = DEFAULT_URL,
@@ -176,9 +167,33 @@ def models(
             sides = f"; image sides {model.bounds.min_side}..{model.bounds.max_side}" if model.bounds else ""
             out.print(
                 f"{model.name} ({model.task or 'unknown task'}): in {inputs}; out {outputs}; "
-                f"max batch {model.max_batch_size}{sides}{_diffusion_text(model)}",
+                f"max batch {model.max_batch_size}{sides}{_diffusion_facts(model)}",
                 soft_wrap=True,
             )
+
+
+def _diffusion_facts(model: ServedModel) -> str:
+    """What a diffusion pipeline's user needs before the first prompt: family, schedulers, LoRAs, trained
+    size, words, defaults."""
+    facts = model.facts.diffusion
+    if facts is None:
+        return ""
+    parts = [f"{facts.family or 'latent'} diffusion", f"schedulers {facts.schedulers}"]
+    if facts.loras:
+        parts.append(f"LoRAs {facts.loras}")
+    if model.bounds is not None:
+        parts.append(f"trained at {model.bounds.opt_side}×{model.bounds.opt_side}")
+    if facts.known_words:
+        words = facts.known_words.split(",")
+        parts.append(f"knows {len(words)} words: {' '.join(words)}")
+    elif facts.vocabulary_size:
+        parts.append(f"vocabulary {facts.vocabulary_size} tokens")
+    parts.append(f"prompt up to {facts.prompt_max_tokens} tokens")
+    if facts.default_steps is not None:
+        parts.append(
+            f"defaults {facts.default_steps} steps, guidance {facts.default_guidance:g}, {facts.default_scheduler}"
+        )
+    return "; " + "; ".join(parts)
 
 
 @app.command()

@@ -13,6 +13,7 @@ compositing on the server, so a bare tritonclient call gets the same picture.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,7 +40,11 @@ class Sampling:
     negative_prompt: str = ""
 
 
-class PromptTruncatedWarning(UserWarning):
+class DiffusionWarning(UserWarning):
+    """A request the model answers, but likely not as hoped: the CLI prints each as one line."""
+
+
+class PromptTruncatedWarning(DiffusionWarning):
     """The prompt had more tokens than the text encoder reads; the rest was dropped."""
 
 
@@ -48,11 +53,58 @@ class PictureFittedWarning(UserWarning):
     pixels back); the message says how."""
 
 
+class UnknownWordsWarning(DiffusionWarning):
+    """The prompt has words the model's (small) tokenizer does not hold whole."""
+
+
+class TrainedSizeWarning(DiffusionWarning):
+    """The picture's size is not the one the model was trained at."""
+
+
+def _warn(warning: DiffusionWarning) -> None:
+    warnings.warn(warning, stacklevel=4)
+
+
+def _prompt_words(prompt: str) -> list[str]:
+    """The words of a prompt as CLIP's tokenizer splits them (lower case, letters only)."""
+    return re.findall(r"[^\W\d_]+", prompt.lower())
+
+
+def unknown_words(facts: DiffusionFacts, prompt: str) -> list[str]:
+    """The prompt's words the model's tokenizer does not hold whole; [] where its words are not published."""
+    if not facts.known_words:
+        return []
+    known = set(facts.known_words.split(","))
+    # a single letter is always one token whole (the byte-level base of the vocabulary)
+    return list(dict.fromkeys(word for word in _prompt_words(prompt) if len(word) > 1 and word not in known))
+
+
+def _warn_trained_size(model: ServedModel, height: int, width: int) -> None:
+    trained = model.bounds.opt_side if model.bounds else None
+    if trained is not None and (height, width) != (trained, trained):
+        _warn(
+            TrainedSizeWarning(
+                f"size {width}×{height}: model '{model.name}' was trained at {trained}×{trained}; "
+                "pictures away from that size may fall apart"
+            )
+        )
+
+
 def _diffusion_model(client: ProdgenClient, name: str) -> ServedModel:
     model = client.model(name)
+    if model.task == "diffusion" and model.facts.diffusion is None:
+        pipeline = _pipeline_of(client, name)
+        called = f"pipeline '{pipeline}'" if pipeline else "its pipeline"
+        raise ProdgenError(f"model '{name}' is a component of {called}, not a pipeline itself; call {called}")
     if model.task != "diffusion" or model.facts.diffusion is None:
         raise ProdgenError(f"model '{name}' is not a diffusion pipeline (task: {model.task})")
     return model
+
+
+def _pipeline_of(client: ProdgenClient, component: str) -> str | None:
+    """The served pipeline that calls `component`: export publishes a pipeline NAME's components as NAME_<part>."""
+    pipelines = [m.name for m in client.models() if m.facts.diffusion is not None]
+    return max((p for p in pipelines if component.startswith(p + "_")), key=len, default=None)
 
 
 def _facts(model: ServedModel) -> DiffusionFacts:
@@ -95,6 +147,7 @@ def _check_picture(model: ServedModel, image: np.ndarray, label: str = "image", 
         return
     _check_side(model, f"{label} height", image.shape[0])
     _check_side(model, f"{label} width", image.shape[1])
+    _warn_trained_size(model, image.shape[0], image.shape[1])
 
 
 def _check_mask(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
@@ -174,17 +227,40 @@ def _request(
     sampling = sampling or Sampling()
     _check_sampling(model, sampling)
     inputs = _with_rows(_sampling_inputs(prompt, sampling), extra, sampling.count)
+    unknown = _warn_unknown_words(model, prompt)
     result = client.infer(name, inputs)
-    dropped = int(result["truncated_tokens"].max())
-    if dropped:
-        length = _facts(model).prompt_max_tokens
-        warnings.warn(
-            f"prompt: {dropped} tokens beyond the text encoder's {length} were dropped; shorten the prompt",
-            PromptTruncatedWarning,
-            stacklevel=3,
-        )
+    _warn_truncated(model, result, unknown)
     _warn_fitting(result)
     return result["image"]
+
+
+def _warn_unknown_words(model: ServedModel, prompt: str) -> list[str]:
+    """Name the prompt's words the model's tokenizer does not hold whole (one warning); returns them."""
+    facts = _facts(model)
+    unknown = unknown_words(facts, prompt)
+    if unknown:
+        _warn(
+            UnknownWordsWarning(
+                f"prompt: model '{model.name}' does not know the words {', '.join(repr(w) for w in unknown)}; "
+                f"it knows {len(facts.known_words.split(','))} words (prodgen models lists them)"
+            )
+        )
+    return unknown
+
+
+def _warn_truncated(model: ServedModel, result: dict[str, np.ndarray], unknown: list[str]) -> None:
+    truncated = result.get("truncated_tokens")
+    dropped = 0 if truncated is None else int(truncated.max())
+    if dropped:
+        length = _facts(model).prompt_max_tokens
+        why = (
+            f"the unknown words {', '.join(repr(w) for w in unknown)} were spelled out in pieces; use words the model knows"
+            if unknown
+            else "shorten the prompt"
+        )
+        _warn(
+            PromptTruncatedWarning(f"prompt: {dropped} tokens beyond the text encoder's {length} were dropped; {why}")
+        )
 
 
 def txt2img(
@@ -204,6 +280,9 @@ def txt2img(
         if side is not None:
             _check_side(model, label, side)
             extra[label] = np.array([side], dtype=np.int64)
+    if height is not None or width is not None:
+        trained = model.bounds.opt_side if model.bounds else None
+        _warn_trained_size(model, height or trained or 0, width or trained or 0)
     return _request(client, name, prompt, sampling, extra)
 
 
@@ -328,7 +407,9 @@ def restage(
     if force:
         extra["force"] = np.array([True])
     inputs = _with_rows(_sampling_inputs(prompt, sampling), extra, sampling.count)
+    unknown = _warn_unknown_words(model, prompt)
     result = client.infer(restage_model, inputs)
+    _warn_truncated(model, result, unknown)
     fitting = result["fitting"].reshape(-1)[0]
     return Restaged(
         result["image"],

@@ -1,8 +1,10 @@
 """`prodgen txt2img|img2img|inpaint|restage`: the diffusion pipeline from the command line.
 
-Each writes one PNG per picture: `--out` itself for one picture, `<stem>-<i>.png` beside it
-for several (picture i used seed + i). A prompt longer than the text encoder reads is
-truncated by the server and reported here as a warning line; a picture the server fitted to
+Each writes one picture file per picture, in the format its suffix names (.png, .jpg,
+.webp): `--out` itself for one picture, `<stem>-<i><suffix>` beside it for
+several (picture i used seed + i). What the model answers but likely not as hoped (a prompt
+truncated by the server, words the model does not know, a size away from the one it was
+trained at) is one `warning:` line each. A picture the server fitted to
 the model's bounds (and answered at its own size) is reported as a `fitting:` line.
 """
 
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from prodgen.cli_support import console
+from prodgen.cli_support import UrlOption, console
 from prodgen.triton_request import DEFAULT_URL
 
 if TYPE_CHECKING:
@@ -24,11 +26,17 @@ if TYPE_CHECKING:
     from prodgen.client.api import ProdgenClient
     from prodgen.client.diffusion import Sampling
 
-Url = Annotated[str, typer.Option(help="Triton gRPC endpoint.")]
+Url = UrlOption
 Timeout = Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each call.")]
 Model = Annotated[str, typer.Argument(help="Served diffusion pipeline name.")]
 Prompt = Annotated[str, typer.Argument(help="What the picture should show.")]
-Out = Annotated[Path, typer.Option(help="PNG file; with --count > 1, <stem>-<i>.png beside it.")]
+Out = Annotated[
+    Path,
+    typer.Option(
+        help="Picture file, in the format its suffix names (.png, .jpg, .webp); "
+        "with --count > 1, <stem>-<i><suffix> beside it."
+    ),
+]
 Seed = Annotated[int, typer.Option(min=0, help="Picture i uses seed+i: the same picture on every server.")]
 Steps = Annotated[int | None, typer.Option(min=1, help="Denoising steps (model default if omitted).")]
 Guidance = Annotated[float | None, typer.Option(min=0.0, help="Classifier-free guidance scale.")]
@@ -55,15 +63,15 @@ def _sampling(
 
 def _run(url: str, timeout: float, call: Callable[[ProdgenClient], np.ndarray], out: Path, what: str) -> None:
     from prodgen.client.api import ProdgenClient
-    from prodgen.client.diffusion import PictureFittedWarning, PromptTruncatedWarning
+    from prodgen.client.diffusion import DiffusionWarning, PictureFittedWarning
     from prodgen.client.images import write_image
 
     with warnings.catch_warnings(record=True) as caught, ProdgenClient(url, timeout) as client:
-        warnings.simplefilter("always", PromptTruncatedWarning)
+        warnings.simplefilter("always", DiffusionWarning)
         warnings.simplefilter("always", PictureFittedWarning)
         pictures = call(client)
     for warning in caught:
-        if issubclass(warning.category, PromptTruncatedWarning):
+        if issubclass(warning.category, DiffusionWarning):
             console().print(f"warning: {warning.message}")
         elif issubclass(warning.category, PictureFittedWarning):
             console().print(f"fitting: {warning.message}")

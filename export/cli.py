@@ -17,6 +17,7 @@ from prodgen.export.stable_diffusion_cli import STABLE_DIFFUSION, export_stable_
 from prodgen.export.zoo_listing import print_zoo
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.model_repository.publish import DEFAULT_REPOSITORY, check_repository
+from prodgen.model_repository.stable_diffusion import DEFAULTS, request_defaults
 from prodgen.names import check_model_name
 from prodgen.openvino_runtime import MISSING, openvino_available
 from prodgen.progress import ProgressBoard
@@ -169,6 +170,22 @@ def export(
         typer.Option(
             help="stable-diffusion only: the folder's weights variant to load (fp16: *.fp16.safetensors), "
             "upcast to FP32; by default the plain weights, or the only variant the folder holds."
+    default_steps: Annotated[
+        int | None,
+        typer.Option(
+            help=f"stable-diffusion: denoising steps a request gets when it names none [default: {DEFAULTS['default_steps']}]."
+        ),
+    ] = None,
+    default_guidance: Annotated[
+        float | None,
+        typer.Option(
+            help=f"stable-diffusion: guidance scale a request gets when it names none [default: {DEFAULTS['default_guidance']}]."
+        ),
+    ] = None,
+    default_scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help=f"stable-diffusion: scheduler a request gets when it names none [default: {DEFAULTS['default_scheduler']}]."
         ),
     ] = None,
     version: VersionOption = False,
@@ -184,10 +201,21 @@ def export(
         batching = BatchingOptions(
             max_batch_size=max_batch, max_queue_delay_us=max_queue_delay_us, instance_count=instances
         )
-        export_stable_diffusion_command(checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant)
+        defaults = request_defaults(default_steps, default_guidance, default_scheduler)
+        export_stable_diffusion_command(
+            checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant, defaults
+        )
         return
     if lora or variant:
         raise ProdgenError("--lora and --variant apply to stable-diffusion exports only")
+    default_options = {
+        "--default-steps": default_steps,
+        "--default-guidance": default_guidance,
+        "--default-scheduler": default_scheduler,
+    }
+    given = [option for option, value in default_options.items() if value is not None]
+    if given:
+        raise ProdgenError(f"{', '.join(given)}: only for {STABLE_DIFFUSION} (a diffusion pipeline's served defaults)")
     if all_models == bool(models):
         raise ProdgenError("give MODEL names or --all (prodgen-export --list shows the zoo)")
     chosen = zoo.names() if all_models else list(dict.fromkeys(models or []))

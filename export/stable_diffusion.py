@@ -249,13 +249,15 @@ def export_stable_diffusion(
     step: Step = lambda _: None,
     loras: Sequence[Lora] = (),
     variant: str | None = None,
+    defaults: dict[str, str] | None = None,
 ) -> DiffusionExportResult:
     """Export, verify and publish the four components and the pipeline model `name`.
 
     `batching.max_batch_size` is the pictures per pipeline request; the components take twice
     as many rows, since classifier-free guidance runs both halves in one UNet call. `loras` are
     fused into the UNet and text encoder first, in order; the published models record them. `variant`
-    picks a weights variant of the folder (None: plain weights, or the only variant it holds)."""
+    picks a weights variant of the folder (None: plain weights, or the only variant it holds). `defaults`:
+    the served request defaults given for this export (`request_defaults`), over the family's own."""
     step("loading the checkpoint")
     model = load_stable_diffusion(checkpoint, variant)
     if loras:
@@ -286,6 +288,7 @@ def export_stable_diffusion(
         {result.name.removeprefix(f"{name}_"): result.name for result in results},
         restage_name,
         describe_loras(loras),
+        defaults,
     )
     step(f"{name}: publishing the pipeline model")
     pipeline = publish(

@@ -8,6 +8,7 @@ from prodgen.cli_support import console
 from prodgen.errors import ProdgenError
 from prodgen.export.stable_diffusion import DiffusionExportResult, export_stable_diffusion
 from prodgen.model_repository.config import BatchingOptions
+from prodgen.model_repository.stable_diffusion import DEFAULTS
 from prodgen.progress import ProgressBoard
 from prodgen.zoo.stable_diffusion_lora import Lora
 
@@ -24,7 +25,9 @@ def export_stable_diffusion_command(
     min_psnr: float,
     loras: list[str] | None = None,
     variant: str | None = None,
+    defaults: dict[str, str] | None = None,
 ) -> DiffusionExportResult:
+    """`defaults`: the served request defaults (`request_defaults`), checked before the long export starts."""
     if len(checkpoints) != 1:
         raise ProdgenError(
             f"{STABLE_DIFFUSION} takes one --checkpoint: the folder diffusers' save_pretrained wrote "
@@ -35,7 +38,16 @@ def export_stable_diffusion_command(
     served = name or DEFAULT_NAME
     with ProgressBoard() as board, board.task(served) as task:
         result = export_stable_diffusion(
-            checkpoints[0], repository, served, batching, fp16, min_psnr, step=task.step, loras=fused, variant=variant
+            checkpoints[0],
+            repository,
+            served,
+            batching,
+            fp16,
+            min_psnr,
+            step=task.step,
+            loras=fused,
+            variant=variant,
+            defaults=defaults,
         )
     for lora in fused:
         out.print(f"{served}: fused LoRA {lora.path} at scale {lora.scale:g}")
@@ -52,5 +64,10 @@ def export_stable_diffusion_command(
             )
             for note in component.fp16_published.notes:
                 out.print(f"{component.name}: {note}")
+    served_defaults = defaults or DEFAULTS
     out.print(f"{served}: pipeline model published at {result.pipeline.version_dir}")
+    out.print(
+        f"{served}: served defaults: {served_defaults['default_steps']} steps, "
+        f"guidance {served_defaults['default_guidance']}, scheduler {served_defaults['default_scheduler']}"
+    )
     return result

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
 import prodgen.seeding
 from prodgen.contract import ImageBounds
+from prodgen.errors import ProdgenError
 from prodgen.model_facts import DiffusionFacts, ModelFacts, PublishedFacts, to_parameters
 from prodgen.model_repository.config import PARAMETER_PREFIX, BatchingOptions, to_pbtxt
 from prodgen.zoo.stable_diffusion import INPAINT_IN_CHANNELS, StableDiffusion
@@ -52,7 +54,37 @@ DEFAULTS = {
     "default_strength": "0.8",
 }
 """Request defaults, published as parameters so clients and the model read the same values
-(diffusers' own defaults: guidance 7.5, img2img strength 0.8)."""
+(diffusers' own defaults: guidance 7.5, img2img strength 0.8); few-step families have their own
+(`FAMILY_DEFAULTS`), and an export may set them (`request_defaults`: the settings a checkpoint was
+judged with). `served_defaults` layers the three."""
+
+
+def request_defaults(
+    steps: int | None = None, guidance: float | None = None, scheduler: str | None = None
+) -> dict[str, str]:
+    """The served defaults an export was given (only those), each checked as a request would be."""
+    chosen: dict[str, str] = {}
+    if steps is not None:
+        if not 1 <= steps <= MAX_STEPS:
+            raise ProdgenError(f"default steps {steps}: expected 1..{MAX_STEPS}")
+        chosen["default_steps"] = str(steps)
+    if guidance is not None:
+        if not math.isfinite(guidance) or guidance < 0:
+            raise ProdgenError(f"default guidance {guidance}: expected a finite number >= 0")
+        chosen["default_guidance"] = f"{guidance:g}"
+    if scheduler is not None:
+        known = scheduler_names()
+        if scheduler not in known:
+            raise ProdgenError(f"default scheduler '{scheduler}': expected one of {', '.join(known)}")
+        chosen["default_scheduler"] = scheduler
+    return chosen
+
+
+def served_defaults(family: str, given: dict[str, str] | None = None) -> dict[str, str]:
+    """`DEFAULTS`, then the checkpoint family's own, then what the export was given."""
+    return {**DEFAULTS, **FAMILY_DEFAULTS.get(family, {}), **(given or {})}
+
+
 FAMILY_DEFAULTS = {
     "LCM": {"default_steps": "4", "default_guidance": "8.5", "default_scheduler": "lcm"},
     "TCD": {"default_steps": "4", "default_guidance": "0", "default_scheduler": "tcd"},
@@ -109,6 +141,22 @@ def scheduler_names() -> tuple[str, ...]:
     return tuple(module.SCHEDULERS)
 
 
+MAX_PUBLISHED_WORDS = 512
+"""A tokenizer with at most this many whole words has its words published (`DiffusionFacts.known_words`)."""
+_WORD_END = "</w>"
+
+
+def whole_words(vocabulary: dict[str, int]) -> tuple[str, ...]:
+    """The words of a CLIP byte-pair vocabulary that are one token whole (`red</w>`), where there
+    are at most `MAX_PUBLISHED_WORDS` of them; () for a full-size tokenizer (SD's has ~30,000)."""
+    words = sorted(
+        token[: -len(_WORD_END)]
+        for token in vocabulary
+        if token.endswith(_WORD_END) and len(token) > len(_WORD_END) + 1 and token[: -len(_WORD_END)].isalpha()
+    )
+    return tuple(words) if len(words) <= MAX_PUBLISHED_WORDS else ()
+
+
 @dataclass(frozen=True)
 class PipelineFacts:
     """What the pipeline model must know about its checkpoint and its component models."""
@@ -126,10 +174,19 @@ class PipelineFacts:
     family: str = ""
     guidance_embedding_dim: int = 0
     loras: str = ""
+    vocabulary_size: int | None = None
+    known_words: tuple[str, ...] = ()
+    defaults: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS))
+    """The served request defaults (`served_defaults`: DEFAULTS, the family's, and the export's)."""
 
     @classmethod
     def of(
-        cls, model: StableDiffusion, component_models: dict[str, str], restage_model: str = "", loras: str = ""
+        cls,
+        model: StableDiffusion,
+        component_models: dict[str, str],
+        restage_model: str = "",
+        loras: str = "",
+        defaults: dict[str, str] | None = None,
     ) -> PipelineFacts:
         bounds = picture_bounds(model)
         return cls(
@@ -146,6 +203,9 @@ class PipelineFacts:
             family=model.family,
             guidance_embedding_dim=model.guidance_embedding_dim,
             loras=loras,
+            vocabulary_size=model.vocabulary_size,
+            known_words=whole_words(model.tokenizer.get_vocab()),
+            defaults=served_defaults(model.family, defaults),
         )
 
     def parameters(self, task: str = "diffusion") -> dict[str, str]:
@@ -167,14 +227,18 @@ class PipelineFacts:
                     family=self.family,
                     guidance_embedding_dim=self.guidance_embedding_dim,
                     loras=self.loras,
+                    vocabulary_size=self.vocabulary_size,
+                    known_words=",".join(self.known_words),
+                    default_steps=int(self.defaults["default_steps"]),
+                    default_guidance=float(self.defaults["default_guidance"]),
+                    default_scheduler=self.defaults["default_scheduler"],
                 ),
             ),
         )
         return {
             **to_parameters(facts),
             **{f"model.{part}": served for part, served in self.component_models.items()},
-            **DEFAULTS,
-            **FAMILY_DEFAULTS.get(self.family, {}),
+            **self.defaults,
         }
 
 

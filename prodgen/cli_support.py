@@ -1,7 +1,7 @@
 """What every prodgen console script shares: one-line errors, `--version`, `--debug`, help on a bare command.
 
-An error a user can fix is one line on stderr starting with `Error:` (the prefix Typer uses
-for usage mistakes, so every message looks alike) and exit status 2; anything unexpected is
+An error a user can fix is one line on stderr starting with `Error:` and exit status 2, Typer's
+own usage mistakes (`--steps 0`, a missing argument) included; anything unexpected is
 one line and exit status 1. `--debug` anywhere on the command line shows the full traceback
 instead; every command's help says so.
 """
@@ -19,6 +19,17 @@ import prodgen
 from prodgen.errors import ProdgenError
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+URL_VARIABLE = "PRODGEN_URL"
+"""Names the server for every client command (`--url`) and the bench, the way a shop configures a service."""
+GRPC_PORT_VARIABLE, HTTP_PORT_VARIABLE, METRICS_PORT_VARIABLE = (
+    "PRODGEN_GRPC_PORT",
+    "PRODGEN_HTTP_PORT",
+    "PRODGEN_METRICS_PORT",
+)
+"""`prodgen serve`'s three ports, Triton's own three (--grpc-port, --http-port, --metrics-port)."""
+
+UrlOption = Annotated[str, typer.Option(envvar=URL_VARIABLE, help="Triton gRPC endpoint, host:port.")]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -86,7 +97,18 @@ def run_app(app: typer.Typer) -> None:
     command = typer.main.get_command(app)
     _hide_argument_types(command)
     try:
-        command(standalone_mode=True)
+        code = command(standalone_mode=False)
+    except typer.TyperException as error:  # Typer's own: usage mistakes, a missing argument, a bad file
+        if type(error).__name__ == "NoArgsIsHelpError":  # a bare command: its help (Typer names it so too)
+            error.show()  # type: ignore[attr-defined]
+            raise SystemExit(EXIT_USER_ERROR) from None
+        if debug:
+            raise
+        context = getattr(error, "ctx", None)
+        help_hint = f" (see {context.command_path} --help)" if context is not None else ""
+        fail(f"{error.format_message()}{help_hint}")
+    except typer.Abort:
+        raise SystemExit(130) from None
     except ProdgenError as error:
         if debug:
             raise
@@ -97,6 +119,7 @@ def run_app(app: typer.Typer) -> None:
         if debug:
             raise
         fail(f"{type(error).__name__}: {error} (run again with --debug for the traceback)", EXIT_INTERNAL_ERROR)
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 def console() -> Console:

@@ -60,6 +60,16 @@ class DiffusionFacts:
     so guidance costs no second UNet half (it is not classifier-free)."""
     loras: str = ""
     """LoRAs fused into the weights at export, `file@scale` comma-separated."""
+    vocabulary_size: int | None = None
+    """Token ids the text encoder knows (0..vocabulary_size-1)."""
+    known_words: str = ""
+    """The whole words the tokenizer holds, comma-separated, where it holds few (a toy or domain
+    model): a prompt's other words are spelled out in pieces the model was not trained on."""
+    default_steps: int | None = None
+    default_guidance: float | None = None
+    default_scheduler: str | None = None
+    """The served request defaults, for people reading `prodgen models` (the pipeline model reads
+    its own copies, `prodgen.default_*`, both written from one `PipelineFacts.defaults`)."""
 
     def __post_init__(self) -> None:
         _at_least_one(self, "prompt_max_tokens", "latent_channels", "vae_scale_factor")

@@ -57,7 +57,9 @@ prodgen-export srvgg-x2-small --checkpoint "$WEIGHTS/srvgg-x2-demo.safetensors" 
 prodgen-export fast-neural-style --checkpoint "$WEIGHTS/catalogue-look.safetensors" --name catalogue-look --repository "$REPOSITORY"
 prodgen-export catalogue-dcgan --checkpoint "$WEIGHTS/catalogue-dcgan.safetensors" --name catalogue --repository "$REPOSITORY"
 DIFFUSION_STARTED=$SECONDS
-prodgen-export stable-diffusion --checkpoint "$WEIGHTS/catalogue-diffusion" --name catalogue-diffusion --repository "$REPOSITORY"
+# served defaults: the sampler settings the weights were judged with (demo/README.md)
+prodgen-export stable-diffusion --checkpoint "$WEIGHTS/catalogue-diffusion" --name catalogue-diffusion --repository "$REPOSITORY" \
+    --default-steps 20 --default-guidance 5 --default-scheduler dpmpp-2m
 echo "demo: the diffusion export took $((SECONDS - DIFFUSION_STARTED)) s"
 
 echo "== serve: embedded Triton on $URL"

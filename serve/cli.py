@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from prodgen.cli_support import console
+from prodgen.cli_support import GRPC_PORT_VARIABLE, HTTP_PORT_VARIABLE, METRICS_PORT_VARIABLE, console
 from prodgen.errors import ProdgenError
 from prodgen.model_repository.publish import DEFAULT_REPOSITORY
 from prodgen.serve.options import ServerOptions
@@ -29,9 +29,13 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to listen on; loopback unless told otherwise.")
     ] = ServerOptions.host,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port (KServe v2).")] = ServerOptions.grpc_port,
-    http_port: Annotated[int, typer.Option(help="HTTP port.")] = ServerOptions.http_port,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port.")] = ServerOptions.metrics_port,
+    grpc_port: Annotated[
+        int, typer.Option(envvar=GRPC_PORT_VARIABLE, help="gRPC port (KServe v2).")
+    ] = ServerOptions.grpc_port,
+    http_port: Annotated[int, typer.Option(envvar=HTTP_PORT_VARIABLE, help="HTTP port.")] = ServerOptions.http_port,
+    metrics_port: Annotated[
+        int, typer.Option(envvar=METRICS_PORT_VARIABLE, help="Prometheus metrics port.")
+    ] = ServerOptions.metrics_port,
     threads: Annotated[
         int,
         typer.Option(help="ONNX Runtime threads per model instance (0: one per physical core)."),

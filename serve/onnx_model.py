@@ -10,7 +10,7 @@ compiled with that config's PERFORMANCE_HINT / NUM_STREAMS as the production bac
 Requests that the dynamic batcher hands over together are concatenated along the batch
 axis when their other dimensions agree and run as one ONNX Runtime call. A request that
 breaks the model's image bounds gets an error response naming the input; the others in
-the batch are unaffected.
+the batch are unaffected. Each refusal is counted in `prodgen_request_refusals` (REFUSALS_METRIC).
 
 Every input is checked before ONNX Runtime runs, each with an error naming the input and what
 is allowed: image sides against the model's bounds from the request's shape alone (before
@@ -41,6 +41,28 @@ def _invalid_argument(message: str) -> Any:
     return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
 
 
+REFUSALS_METRIC = "prodgen_request_refusals"
+"""Requests answered INVALID_ARGUMENT, per model and version, on Triton's metrics port.
+
+tritonserver 2.51's python backend counts a request answered with an error as a success in
+`nv_inference_request_success`; it counts a failure only when `execute` raises, which answers
+every request of the batch INTERNAL, and raising after a refusal was sent through the request's
+response sender crashed the server (measured: a double free of the response factory). So refusals
+are counted here, beside Triton's own counters (later python backends count each error response
+as a failure themselves)."""
+
+
+def refusal_counter(model: str, version: str) -> tuple[Any, Any]:
+    """The `REFUSALS_METRIC` family and the counter of one model version in it (shared by its
+    instances); keep both: a counter whose family was collected can no longer count."""
+    family = pb_utils.MetricFamily(
+        name=REFUSALS_METRIC,
+        description="Requests refused with INVALID_ARGUMENT (prodgen's checks of inputs and bounds)",
+        kind=pb_utils.MetricFamily.COUNTER,
+    )
+    return family, family.Metric(labels={"model": model, "version": version})
+
+
 def _unavailable(message: str) -> Any:
     code = getattr(pb_utils.TritonError, "UNAVAILABLE", None)
     return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
@@ -62,6 +84,7 @@ class TritonPythonModel:
         ]
         self.output_names = [tensor["name"] for tensor in config["output"]]
         self.drain_marker = parameters.get(_PREFIX + "drain_marker")
+        self.refusal_family, self.refusals = refusal_counter(args["model_name"], args["model_version"])
         self.ranges = {
             key[len(_RANGE_PREFIX) :]: tuple(float(v) for v in value.split(".."))
             for key, value in parameters.items()
@@ -146,6 +169,7 @@ class TritonPythonModel:
                 arrays = self._read(request)
             except ValueError as error:
                 responses[index] = pb_utils.InferenceResponse(output_tensors=[], error=_invalid_argument(str(error)))
+                self.refusals.increment(1)
                 continue
             key = tuple((name, arrays[name].shape[1:]) for name in self.input_names)
             groups[key].append((index, arrays))

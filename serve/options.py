@@ -15,6 +15,11 @@ LOOPBACK = "127.0.0.1"
 MODEL_CONTROL_MODES = ("auto", "explicit")
 
 
+DEFAULT_SHM_RELEASE_BYTES = 64 << 20
+"""Above the largest request and answer of the demo and zoo models at their bounds' usual sizes, far
+below what one oversize picture leaves (an 8192² one: ~200 MB)."""
+
+
 def default_log_file(grpc_port: int) -> Path:
     return Path(tempfile.gettempdir()) / "prodgen-serve" / f"tritonserver-{grpc_port}.log"
 
@@ -52,6 +57,10 @@ class ServerOptions:
     """How often dead model instances are looked for (0: not at all)."""
     drain_timeout_s: float = field(default=30.0, kw_only=True)
     """On stop, how long running batches may take to finish before the server is killed."""
+    shm_release_bytes: int = field(default=DEFAULT_SHM_RELEASE_BYTES, kw_only=True)
+    """A model instance whose shared-memory region grew past this (an oversize request it refused,
+    or one unusually large answer) is replaced by a reload, so the memory goes back (0: never);
+    see prodgen.serve.instance_memory."""
     stop_with_starter: bool = field(default=False, kw_only=True)
     """tritonserver gets SIGTERM when the thread that called `start()` ends, even by SIGKILL of
     the process (`prodgen serve` sets it). Leave it off when starting from a short-lived thread."""

@@ -165,3 +165,15 @@ def remove_shared_memory(prefix: str, root: Path = Path("/dev/shm")) -> list[Pat
         except OSError:
             continue
     return removed
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid` (shared-memory pages it touched included), 0 once it is gone."""
+    try:
+        status = (_PROC / str(pid) / "status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from prodgen.cli_support import console
+from prodgen.cli_support import URL_VARIABLE, console
 from prodgen.model_repository.publish import DEFAULT_REPOSITORY
 from prodgen.serve.rollout_target import RolloutTarget
 
@@ -17,7 +17,9 @@ Repository = Annotated[Path, typer.Option(help="Model repository the explicit-mo
 Urls = Annotated[
     list[str] | None,
     typer.Option(
-        "--url", help="Triton gRPC endpoint (started with --model-control explicit); repeat for each replica."
+        "--url",
+        envvar=URL_VARIABLE,
+        help="Triton gRPC endpoint (started with --model-control explicit); repeat for each replica.",
     ),
 ]
 Dns = Annotated[

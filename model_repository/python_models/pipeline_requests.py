@@ -27,6 +27,22 @@ class RequestError(ValueError):
     """A request the pipeline refuses; the message is the one line the caller sees."""
 
 
+REFUSALS_METRIC = "prodgen_request_refusals"
+"""Requests refused with INVALID_ARGUMENT, per model and version, on Triton's metrics port: the
+python backend of tritonserver 2.51 counts an error response as a success in Triton's own
+counters (the same counter as serve/onnx_model.py's, which says more)."""
+
+
+def refusal_counter(pb_utils: Any, model: str, version: str) -> tuple[Any, Any]:
+    """The `REFUSALS_METRIC` family and this model version's counter in it; keep both alive."""
+    family = pb_utils.MetricFamily(
+        name=REFUSALS_METRIC,
+        description="Requests refused with INVALID_ARGUMENT (prodgen's checks of inputs and bounds)",
+        kind=pb_utils.MetricFamily.COUNTER,
+    )
+    return family, family.Metric(labels={"model": model, "version": version})
+
+
 @dataclass(frozen=True)
 class Limits:
     """What a pipeline accepts: picture sides, denoising steps, guidance, schedulers, and the defaults."""

@@ -75,6 +75,9 @@ class TritonPythonModel:
             return parameters[_PREFIX + name]
 
         folder = os.path.join(args["model_repository"], args["model_version"])
+        self.refusal_family, self.refusals = requests.refusal_counter(
+            pb_utils, args["model_name"], args["model_version"]
+        )
         with open(os.path.join(folder, SCHEDULER_CONFIG)) as stream:
             self.scheduler_config = json.load(stream)
         self.tokenizer = CLIPTokenizer.from_pretrained(os.path.join(folder, TOKENIZER_FOLDER))
@@ -250,6 +253,7 @@ class TritonPythonModel:
                 settings = self._settings(request)
             except RequestError as error:
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_invalid_argument(str(error))))
+                self.refusals.increment(1)
                 continue
             try:
                 picture, dropped = self._generate(settings)

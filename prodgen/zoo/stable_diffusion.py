@@ -123,17 +123,27 @@ class StableDiffusion:
         return {768: "SD 1.x", 1024: "SD 2.x"}.get(self.text_width, "SD 1.x/2.x")
 
     @property
+def vocabulary_size(self) -> int:
+        """Token ids the text encoder's embedding holds (0..vocabulary_size-1)."""
+        return int(self.text_encoder.config.vocab_size)
+
+    @property
     def native_size(self) -> int:
         """The picture side the UNet was trained at (SD 1.5: 512)."""
         return int(self.unet.config.sample_size) * self.vae_scale_factor
 
 
 def _require_libraries() -> None:
+    """diffusers and transformers, or one line saying what to install; their own progress bars
+    ('Loading weights: 100%|…') and warnings stay out of prodgen's output, which reports the steps."""
     try:
-        import diffusers  # noqa: F401
-        import transformers  # noqa: F401
+        import diffusers
+        import transformers
     except ImportError as error:
         raise ProdgenError(f"{INSTALL_HINT} ({error})") from None
+    for library in (diffusers, transformers):
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
 
 
 def _check_folder(folder: Path) -> dict[str, Any]:

@@ -210,7 +210,8 @@ def components(model: StableDiffusion) -> list[Component]:
                 model,
                 TEXT_ENCODER,
                 text,
-                (TensorSpec("input_ids", "INT64", (length,)),),
+                # the ids the text encoder's embedding holds: the server refuses others (INVALID_ARGUMENT)
+                (TensorSpec("input_ids", "INT64", (length,), value_range=(0, model.vocabulary_size - 1)),),
                 (TensorSpec("text_states", "FP32", (length, width)),),
                 None,
             ),
