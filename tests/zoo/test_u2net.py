@@ -1,7 +1,7 @@
 """U²-Net and U²-NetP (xuebinqin/U-2-Net `model/u2net.py`): upstream files load, the served graph matches.
 
-The key names and shapes below are written out from upstream's `U2NET`/`U2NETP` constructors
-(stage table, RSU-L layout, REBNCONV = conv_s1 + bn_s1), independently of prodgen's modules.
+The key names and shapes (tests/cutout_upstream.py) are written out from upstream's `U2NET`/`U2NETP`
+constructors (stage table, RSU-L layout, REBNCONV = conv_s1 + bn_s1), independently of prodgen's modules.
 `PRODGEN_UPSTREAM_U2NET=/path/to/U-2-Net` (a checkout of upstream, never committed here) adds
 the test against upstream's own modules and inference script.
 """
@@ -15,8 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cutout_upstream import (
+    U2NET_SIDES,
+    U2NET_STAGES,
+    U2NETP_SIDES,
+    U2NETP_STAGES,
+    random_state_dict,
+    u2net_upstream_shapes,
+    upstream_checkout,
+    upstream_imports,
+)
 from PIL import Image
-from upstream_checkouts import upstream_checkout, upstream_imports
 
 from prodgen import zoo
 from prodgen.contract import ImageBounds
@@ -26,74 +35,6 @@ from prodgen.export.verify import run_pytorch, verify_onnx
 from prodgen.photos import fit, photograph
 from prodgen.zoo.loading import instantiate, serving_module
 from prodgen.zoo.samples import verification_cases
-
-Shapes = dict[str, tuple[int, ...]]
-
-# (stage, RSU height or "4F", in, mid, out), as upstream's U2NET / U2NETP constructors list them
-U2NET_STAGES = [
-    ("stage1", 7, 3, 32, 64), ("stage2", 6, 64, 32, 128), ("stage3", 5, 128, 64, 256), ("stage4", 4, 256, 128, 512),
-    ("stage5", "4F", 512, 256, 512), ("stage6", "4F", 512, 256, 512), ("stage5d", "4F", 1024, 256, 512),
-    ("stage4d", 4, 1024, 128, 256), ("stage3d", 5, 512, 64, 128), ("stage2d", 6, 256, 32, 64),
-    ("stage1d", 7, 128, 16, 64),
-]  # fmt: skip
-U2NET_SIDES = (64, 64, 128, 256, 512, 512)
-U2NETP_STAGES = [
-    ("stage1", 7, 3, 16, 64), ("stage2", 6, 64, 16, 64), ("stage3", 5, 64, 16, 64), ("stage4", 4, 64, 16, 64),
-    ("stage5", "4F", 64, 16, 64), ("stage6", "4F", 64, 16, 64), ("stage5d", "4F", 128, 16, 64),
-    ("stage4d", 4, 128, 16, 64), ("stage3d", 5, 128, 16, 64), ("stage2d", 6, 128, 16, 64),
-    ("stage1d", 7, 128, 16, 64),
-]  # fmt: skip
-U2NETP_SIDES = (64,) * 6
-
-
-def rebnconv_shapes(prefix: str, cin: int, cout: int) -> Shapes:
-    shapes: Shapes = {f"{prefix}.conv_s1.weight": (cout, cin, 3, 3), f"{prefix}.conv_s1.bias": (cout,)}
-    for buffer in ("weight", "bias", "running_mean", "running_var"):
-        shapes[f"{prefix}.bn_s1.{buffer}"] = (cout,)
-    shapes[f"{prefix}.bn_s1.num_batches_tracked"] = ()
-    return shapes
-
-
-def rsu_shapes(prefix: str, height: int | str, cin: int, mid: int, cout: int) -> Shapes:
-    """RSU-L: rebnconvin, rebnconv1..L, rebnconv(L-1)d..1d; RSU-4F has the keys of RSU-4."""
-    levels = 4 if height == "4F" else int(height)
-    shapes = rebnconv_shapes(f"{prefix}.rebnconvin", cin, cout)
-    shapes |= rebnconv_shapes(f"{prefix}.rebnconv1", cout, mid)
-    for level in range(2, levels + 1):
-        shapes |= rebnconv_shapes(f"{prefix}.rebnconv{level}", mid, mid)
-    for level in range(levels - 1, 1, -1):
-        shapes |= rebnconv_shapes(f"{prefix}.rebnconv{level}d", 2 * mid, mid)
-    shapes |= rebnconv_shapes(f"{prefix}.rebnconv1d", 2 * mid, cout)
-    return shapes
-
-
-def u2net_upstream_shapes(stages: list[tuple[str, int | str, int, int, int]], sides: tuple[int, ...]) -> Shapes:
-    shapes: Shapes = {}
-    for stage in stages:
-        shapes |= rsu_shapes(*stage)
-    for index, channels in enumerate(sides, start=1):
-        shapes[f"side{index}.weight"] = (1, channels, 3, 3)
-        shapes[f"side{index}.bias"] = (1,)
-    shapes["outconv.weight"] = (1, 6, 1, 1)
-    shapes["outconv.bias"] = (1,)
-    return shapes
-
-
-def random_state_dict(shapes: Shapes, seed: int) -> dict[str, torch.Tensor]:
-    """Upstream-shaped weights: small random convolutions, batch-norm statistics near identity."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in shapes.items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(100)
-        elif key.endswith("running_var") or key.endswith("bn_s1.weight"):
-            state[key] = 0.5 + torch.rand(shape, generator=generator)
-        elif len(shape) == 4:
-            state[key] = torch.randn(shape, generator=generator) * (2.0 / (shape[1] * shape[2] * shape[3])) ** 0.5
-        else:
-            state[key] = torch.randn(shape, generator=generator) * 0.1
-    return state
-
 
 UPSTREAM = {"u2net": (U2NET_STAGES, U2NET_SIDES), "u2netp": (U2NETP_STAGES, U2NETP_SIDES)}
 
@@ -113,7 +54,7 @@ def test_upstream_file_loads_strictly(tmp_path: Path, name: str) -> None:
 
 def test_a_u2net_file_is_refused_by_u2netp(tmp_path: Path) -> None:
     shapes = u2net_upstream_shapes(U2NET_STAGES, U2NET_SIDES)
-    torch.save({key: torch.zeros(shape) for key, shape in shapes.items()}, tmp_path / "u2net.pth")
+    torch.save({key: torch.zeros(()).expand(shape) for key, shape in shapes.items()}, tmp_path / "u2net.pth")  # 1 value each
     with pytest.raises(ProdgenError, match="does not match architecture 'u2netp'"):
         instantiate(zoo.get("u2netp"), tmp_path / "u2net.pth")
 
