@@ -26,6 +26,11 @@ def _side(image: torch.Tensor, dim: int) -> torch.Tensor:
     return torch._shape_as_tensor(image)[dim].to(torch.float32)
 
 
+def _indices(count: torch.Tensor) -> torch.Tensor:
+    """0, 1, …, count - 1 as float32, `count` a traced size (an ONNX Range on the photo's side)."""
+    return torch.arange(count.to(torch.int64), dtype=torch.float32)  # type: ignore[call-overload]
+
+
 def skimage_resize_matrix(in_side: torch.Tensor, out_side: int) -> torch.Tensor:
     """(out_side, in_side) weights of scikit-image's `transform.resize(..., mode='constant')` on one
     axis (order 1, anti_aliasing on when shrinking): a Gaussian of sigma (in/out - 1)/2 truncated
@@ -39,14 +44,14 @@ def skimage_resize_matrix(in_side: torch.Tensor, out_side: int) -> torch.Tensor:
     numerator = (2.0 * torch.arange(out_side, dtype=torch.float32) + 1.0) * in_side - out_side
     left = torch.floor(numerator / (2 * out_side))
     fraction = ((numerator - left * (2 * out_side)) / (2 * out_side)).reshape(-1, 1)
-    columns = torch.arange(in_side.to(torch.int64), dtype=torch.float32).reshape(1, -1)
+    columns = _indices(in_side).reshape(1, -1)
     last = in_side - 1.0
 
     def gaussian(distance: torch.Tensor) -> torch.Tensor:
         weight = torch.exp(-0.5 * inverse_variance * distance * distance)
         return weight * (distance.abs() <= radius).to(torch.float32)
 
-    whole = torch.arange(in_side.to(torch.int64) * 2 + 1, dtype=torch.float32) - in_side
+    whole = _indices(in_side * 2 + 1) - in_side
     norm = gaussian(whole).sum()
     left_column = left.reshape(-1, 1)
     inside_left = ((left_column >= 0) & (left_column <= last)).to(torch.float32)
@@ -61,7 +66,7 @@ def pil_bilinear_matrix(in_side: int, out_side: torch.Tensor) -> torch.Tensor:
     filter at half-pixel centres, widened by the scale when shrinking, normalised per output pixel."""
     # (centre - column) / filter scale with centre (i + 0.5)·in/out, column j + 0.5 and filter scale
     # max(in/out, 1), as one integer numerator over 2·max(in, out) so float32 holds it exactly
-    outputs = 2.0 * torch.arange(out_side.to(torch.int64), dtype=torch.float32).reshape(-1, 1) + 1.0
+    outputs = 2.0 * _indices(out_side).reshape(-1, 1) + 1.0
     inputs = 2.0 * torch.arange(in_side, dtype=torch.float32).reshape(1, -1) + 1.0
     distance = (outputs * in_side - inputs * out_side).abs() / (2.0 * torch.clamp(out_side, min=float(in_side)))
     weights = torch.clamp(1.0 - distance, min=0.0)
@@ -93,6 +98,9 @@ class U2NetCutout(nn.Module):
     'F' to 'RGB' conversion), PIL bilinear
     resize back to the photo's size (two 8-bit passes, rows first: measured closest to
     Pillow 13's own output, within one level everywhere)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, network: nn.Module, side: int = 320) -> None:
         super().__init__()
