@@ -67,14 +67,17 @@ def upstream_imports(folder: Path, *names: str) -> Iterator[list[types.ModuleTyp
 Shapes = dict[str, tuple[int, ...]]
 
 # (stage, RSU height or "4F", in, mid, out), as upstream's U2NET / U2NETP constructors list them
-U2NET_STAGES = [
+Stage = tuple[str, int | str, int, int, int]
+"""(stage, RSU height or \"4F\", in, mid, out)."""
+
+U2NET_STAGES: list[Stage] = [
     ("stage1", 7, 3, 32, 64), ("stage2", 6, 64, 32, 128), ("stage3", 5, 128, 64, 256), ("stage4", 4, 256, 128, 512),
     ("stage5", "4F", 512, 256, 512), ("stage6", "4F", 512, 256, 512), ("stage5d", "4F", 1024, 256, 512),
     ("stage4d", 4, 1024, 128, 256), ("stage3d", 5, 512, 64, 128), ("stage2d", 6, 256, 32, 64),
     ("stage1d", 7, 128, 16, 64),
 ]  # fmt: skip
 U2NET_SIDES = (64, 64, 128, 256, 512, 512)
-U2NETP_STAGES = [
+U2NETP_STAGES: list[Stage] = [
     ("stage1", 7, 3, 16, 64), ("stage2", 6, 64, 16, 64), ("stage3", 5, 64, 16, 64), ("stage4", 4, 64, 16, 64),
     ("stage5", "4F", 64, 16, 64), ("stage6", "4F", 64, 16, 64), ("stage5d", "4F", 128, 16, 64),
     ("stage4d", 4, 128, 16, 64), ("stage3d", 5, 128, 16, 64), ("stage2d", 6, 128, 16, 64),
@@ -104,7 +107,7 @@ def rsu_shapes(prefix: str, height: int | str, cin: int, mid: int, cout: int) ->
     return shapes
 
 
-def u2net_upstream_shapes(stages: list[tuple[str, int | str, int, int, int]], sides: tuple[int, ...]) -> Shapes:
+def u2net_upstream_shapes(stages: list[Stage], sides: tuple[int, ...]) -> Shapes:
     shapes: Shapes = {}
     for stage in stages:
         shapes |= rsu_shapes(*stage)

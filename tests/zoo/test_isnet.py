@@ -21,6 +21,7 @@ import torch
 from cutout_upstream import (
     U2NET_SIDES,
     U2NET_STAGES,
+    Stage,
     random_state_dict,
     rsu_shapes,
     upstream_checkout,
@@ -39,7 +40,7 @@ from prodgen.zoo.loading import instantiate, serving_module
 
 def isnet_upstream_shapes() -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {"conv_in.weight": (64, 3, 3, 3), "conv_in.bias": (64,)}
-    stages = [("stage1", 7, 64, 32, 64), *U2NET_STAGES[1:]]
+    stages: list[Stage] = [("stage1", 7, 64, 32, 64), *U2NET_STAGES[1:]]
     for stage in stages:
         shapes |= rsu_shapes(*stage)
     for index, channels in enumerate(U2NET_SIDES, start=1):

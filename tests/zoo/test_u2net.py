@@ -20,6 +20,7 @@ from cutout_upstream import (
     U2NET_STAGES,
     U2NETP_SIDES,
     U2NETP_STAGES,
+    Stage,
     random_state_dict,
     u2net_upstream_shapes,
     upstream_checkout,
@@ -36,7 +37,10 @@ from prodgen.photos import fit, photograph
 from prodgen.zoo.loading import instantiate, serving_module
 from prodgen.zoo.samples import verification_cases
 
-UPSTREAM = {"u2net": (U2NET_STAGES, U2NET_SIDES), "u2netp": (U2NETP_STAGES, U2NETP_SIDES)}
+UPSTREAM: dict[str, tuple[list[Stage], tuple[int, ...]]] = {
+    "u2net": (U2NET_STAGES, U2NET_SIDES),
+    "u2netp": (U2NETP_STAGES, U2NETP_SIDES),
+}
 
 
 @pytest.mark.parametrize("name", ["u2net", "u2netp", "u2netp-demo"])
@@ -54,7 +58,9 @@ def test_upstream_file_loads_strictly(tmp_path: Path, name: str) -> None:
 
 def test_a_u2net_file_is_refused_by_u2netp(tmp_path: Path) -> None:
     shapes = u2net_upstream_shapes(U2NET_STAGES, U2NET_SIDES)
-    torch.save({key: torch.zeros(()).expand(shape) for key, shape in shapes.items()}, tmp_path / "u2net.pth")  # 1 value each
+    torch.save(
+        {key: torch.zeros(()).expand(shape) for key, shape in shapes.items()}, tmp_path / "u2net.pth"
+    )  # 1 value each
     with pytest.raises(ProdgenError, match="does not match architecture 'u2netp'"):
         instantiate(zoo.get("u2netp"), tmp_path / "u2net.pth")
 
@@ -87,7 +93,7 @@ def upstream_inference(checkout: Path, network: torch.nn.Module, photo_path: Pat
     with upstream_imports(checkout, "data_loader", "u2net_test") as (loader, script):
         dataset = loader.SalObjDataset(img_name_list=[str(photo_path)], lbl_name_list=[], transform=None)
         sample = loader.ToTensorLab(flag=0)(loader.RescaleT(320)(dataset[0]))
-        inputs = torch.as_tensor(sample["image"]).unsqueeze(0).type(torch.FloatTensor)
+        inputs = torch.as_tensor(sample["image"]).unsqueeze(0).to(torch.float32)  # `.type(torch.FloatTensor)`
         with torch.no_grad():
             d1 = network(inputs)[0]
         script.save_output(str(photo_path), script.normPRED(d1[:, 0, :, :]), str(out) + os.sep)
