@@ -76,7 +76,14 @@ def composites(rng: np.random.Generator, backgrounds: list[np.ndarray], count: i
 
 
 def held_out_backgrounds() -> list[np.ndarray]:
-    return [photograph(name) for name in HELD_OUT_PHOTOS]
+    """The held-out photographs, enlarged (PIL bicubic) where a side is short of a composite's drawing side."""
+    photos = []
+    for name in HELD_OUT_PHOTOS:
+        photo = photograph(name)
+        scale = max(1.0, 2 * PICTURE / min(photo.shape[:2]))
+        size = (round(photo.shape[1] * scale), round(photo.shape[0] * scale))
+        photos.append(np.asarray(Image.fromarray(photo).resize(size, Image.Resampling.BICUBIC)))
+    return photos
 
 
 def train() -> torch.nn.Module:
