@@ -6,8 +6,9 @@ the photo's size and the conversion to 8 bits, each the way upstream's script do
 served matte matches what upstream's own script writes for the same photo.
 
 Resizes whose filter ONNX's `Resize` cannot express (scikit-image's Gaussian anti-aliasing,
-PIL's 8-bit bilinear with its support widened when shrinking) are written as one resampling
-matrix per axis, computed in the graph from the photo's side, applied as two matmuls.
+PIL's 8-bit bilinear with its support widened when shrinking), or not in PyTorch's arithmetic,
+are written as one resampling matrix per axis, computed in the graph from the photo's side,
+applied as two matmuls.
 """
 
 from __future__ import annotations
@@ -71,6 +72,20 @@ def pil_bilinear_matrix(in_side: int, out_side: torch.Tensor) -> torch.Tensor:
     distance = (outputs * in_side - inputs * out_side).abs() / (2.0 * torch.clamp(out_side, min=float(in_side)))
     weights = torch.clamp(1.0 - distance, min=0.0)
     return weights / weights.sum(dim=1, keepdim=True)
+
+
+def torch_bilinear_matrix(in_side: int, out_side: torch.Tensor) -> torch.Tensor:
+    """(out_side, in_side) weights of PyTorch's `F.interpolate(..., mode='bilinear', align_corners=False)`
+    (no anti-aliasing) on one axis, in its own float32 arithmetic: scale in/out, source
+    scale·(i + 0.5) - 0.5 clamped at 0, between its two neighbours (the last repeated at the edge).
+    ONNX Runtime's `Resize` computes the source coordinates otherwise (up to 1e-4 apart)."""
+    scale = in_side / out_side
+    source = torch.clamp(scale * (_indices(out_side) + 0.5) - 0.5, min=0.0).reshape(-1, 1)
+    left = torch.floor(source)
+    fraction = torch.clamp(source - left, 0.0, 1.0)
+    right = torch.clamp(left + 1.0, max=float(in_side - 1))
+    columns = torch.arange(in_side, dtype=torch.float32).reshape(1, -1)
+    return (1.0 - fraction) * (columns == left).to(torch.float32) + fraction * (columns == right).to(torch.float32)
 
 
 def per_image(x: torch.Tensor, reduce: str) -> torch.Tensor:
@@ -140,11 +155,12 @@ class ISNetCutout(nn.Module):
         self.side = side
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        height, width = image.shape[1], image.shape[2]
         x = image.permute(0, 3, 1, 2).to(torch.float32)
         x = F.interpolate(x, size=(self.side, self.side), mode="bilinear", align_corners=False)
         x = torch.floor(torch.clamp(x, 0.0, 255.0)) / 255.0 - 0.5
         probability = self.network(x)[0]
-        back = F.interpolate(probability, size=(height, width), mode="bilinear", align_corners=False)
+        rows = torch_bilinear_matrix(self.side, _side(image, 1))
+        columns = torch_bilinear_matrix(self.side, _side(image, 2))
+        back = torch.matmul(torch.matmul(rows, probability), columns.transpose(0, 1))
         matte = torch.clamp(torch.floor(min_max_stretch(back) * 255.0), 0.0, 255.0)
         return matte.to(torch.uint8).permute(0, 2, 3, 1)

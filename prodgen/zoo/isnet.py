@@ -9,7 +9,10 @@ and no fusion convolution. Module names match upstream (`conv_in.weight`,
 The served graph (`prodgen.zoo.cutout_graphs.ISNetCutout`) runs upstream's `Inference.py`:
 bilinear resize to 1024² (PyTorch's, no anti-aliasing) truncated to uint8, /255, mean 0.5 and
 std 1, the first side map, bilinear back to the photo's size, min-max stretch, ×255 truncated
-as `astype(np.uint8)` does. Every step has an exact ONNX equivalent.
+as `astype(np.uint8)` does. The resize back is PyTorch's bilinear written as per-axis matrices in
+PyTorch's own float32 arithmetic (ONNX Runtime's `Resize` places source pixels up to 1e-4 apart,
+which the min-max stretch of a flat map magnifies). Measured against upstream's own script on
+skimage's photos: see tests/zoo/test_isnet.py (`PRODGEN_UPSTREAM_DIS`).
 """
 
 from __future__ import annotations

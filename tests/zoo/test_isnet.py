@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import skimage.io
 import torch
 from cutout_upstream import (
     U2NET_SIDES,
@@ -80,9 +81,13 @@ def test_matte_has_the_photos_size(isnet_weights: dict[str, torch.Tensor]) -> No
 
 
 def run_upstream_inference(
-    checkout: Path, weights: Path, photos: dict[str, np.ndarray], work: Path
+    checkout: Path, weights: Path, photos: dict[str, np.ndarray], work: Path, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, np.ndarray]:
-    """Upstream's IS-Net/Inference.py run as a script, in the folder layout its paths expect."""
+    """Upstream's IS-Net/Inference.py run as a script, in the folder layout its paths expect. Its last
+    step, `io.imsave` of an (H, W, 1) array, fails with today's imageio ("Can't write images with one
+    color channel"), so the arrays are taken as the script hands them to `imsave`."""
+    saved_mattes: dict[str, np.ndarray] = {}
+    monkeypatch.setattr(skimage.io, "imsave", lambda path, array: saved_mattes.setdefault(Path(path).stem, array))
     dataset, results, saved = (
         work / "demo_datasets" / "your_dataset",
         work / "demo_datasets" / "your_dataset_result",
@@ -100,10 +105,10 @@ def run_upstream_inference(
             runpy.run_path(str(checkout / "IS-Net" / "Inference.py"), run_name="__main__")
     finally:
         os.chdir(here)
-    return {name: np.asarray(Image.open(results / f"{name}.png")) for name in photos}
+    return {name: saved_mattes[name][..., 0] for name in photos}
 
 
-def test_served_graph_matches_upstream_inference_script(tmp_path: Path) -> None:
+def test_served_graph_matches_upstream_inference_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Upstream's ISNetDIS with seeded weights, saved, loaded through prodgen: the exported ONNX's
     mattes against the PNGs upstream's Inference.py writes for the same photos."""
     checkout = upstream_checkout(
@@ -114,7 +119,7 @@ def test_served_graph_matches_upstream_inference_script(tmp_path: Path) -> None:
     network.load_state_dict(random_state_dict(isnet_upstream_shapes(), seed=6))
     torch.save(network.state_dict(), tmp_path / "isnet.pth")
     photos = {"coffee": photograph("coffee"), "rocket": fit(photograph("rocket"), 200, 300)}
-    expected = run_upstream_inference(checkout, tmp_path / "isnet.pth", photos, tmp_path / "upstream")
+    expected = run_upstream_inference(checkout, tmp_path / "isnet.pth", photos, tmp_path / "upstream", monkeypatch)
     model = zoo.get("isnet-dis")
     graph = serving_module(model, tmp_path / "isnet.pth")
     export_onnx(graph, model, {"image": photos["rocket"][np.newaxis]}, tmp_path / "model.onnx")
