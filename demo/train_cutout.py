@@ -6,8 +6,8 @@ random colour with a soft vertical shading, at a random size and place, its silh
 target matte; the background a random crop of a training photo (`demo/photos.py`), flipped
 and rotated, under a random brightness. The network sees each picture as the served graph
 feeds it (`U2NetCutout.network_input`), so training and serving share one preprocessing.
-Loss: upstream's `muti_bce_loss_fusion`, binary cross-entropy on the fused map and each of
-the six side maps. Evaluated on held-out composites (backgrounds from the held-out photos,
+Loss: upstream's `muti_bce_loss_fusion` (binary cross-entropy on the fused map and each of
+the six side maps) plus a soft IoU loss on the fused map. Evaluated on held-out composites (backgrounds from the held-out photos,
 another seed), through the served graph loaded from the shipped file as `prodgen-export`
 loads it: IoU of the matte ≥ 128 against the drawn silhouette.
 
@@ -36,11 +36,11 @@ from prodgen.zoo.loading import instantiate, serving_module
 NAME = "cutout"
 ARCHITECTURE = "u2netp-demo"
 SEED = 0
-SIDE = 96
+SIDE = 64
 """The network's input side (zoo `u2netp-demo`): sized so training fits minutes on two shared cores."""
 PICTURE = 2 * SIDE
 """The composites' side: larger than the network's, so the served graph's anti-aliased resize is exercised."""
-STEPS = 150
+STEPS = 300
 BATCH = 8
 LEARNING_RATE = 3e-3
 HELD_OUT_COUNT = 48
@@ -86,6 +86,13 @@ def held_out_backgrounds() -> list[np.ndarray]:
     return photos
 
 
+def soft_iou_loss(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - IoU of the fused map with the target, per picture, averaged: pulls edges sharp sooner than BCE alone."""
+    intersection = (probability * target).sum(dim=(1, 2, 3))
+    union = (probability + target - probability * target).sum(dim=(1, 2, 3))
+    return (1.0 - intersection / union.clamp(min=1e-6)).mean()
+
+
 def train() -> torch.nn.Module:
     rng = seed_everything(SEED)
     model = zoo.get(ARCHITECTURE)
@@ -100,7 +107,7 @@ def train() -> torch.nn.Module:
             inputs = preprocess.network_input(torch.from_numpy(pictures))
         target = F.avg_pool2d(torch.from_numpy(masks)[:, None], PICTURE // SIDE)
         maps = network(inputs)
-        loss = sum(F.binary_cross_entropy(probability, target) for probability in maps)
+        loss = sum(F.binary_cross_entropy(probability, target) for probability in maps) + soft_iou_loss(maps[0], target)
         assert isinstance(loss, torch.Tensor)
         optimizer.zero_grad()
         loss.backward()
@@ -143,7 +150,7 @@ def main() -> None:
         "side": SIDE,
         "picture_side": PICTURE,
         "data": "demo/catalogue.py products (shaded, random colour, size, place) over photo crops",
-        "loss": "BCE on the fused and six side maps (upstream's muti_bce_loss_fusion)",
+        "loss": "BCE on the fused and six side maps (upstream's muti_bce_loss_fusion) + soft IoU on the fused map",
         "optimizer": f"Adam, one-cycle to lr {LEARNING_RATE}",
         "train_photos": TRAIN_PHOTOS,
         "held_out_photos": HELD_OUT_PHOTOS,

@@ -16,7 +16,7 @@ PIL's fixed-point weights. Measured against upstream's own script (its modules, 
 (`PRODGEN_UPSTREAM_U2NET`).
 
 Registered: `u2net` (44 M parameters), `u2netp` (1.1 M), and `u2netp-demo`: U²-NetP reading
-the photo at 96×96, for the demo network the project trains in minutes on two cores
+the photo at 64×64, for the demo network the project trains in minutes on two cores
 (demo/train_cutout.py).
 """
 
@@ -110,8 +110,8 @@ U2NETP_DEMO = register(
     cutout_zoo_model(
         "u2netp-demo",
         u2netp,
-        side=96,
-        summary="U²-NetP reading the photo at 96²: the demo cutout network's architecture",
-        upstream="xuebinqin/U-2-Net U2NETP (u2netp.pth loads; the demo trains it at 96², demo/train_cutout.py)",
+        side=64,
+        summary="U²-NetP reading the photo at 64²: the demo cutout network's architecture",
+        upstream="xuebinqin/U-2-Net U2NETP (u2netp.pth loads; the demo trains it at 64², demo/train_cutout.py)",
     )
 )
