@@ -11,8 +11,10 @@ bilinear resize to 1024² (PyTorch's, no anti-aliasing) truncated to uint8, /255
 std 1, the first side map, bilinear back to the photo's size, min-max stretch, ×255 truncated
 as `astype(np.uint8)` does. The resize back is PyTorch's bilinear written as per-axis matrices in
 PyTorch's own float32 arithmetic (ONNX Runtime's `Resize` places source pixels up to 1e-4 apart,
-which the min-max stretch of a flat map magnifies). Measured against upstream's own script on
-skimage's photos: see tests/zoo/test_isnet.py (`PRODGEN_UPSTREAM_DIS`).
+which the min-max stretch of a flat map magnifies). Measured against upstream's `Inference.py`
+run as a script with seeded weights, exported ONNX on skimage's coffee (600×400) and rocket
+(300×200): 100 % of matte values within one level, all but a few equal (tests/zoo/test_isnet.py,
+`PRODGEN_UPSTREAM_DIS`).
 """
 
 from __future__ import annotations
