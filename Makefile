@@ -34,6 +34,7 @@ demo: install
 # Re-train the demo checkpoints in demo/weights (minutes each on 2 cores; see demo/README.md).
 demo-weights: install
 	$(BIN)/python -m demo.train_upscaler
+	$(BIN)/python -m demo.train_cutout
 	$(BIN)/python -m demo.train_look
 	$(BIN)/python -m demo.train_catalogue_gan
 	$(BIN)/python -m demo.train_catalogue_diffusion

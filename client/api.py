@@ -46,7 +46,7 @@ T = TypeVar("T")
 Progress = Callable[[int, int], None]
 """Told (done, total) as work proceeds: images of a batch, tiles of an upscale."""
 
-TASKS = {"generate": "a generator", "stylize": "a style model", "upscale": "an upscaler"}
+TASKS = {"generate": "a generator", "stylize": "a style model", "upscale": "an upscaler", "cutout": "a cutout model"}
 """What each task's model is called; each task has its own command, `prodgen <task>`."""
 
 
@@ -161,6 +161,13 @@ def stylize_inputs(
     return inputs
 
 
+def cutout_inputs(model: ServedModel, image: np.ndarray) -> dict[str, np.ndarray]:
+    """A cutout model's input: one photo (H, W, 3) as a checked batch of one."""
+    check_task(model, "cutout")
+    (photo,) = model.inputs_of("image")
+    return {photo.name: image_batch(model, image, "image")}
+
+
 def upscale_plan(model: ServedModel, image: np.ndarray, tile: int | None, overlap: int) -> tuple[int, Tiling | None]:
     """How an upscaler takes `image` (H, W, 3): its scale, and None for one request within its bounds
     or the tiles to cut."""
@@ -226,7 +233,7 @@ def output_capacity(model: ServedModel, spec: TensorSpec, chunk: dict[str, np.nd
     if all(dim >= 0 for dim in spec.dims):
         return (batch, *spec.dims)
     images = [chunk[image.name] for image in model.inputs_of("image") if image.name in chunk]
-    if not images or len(spec.dims) != 3 or model.task not in ("stylize", "upscale"):
+    if not images or len(spec.dims) != 3 or model.task not in ("stylize", "upscale", "cutout"):
         return None
     scale = model.facts.scale or 1
     height, width = (scale * side + SIDE_MARGIN for side in images[0].shape[1:3])
@@ -383,6 +390,16 @@ class ProdgenClient:
         """Restyle one image (H, W, 3) or a batch of same-size images (N, H, W, 3)."""
         result = self._single_output(name, stylize_inputs(self.model(name), image, style, alpha))
         return result[0] if image.ndim == 3 else result
+
+    def cutout(self, name: str, images: Sequence[np.ndarray], progress: Progress | None = None) -> list[np.ndarray]:
+        """The product's matte (H, W) uint8 (0 background … 255 product) for each photo (H, W, 3),
+        at the photo's own size; see `prodgen.matte_checks.check_matte` before using one."""
+        mattes = []
+        for done, image in enumerate(images, start=1):
+            mattes.append(self._single_output(name, cutout_inputs(self.model(name), image))[0, :, :, 0])
+            if progress is not None:
+                progress(done, len(images))
+        return mattes
 
     def upscale(
         self, name: str, image: np.ndarray, tile: int | None = None, overlap: int = 32, progress: Progress | None = None

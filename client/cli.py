@@ -1,4 +1,4 @@
-"""`prodgen generate|stylize|models|health`: a thin CLI over `prodgen.client.ProdgenClient`."""
+"""`prodgen generate|stylize|upscale|cutout|models|health`: a thin CLI over `prodgen.client.ProdgenClient`."""
 
 from __future__ import annotations
 
@@ -126,6 +126,50 @@ def upscale(
                     f"{path} {photo.shape[1]}×{photo.shape[0]} → {target} {result.shape[1]}×{result.shape[0]}"
                 )
                 overall.advance()
+
+
+@app.command()
+def cutout(
+    model: Model,
+    images: Photos,
+    out: Annotated[Path, typer.Option(help="Folder for the RGBA cutouts.")] = Path("cutouts"),
+    force: Annotated[bool, typer.Option("--force", help="Write cutouts whose matte the check reports, too.")] = False,
+    url: Url = DEFAULT_URL,
+    timeout: Timeout = 120.0,
+    shared_memory: SharedMemory = False,
+) -> None:
+    """Cut the product out of photos; writes OUT/<name>.png for each: the photo's RGB with its matte as alpha.
+
+    Each matte is checked first: a product covering under 1 % or over 95 % of the photo, or touching
+    the frame on two or more sides, is reported in a warning line and its cutout not written (exit
+    status 1) unless --force."""
+    import numpy as np
+
+    from prodgen.client.images import read_image, write_image
+    from prodgen.matte_checks import check_matte, coverage
+
+    targets = picture_files(images, out)
+    photos = [(path, read_image(path)) for path in images]
+    held_back: list[Path] = []
+    with _client(url, timeout, shared_memory) as client, ProgressBoard() as board:
+        with board.task(f"cutout {model}", len(photos), "photos") as task:
+            for (path, photo), target in zip(photos, targets, strict=True):
+                (matte,) = client.cutout(model, [photo])
+                problems = check_matte(matte)
+                if problems:
+                    console().print(f"warning: {path}: {'; '.join(problems)}")
+                if problems and not force:
+                    held_back.append(path)
+                else:
+                    write_image(target, np.dstack([photo, matte]))
+                    console().print(f"{path} → {target} (product: {coverage(matte):.1%} of the photo)")
+                task.advance()
+    if held_back:
+        console().print(
+            f"{len(held_back)} of {len(photos)} cutouts not written (their mattes are reported above); "
+            "--force writes them anyway"
+        )
+        raise typer.Exit(1)
 
 
 register_diffusion_commands(app)

@@ -26,8 +26,8 @@ DIFFUSION_LINE = (
 
 
 def _dims(spec: TensorSpec) -> str:
-    """'H×W×3' for an image of any size, '64×64×3' for a fixed one, '[100]' for a vector."""
-    if spec.is_image:
+    """'H×W×3' for an image of any size, '64×64×3' for a fixed one, 'H×W×1' for a matte, '[100]' for a vector."""
+    if spec.dtype == "UINT8" and len(spec.dims) == 3:
         height, width, channels = spec.dims
         return "×".join(("H" if height < 0 else str(height), "W" if width < 0 else str(width), str(channels)))
     return "[" + ", ".join("N" if d < 0 else str(d) for d in spec.dims) + "]"

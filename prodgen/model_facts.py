@@ -27,7 +27,7 @@ from prodgen.errors import ProdgenError
 PARAMETER_PREFIX = "prodgen."
 """The prefix of prodgen's own entries among a config's `parameters`."""
 
-Task = Literal["generate", "stylize", "upscale", "diffusion"]
+Task = Literal["generate", "stylize", "upscale", "cutout", "diffusion"]
 TASKS: tuple[str, ...] = get_args(Task)
 
 FLAT = {"flat": True}

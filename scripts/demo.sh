@@ -56,6 +56,7 @@ echo "== export: the demo models → $REPOSITORY/"
 prodgen-export srvgg-x2-small --checkpoint "$WEIGHTS/srvgg-x2-demo.safetensors" --name upscaler-x2 --repository "$REPOSITORY"
 prodgen-export fast-neural-style --checkpoint "$WEIGHTS/catalogue-look.safetensors" --name catalogue-look --repository "$REPOSITORY"
 prodgen-export catalogue-dcgan --checkpoint "$WEIGHTS/catalogue-dcgan.safetensors" --name catalogue --repository "$REPOSITORY"
+prodgen-export u2netp-demo --checkpoint "$WEIGHTS/cutout.safetensors" --name cutout --repository "$REPOSITORY"
 DIFFUSION_STARTED=$SECONDS
 # served defaults: the sampler settings the weights were judged with (demo/README.md)
 prodgen-export stable-diffusion --checkpoint "$WEIGHTS/catalogue-diffusion" --name catalogue-diffusion --repository "$REPOSITORY" \
@@ -85,7 +86,7 @@ with ProdgenClient(url) as client:
     models = client.models()
 for model in models:
     target = f"{out}/{model.name}"
-    if model.task == "diffusion":  # the text-to-picture model and its components: below
+    if model.task in ("diffusion", "cutout"):  # the text-to-picture model and its components, the cutout: below
         continue
     if model.task == "generate":
         command = ["prodgen", "generate", model.name, "--seed", "0", "--count", "16"]
@@ -103,6 +104,9 @@ for model in models:
         command = ["prodgen", "stylize", model.name, *photos, "--out", target]
     subprocess.run([*command, "--url", url], check=True)
 PY
+
+echo "== cutout: the product of a real photo, its matte as alpha, at the photo's size"
+prodgen cutout cutout "${PHOTOS[0]}" --out "$OUT/cutout/" --url "$URL"
 
 echo "== text to picture: captions a shop writes, pairs never trained on, a product restaged"
 DIFFUSION_STARTED=$SECONDS

@@ -27,6 +27,7 @@ COMMANDS = (
     ("prodgen", "generate"),
     ("prodgen", "stylize"),
     ("prodgen", "upscale"),
+    ("prodgen", "cutout"),
     ("prodgen", "models"),
     ("prodgen", "health"),
     ("prodgen", "serve"),

@@ -3,7 +3,19 @@
 Each module below registers one or more `ZooModel` entries on import.
 """
 
-from prodgen.zoo import adain, conditional_dcgan, cyclegan, dcgan, pix2pix, rrdbnet, srvgg, stylegan2, transformer_net  # noqa: F401  (registration)
+from prodgen.zoo import (  # noqa: F401  (registration)
+    adain,
+    conditional_dcgan,
+    cyclegan,
+    dcgan,
+    isnet,
+    pix2pix,
+    rrdbnet,
+    srvgg,
+    stylegan2,
+    transformer_net,
+    u2net,
+)
 from prodgen.zoo.registry import get, names, register
 from prodgen.zoo.spec import ZooModel
 
