@@ -170,6 +170,8 @@ def export(
         typer.Option(
             help="stable-diffusion only: the folder's weights variant to load (fp16: *.fp16.safetensors), "
             "upcast to FP32; by default the plain weights, or the only variant the folder holds."
+        ),
+    ] = None,
     default_steps: Annotated[
         int | None,
         typer.Option(

@@ -123,7 +123,7 @@ class StableDiffusion:
         return {768: "SD 1.x", 1024: "SD 2.x"}.get(self.text_width, "SD 1.x/2.x")
 
     @property
-def vocabulary_size(self) -> int:
+    def vocabulary_size(self) -> int:
         """Token ids the text encoder's embedding holds (0..vocabulary_size-1)."""
         return int(self.text_encoder.config.vocab_size)
 
