@@ -13,7 +13,7 @@ from PIL import Image
 
 from prodgen import zoo
 from prodgen.client import ProdgenClient
-from prodgen.client.images import read_cutout, read_image
+from prodgen.client.images import read_image, read_photo
 from prodgen.contract import ImageBounds
 from prodgen.export.pipeline import ExportRequest, export_model
 from prodgen.matte_checks import check_matte
@@ -57,7 +57,7 @@ def test_cutout_writes_the_photo_with_its_matte_as_alpha(cutout_server: Embedded
         assert written.mode == "RGBA" and written.size == (photo.shape[1], photo.shape[0])
         pixels = np.asarray(written)
     assert np.array_equal(pixels[..., :3], photo) and np.array_equal(pixels[..., 3], matte)
-    assert np.array_equal(read_cutout(tmp_path / "coffee.png"), pixels)  # what `prodgen restage` reads
+    assert np.array_equal(read_photo(tmp_path / "coffee.png"), pixels)  # what `prodgen restage` reads
 
 
 def test_a_reported_matte_is_not_written_without_force(cutout_server: EmbeddedServer, tmp_path: Path) -> None:
