@@ -111,16 +111,25 @@ def _diffusers_warnings() -> Iterator[list[str]]:
     """What diffusers and PEFT warn while a LoRA loads (logging and warnings), to find unmatched keys."""
     handler = _Messages()
     loggers = [logging.getLogger(name) for name in ("diffusers", "peft")]
+    # prodgen keeps the libraries' own warnings quiet (`_require_libraries`): while a LoRA loads they are
+    # turned on again, but only this handler hears them, so the user sees prodgen's one line, not theirs.
+    saved = [(logger, logger.level, list(logger.handlers)) for logger in loggers]
     for logger in loggers:
+        for existing in list(logger.handlers):
+            logger.removeHandler(existing)
         logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield handler.lines
             handler.lines.extend(str(item.message) for item in caught)
     finally:
-        for logger in loggers:
+        for logger, level, handlers in saved:
             logger.removeHandler(handler)
+            logger.setLevel(level)
+            for existing in handlers:
+                logger.addHandler(existing)
 
 
 def _wrapped_layers(model: StableDiffusion, adapter: str) -> int:
