@@ -27,8 +27,11 @@ VARIANTS = ("onnx", "fp16", "trt")
 """`onnx`: the FP32 components the export verified; `fp16`, `trt`: the `_fp16` / `_trt` models."""
 
 
-def switch_components(repository: Path, name: str, variant: str) -> dict[str, str]:
-    """Point pipeline `name` at `variant` of each part the repository holds; returns part → served model."""
+def switch_components(repository: Path, name: str, variant: str, components: str | None = None) -> dict[str, str]:
+    """Point pipeline `name` at `variant` of each part the repository holds; returns part → served model.
+
+    `components`: the name the components were published under (`<components>_unet`, ...), when
+    the pipeline is a copy under another name; by default the pipeline's own."""
     if variant not in VARIANTS:
         raise ProdgenError(f"variant '{variant}': expected one of {', '.join(VARIANTS)}")
     config_path = repository / name / CONFIG_FILE
@@ -40,11 +43,11 @@ def switch_components(repository: Path, name: str, variant: str) -> dict[str, st
         key = f"{PARAMETER_PREFIX}model.{part}"
         if key not in config.parameters:
             raise ProdgenError(f"model '{name}' is not a diffusion pipeline: its config has no parameter {key}")
-        base = f"{name}_{part}"
+        base = f"{components or name}_{part}"
         wanted = base if variant == "onnx" else f"{base}_{variant}"
         chosen[part] = wanted if (repository / wanted / CONFIG_FILE).is_file() else base
         config.parameters[key].string_value = chosen[part]
-    if variant != "onnx" and all(served == f"{name}_{part}" for part, served in chosen.items()):
+    if variant != "onnx" and all(served == f"{components or name}_{part}" for part, served in chosen.items()):
         raise ProdgenError(
             f"no component of '{name}' has a '{variant}' variant in {repository}: "
             f"export with prodgen-export stable-diffusion --fp16 (and build plans with docker/build_plan.sh)"

@@ -73,3 +73,18 @@ def test_switching_to_a_variant_the_repository_lacks_is_refused_and_changes_noth
     command = [sys.executable, "-m", "prodgen.model_repository.pipeline_components", str(tmp_path), "nothing"]
     result = subprocess.run([*command, "--variant", "trt"], capture_output=True, text=True, check=False)
     assert result.returncode == 2 and result.stderr.startswith("Error: ") and "nothing" in result.stderr
+
+
+def test_the_gpu_check_publishes_a_renamed_copy_on_the_plans_beside_the_fp32_pipeline(tmp_path: Path) -> None:
+    from prodgen.bench.diffusion_gpu_check import publish_trt_pipeline
+
+    _pipeline(tmp_path)
+    (tmp_path / NAME / "1").mkdir()
+    (tmp_path / NAME / "1" / "model.py").write_text("# the pipeline's files travel with the copy\n")
+    _plan_model(tmp_path, f"{NAME}_unet_trt")
+    copy = publish_trt_pipeline(tmp_path, NAME)
+    config = parse_pbtxt((tmp_path / copy / "config.pbtxt").read_text())
+    assert config.name == copy == f"{NAME}_on_trt" and (tmp_path / copy / "1" / "model.py").is_file()
+    assert config.parameters["prodgen.model.unet"].string_value == f"{NAME}_unet_trt"
+    assert config.parameters["prodgen.model.vae_decoder"].string_value == f"{NAME}_vae_decoder"
+    assert _components(tmp_path)["unet"] == f"{NAME}_unet"  # the FP32 pipeline is untouched
