@@ -107,7 +107,7 @@ def test_server_memory_stays_where_it_was_after_the_first_pictures(batched_serve
     for index, side in enumerate(sides):
         picture(batched_server.url, index, side)
     settled_mb = tree_rss_mb(pid)
-    for round_index in range(3):
+    for round_index in range(2):
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda item: picture(batched_server.url, 100 + item[0], item[1]), enumerate(sides)))
         print(f"after {10 * (round_index + 2)} pictures: {tree_rss_mb(pid):.0f} MB (after 10: {settled_mb:.0f} MB)")
