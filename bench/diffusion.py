@@ -198,6 +198,10 @@ def measure(
                     report(f"{label}: PSNR against served {psnr[label]:.1f} dB")
                     samples[label] = {n: [] for n in steps}
                     _rounds({SERVED: served, label: peer.picture}, steps, repeats, samples, report)
+                except PeerError as error:  # the others are still measured; this one is reported
+                    notes.append(f"{label}: failed ({error})")
+                    samples.pop(label, None)
+                    psnr.pop(label, None)
                 finally:
                     peer.close()
                     memory.forget(label)

@@ -78,13 +78,15 @@ def _openvino(args: argparse.Namespace, static: bool) -> Draw:
     pipeline.set_progress_bar_config(disable=True)
 
     def draw(seed: int, steps: int, latents: np.ndarray) -> np.ndarray:
+        import torch  # optimum-intel 2.2 moves the given latents with `.to`: a torch tensor, not numpy
+
         result = pipeline(
             args.prompt,
             height=args.side,
             width=args.side,
             num_inference_steps=steps,
             guidance_scale=args.guidance,
-            latents=latents,
+            latents=torch.from_numpy(latents),
             output_type="np",
         )
         return _to_uint8(result.images)
