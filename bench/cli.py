@@ -537,6 +537,11 @@ def diffusion(
     peer_names: Annotated[
         str, typer.Option("--peers", help="Comma-separated peers, each timed in turn beside prodgen served.")
     ] = "direct,diffusers,openvino-static,openvino",
+    concurrency: Annotated[str, typer.Option(help="Served pictures at once, comma-separated.")] = "1,2,4",
+    repository: Annotated[
+        Path | None,
+        typer.Option(help="Serve this earlier export of --checkpoint (pipeline sd_bench) instead of exporting again."),
+    ] = None,
     out: Out = None,
 ) -> None:
     """The served Stable-Diffusion pipeline against diffusers, its own components in one process and
@@ -555,19 +560,13 @@ def diffusion(
         raise ProdgenError(
             f"--peers: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(bench_diffusion.PEERS)}"
         )
+    if repository is not None and checkpoint is None:
+        raise ProdgenError("--repository serves an earlier export of --checkpoint: give the checkpoint too")
+    levels = _numbers(concurrency, int, "--concurrency", 1)
     bench_diffusion.run(
-        preset,
-        checkpoint,
-        side,
-        (low, high),
-        repeats,
-        7.5,
-        "ddim",
-        threads,
-        openvino_python,
-        folder,
-        _names(peer_names),
-    )
+        preset, checkpoint, side, (low, high), repeats, 7.5, "ddim", threads, openvino_python, folder,
+        _names(peer_names), repository, levels,
+    )  # fmt: skip
     bench_console().print(f"report: {folder / 'report.md'}, {folder / 'report.json'}")
 
 

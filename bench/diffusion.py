@@ -148,8 +148,13 @@ def measure(
     openvino_python: str | None,
     peers: tuple[str, ...] = PEERS,
     report: Callable[[str], None] = print,
+    exported: Path | None = None,
+    concurrency_levels: tuple[int, ...] = CONCURRENCY,
 ) -> dict[str, object]:
-    """Export and serve `checkpoint`, start the peers, check their pictures, then time them interleaved."""
+    """Export and serve `checkpoint`, start the peers, check their pictures, then time them interleaved.
+
+    `exported`: a repository where an earlier run (or prodgen-export) published `checkpoint` as
+    the pipeline `sd_bench` with the default batching, served as is instead of exporting again."""
     from prodgen.zoo.stable_diffusion import load_stable_diffusion
 
     model = load_stable_diffusion(checkpoint)
@@ -157,10 +162,11 @@ def measure(
     del model
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="prodgen-bench-sd-") as work, MemorySampler() as memory:
-        repository = Path(work) / "models"
+        repository = exported or Path(work) / "models"
         started = time.perf_counter()
-        export_stable_diffusion(checkpoint, repository, NAME)
-        export_s = time.perf_counter() - started
+        if exported is None:
+            export_stable_diffusion(checkpoint, repository, NAME)
+        export_s = time.perf_counter() - started if exported is None else None
         options = ServerOptions(
             repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), intra_op_threads=threads
         )
@@ -210,7 +216,7 @@ def measure(
             after_pictures_rss = memory.sample()[SERVED]
             lone_ms = percentile(samples[SERVED][min(steps)], 50)
             concurrency = []
-            for level in CONCURRENCY:
+            for level in concurrency_levels:
                 latencies, wall, batch = _concurrency(options.grpc_url, level, min(steps), side, guidance, scheduler)
                 figures = ConcurrencyFigures(
                     level, len(latencies), min(steps), wall, 60 * len(latencies) / wall,
@@ -306,10 +312,25 @@ def run(
     openvino_python: str | None,
     out: Path | None,
     peers: tuple[str, ...] = PEERS,
+    exported: Path | None = None,
+    concurrency_levels: tuple[int, ...] = CONCURRENCY,
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="prodgen-bench-checkpoint-") as folder:
         chosen = checkpoint or write_random_checkpoint(Path(folder) / preset, preset)  # type: ignore[arg-type]
-        figures = measure(chosen, side, steps, repeats, guidance, scheduler, threads, openvino_python, peers)
+        figures = measure(
+            chosen,
+            side,
+            steps,
+            repeats,
+            guidance,
+            scheduler,
+            threads,
+            openvino_python,
+            peers,
+            print,
+            exported,
+            concurrency_levels,
+        )
     figures["preset"] = None if checkpoint else preset
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -335,12 +356,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every runner")
     parser.add_argument("--openvino-python", help="a Python with optimum-intel[openvino] for the OpenVINO peers")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers, each timed beside served")
+    parser.add_argument("--repository", type=Path, help="serve this earlier export of --checkpoint (pipeline sd_bench)")
+    parser.add_argument("--concurrency", default="1,2,4", help="served pictures at once, e.g. 1,2,4")
     parser.add_argument("--out", type=Path, help="write report.json and report.md in this folder")
     args = parser.parse_args()
     low, high = (int(part) for part in args.steps.split(","))
     run(
         args.preset, args.checkpoint, args.side, (low, high), args.repeats, args.guidance, args.scheduler,
-        args.threads, args.openvino_python, args.out, tuple(args.peers.split(",")),
+        args.threads, args.openvino_python, args.out, tuple(args.peers.split(",")), args.repository,
+        tuple(int(level) for level in args.concurrency.split(",")),
     )  # fmt: skip
 
 
