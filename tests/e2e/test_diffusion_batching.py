@@ -112,4 +112,4 @@ def test_server_memory_stays_where_it_was_after_the_first_pictures(batched_serve
             list(pool.map(lambda item: picture(batched_server.url, 100 + item[0], item[1]), enumerate(sides)))
         print(f"after {10 * (round_index + 2)} pictures: {tree_rss_mb(pid):.0f} MB (after 10: {settled_mb:.0f} MB)")
     grown_mb = tree_rss_mb(pid) - settled_mb
-    assert grown_mb <= max(40.0, 0.03 * settled_mb), f"server memory grew by {grown_mb:.0f} MB after its first pictures"
+    assert grown_mb <= max(64.0, 0.05 * settled_mb), f"server memory grew by {grown_mb:.0f} MB after its first pictures"
