@@ -588,5 +588,59 @@ def batch_bench(
     bench_console().print(f"report: {', '.join(str(path) for path in written)}")
 
 
+@app.command()
+def diffusion(
+    preset: Annotated[
+        str, typer.Option(help="Random-weight checkpoint to write: tiny (tests) or sd15 (SD 1.5's architecture).")
+    ] = "tiny",
+    checkpoint: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="A save_pretrained folder instead of a random preset.")
+    ] = None,
+    side: Annotated[int, typer.Option(min=8, help="Picture side in pixels.")] = 32,
+    steps: Annotated[
+        str, typer.Option(help="Two step counts: per step and fixed cost come from their difference.")
+    ] = "2,6",
+    repeats: Annotated[int, typer.Option(min=1, help="Interleaved rounds of every runner.")] = 3,
+    threads: Annotated[int, typer.Option(min=1, help="Intra-op threads for every runner.")] = 2,
+    openvino_python: Annotated[
+        str | None,
+        typer.Option(metavar="PYTHON", help="A Python with optimum-intel[openvino] installed, for the OpenVINO peers."),
+    ] = None,
+    peer_names: Annotated[
+        str, typer.Option("--peers", help="Comma-separated peers, each timed in turn beside prodgen served.")
+    ] = "direct,diffusers,openvino-static,openvino",
+    concurrency: Annotated[str, typer.Option(help="Served pictures at once, comma-separated.")] = "1,2,4",
+    repository: Annotated[
+        Path | None,
+        typer.Option(help="Serve this earlier export of --checkpoint (pipeline sd_bench) instead of exporting again."),
+    ] = None,
+    out: Out = None,
+) -> None:
+    """The served Stable-Diffusion pipeline against diffusers, its own components in one process and
+    optimum-intel's OpenVINO pipeline: pictures checked against each other, then timed interleaved."""
+    from prodgen.bench import diffusion as bench_diffusion
+
+    if preset not in ("tiny", "sd15"):
+        raise ProdgenError(f"--preset {preset}: expected tiny or sd15")
+    counts = sorted(set(_numbers(steps, int, "--steps", 1)))
+    if len(counts) != 2:
+        raise ProdgenError(f"--steps {steps}: expected two different step counts, e.g. 2,6")
+    low, high = counts
+    folder = out or _default_out("diffusion", preset if checkpoint is None else checkpoint.name)
+    unknown = set(_names(peer_names)) - set(bench_diffusion.PEERS)
+    if unknown:
+        raise ProdgenError(
+            f"--peers: unknown {', '.join(sorted(unknown))}; expected some of {', '.join(bench_diffusion.PEERS)}"
+        )
+    if repository is not None and checkpoint is None:
+        raise ProdgenError("--repository serves an earlier export of --checkpoint: give the checkpoint too")
+    levels = _numbers(concurrency, int, "--concurrency", 1)
+    bench_diffusion.run(
+        preset, checkpoint, side, (low, high), repeats, 7.5, "ddim", threads, openvino_python, folder,
+        _names(peer_names), repository, levels,
+    )  # fmt: skip
+    bench_console().print(f"report: {folder / 'report.md'}, {folder / 'report.json'}")
+
+
 def main() -> None:
     run_app(app)

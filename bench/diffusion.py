@@ -1,14 +1,26 @@
-"""Served Stable-Diffusion pipeline against diffusers' own pipeline, in one run on one machine.
+"""`prodgen-bench diffusion`: the served Stable-Diffusion pipeline against its peers, in one run on one machine.
 
-    python -m prodgen.bench.diffusion --preset tiny --side 32 --steps 2,6 --repeats 3
-    python -m prodgen.bench.diffusion --preset sd15 --side 256 --steps 2,4 --repeats 2
+    prodgen-bench diffusion --preset tiny --side 32 --steps 2,6 --repeats 3
+    prodgen-bench diffusion --preset sd15 --side 256 --steps 2,4 --openvino-python /path/to/ov-venv/bin/python
 
-Writes a random-weight checkpoint of the preset (or takes `--checkpoint`), exports it,
-serves it on the embedded Triton server and times one picture end to end at two step
-counts, the served call (gRPC → BLS → ONNX Runtime) and diffusers' `StableDiffusionPipeline`
-(PyTorch eager) interleaved, so both see the same machine load. Per step is the difference
-of the two medians over the difference of the steps; what remains at zero steps is the
-text encoder, the VAE decoder and the transport (per picture − steps × per step).
+Writes a random-weight checkpoint of the preset (or takes `--checkpoint`), exports it with the
+pipeline's default batching and serves it on the embedded Triton server. The runners:
+
+- `served`: prodgen serve, one picture a gRPC call (gRPC → pipeline model → BLS → ONNX Runtime);
+- `direct`: the same pipeline model and ONNX components in one process, no Triton (what serving adds);
+- `diffusers`: diffusers' `StableDiffusionPipeline`, PyTorch eager;
+- `openvino`, `openvino-static`: optimum-intel's `OVStableDiffusionPipeline` (dynamic shapes, and
+  reshaped to the picture's static shape), in the Python given by `--openvino-python`.
+
+Every peer runs in its own process (bench/diffusion_peers.py) with the same intra-op thread count
+and draws from the same initial noise (prodgen's seeding), so the pictures are compared (PSNR
+against the served one) before anything is timed. Then one picture at each of two step counts,
+every runner in turn, round after round (interleaved, so all see the same machine load): per step
+is the difference of the medians over the difference of the steps, and fixed cost what remains at
+zero steps (text encoder, VAE decoder, transport). Then the served pipeline at concurrency 1, 2
+and 4 (pictures per minute; the slowest picture against a lone one; the UNet's average batch from
+Triton's statistics). Peak resident memory is sampled for every peer (for the server: tritonserver
+with its python-backend stubs) throughout.
 """
 
 from __future__ import annotations
@@ -17,24 +29,32 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from prodgen.bench.diffusion_peers import MemorySampler, PeerError, PeerProcess, PeerSettings, prodgen_python
 from prodgen.bench.machine import describe_machine
 from prodgen.bench.stats import percentile
+from prodgen.bench.triton_stats import StatisticsReader, difference
 from prodgen.client import ProdgenClient, Sampling
+from prodgen.export.fidelity import psnr_db
 from prodgen.export.stable_diffusion import export_stable_diffusion
-from prodgen.model_repository.config import BatchingOptions
-from prodgen.seeding import latent_from_seed
 from prodgen.serve.options import free_port
+from prodgen.serve.processes import listener_pid
 from prodgen.serve.server import EmbeddedServer, ServerOptions
 from prodgen.zoo.stable_diffusion_random import write_random_checkpoint
 
 PROMPT = "a studio photo of a red sneaker on a white table"
 NAME = "sd_bench"
+SERVED = "served"
+CONCURRENCY = (1, 2, 4)
+OPENVINO_PEERS = ("openvino-static", "openvino")
+PEERS = ("direct", "diffusers", *OPENVINO_PEERS)
+Draw = Callable[[int, int], tuple[float, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -44,88 +64,284 @@ class RunnerFigures:
     """Median end-to-end latency of one picture, by step count."""
     per_step_ms: float
     fixed_ms: float
+    psnr_vs_served_db: float | None
+    peak_rss_mb: float | None
     samples: dict[int, list[float]]
 
 
-def _figures(runner: str, samples: dict[int, list[float]]) -> RunnerFigures:
+@dataclass(frozen=True)
+class ConcurrencyFigures:
+    concurrency: int
+    pictures: int
+    steps: int
+    wall_s: float
+    pictures_per_minute: float
+    median_ms: float
+    slowest_ms: float
+    slowest_over_lone: float
+    """The slowest picture's latency over a lone picture's (the median at concurrency 1)."""
+    unet_average_batch: float | None
+    """UNet rows per execution (Triton statistics): 2 is one picture's guidance pair."""
+
+
+def _figures(runner: str, samples: dict[int, list[float]], psnr: float | None, peak: float | None) -> RunnerFigures:
     low, high = sorted(samples)
     medians = {steps: percentile(values, 50) for steps, values in samples.items()}
     per_step = (medians[high] - medians[low]) / (high - low)
-    return RunnerFigures(runner, medians, per_step, medians[low] - low * per_step, samples)
+    return RunnerFigures(runner, medians, per_step, medians[low] - low * per_step, psnr, peak, samples)
+
+
+def _served_draw(url: str, side: int, guidance: float, scheduler: str) -> Draw:
+    client = ProdgenClient(url, timeout_s=3600)
+
+    def draw(seed: int, steps: int) -> tuple[float, np.ndarray]:
+        sampling = Sampling(seed=seed, steps=steps, guidance=guidance, scheduler=scheduler)
+        began = time.perf_counter()
+        image = client.txt2img(NAME, PROMPT, sampling, side, side)[0]
+        return 1000 * (time.perf_counter() - began), image
+
+    return draw
+
+
+def _concurrency(
+    url: str, level: int, steps: int, side: int, guidance: float, scheduler: str
+) -> tuple[list[float], float, float | None]:
+    """(latencies ms, wall s, UNet average batch) of max(4, 2 × level) pictures, `level` at a time."""
+    draws = [_served_draw(url, side, guidance, scheduler) for _ in range(level)]
+    pictures = max(4, 2 * level)
+    reader = StatisticsReader(url, f"{NAME}_unet")
+    before = reader.read()
+    began = time.perf_counter()
+    with ThreadPoolExecutor(level) as pool:
+        latencies = list(pool.map(lambda seed: draws[seed % level](1000 + seed, steps)[0], range(pictures)))
+    wall = time.perf_counter() - began
+    after = reader.read()
+    reader.close()
+    batch = difference(before, after).average_batch if before is not None and after is not None else None
+    return latencies, wall, batch
+
+
+def _rounds(
+    draws: dict[str, Draw],
+    steps: tuple[int, int],
+    repeats: int,
+    samples: dict[str, dict[int, list[float]]],
+    report: Callable[[str], None],
+) -> None:
+    """`repeats` rounds of one picture at each step count from every runner in turn, into `samples`."""
+    for round_index in range(repeats):
+        for count in steps:
+            for name, draw in draws.items():
+                elapsed_ms, _ = draw(0, count)
+                samples[name][count].append(elapsed_ms)
+                report(f"round {round_index + 1} steps {count}: {name} {elapsed_ms:.0f} ms")
 
 
 def measure(
-    checkpoint: Path, side: int, steps: tuple[int, int], repeats: int, guidance: float, scheduler: str, threads: int
+    checkpoint: Path,
+    side: int,
+    steps: tuple[int, int],
+    repeats: int,
+    guidance: float,
+    scheduler: str,
+    threads: int,
+    openvino_python: str | None,
+    peers: tuple[str, ...] = PEERS,
+    report: Callable[[str], None] = print,
+    exported: Path | None = None,
+    concurrency_levels: tuple[int, ...] = CONCURRENCY,
 ) -> dict[str, object]:
-    """Export and serve `checkpoint`, then time served and diffusers' pictures interleaved.
+    """Export and serve `checkpoint`, start the peers, check their pictures, then time them interleaved.
 
-    Both runtimes get the same intra-op thread count: on a machine shared with other work,
-    PyTorch's OpenMP pool spinning on more threads than it gets measured 15–80× slower here
-    (tiny UNet: 42 ms with 1 thread, 0.7–3.7 s with 2 under a load average of 8)."""
-    torch.set_num_threads(threads)
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, StableDiffusionPipeline
+    `exported`: a repository where an earlier run (or prodgen-export) published `checkpoint` as
+    the pipeline `sd_bench` with the default batching, served as is instead of exporting again."""
+    from prodgen.zoo.stable_diffusion import load_stable_diffusion
 
-    chosen = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "dpmpp-2m": DPMSolverMultistepScheduler}
-    with tempfile.TemporaryDirectory(prefix="prodgen-bench-sd-") as work:
-        repository = Path(work) / "models"
+    model = load_stable_diffusion(checkpoint)
+    settings = PeerSettings(PROMPT, side, guidance, scheduler, threads, model.latent_channels, model.vae_scale_factor)
+    del model
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="prodgen-bench-sd-") as work, MemorySampler() as memory:
+        repository = exported or Path(work) / "models"
         started = time.perf_counter()
-        export_stable_diffusion(checkpoint, repository, NAME, BatchingOptions(max_batch_size=1))
-        export_s = time.perf_counter() - started
-        reference = StableDiffusionPipeline.from_pretrained(
-            str(checkpoint), safety_checker=None, requires_safety_checker=False
+        if exported is None:
+            export_stable_diffusion(checkpoint, repository, NAME)
+        export_s = time.perf_counter() - started if exported is None else None
+        options = ServerOptions(
+            repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), intra_op_threads=threads
         )
-        reference.scheduler = chosen[scheduler].from_config(reference.scheduler.config)
-        reference.set_progress_bar_config(disable=True)
-        factor = 2 ** (len(reference.vae.config.block_out_channels) - 1)
-        shape = (1, 4, side // factor, side // factor)
-        noise = torch.from_numpy(latent_from_seed(0, int(np.prod(shape))).reshape(shape))
-        served: dict[int, list[float]] = {count: [] for count in steps}
-        direct: dict[int, list[float]] = {count: [] for count in steps}
-        with (
-            EmbeddedServer(
-                ServerOptions(
-                    repository,
-                    grpc_port=free_port(),
-                    http_port=free_port(),
-                    metrics_port=free_port(),
-                    intra_op_threads=threads,
+        known = {
+            "direct": (prodgen_python(), ["--repository", str(repository), "--name", NAME]),
+            "diffusers": (prodgen_python(), ["--checkpoint", str(checkpoint)]),
+        }
+        for runner in OPENVINO_PEERS:
+            if openvino_python:
+                known[runner] = (openvino_python, ["--checkpoint", str(checkpoint)])
+            elif runner in peers:
+                notes.append(
+                    f"{runner}: not measured (no --openvino-python: optimum-intel needs an environment of its own)"
                 )
-            ) as server,
-            ProdgenClient(server.options.grpc_url, timeout_s=3600) as client,
-        ):
-            for round_index in range(repeats + 1):  # round 0 warms both up and is not counted
-                for count in steps:
-                    sampling = Sampling(seed=0, steps=count, guidance=guidance, scheduler=scheduler)
-                    began = time.perf_counter()
-                    client.txt2img(NAME, PROMPT, sampling, side, side)
-                    served_ms = 1000 * (time.perf_counter() - began)
-                    began = time.perf_counter()
-                    with torch.no_grad():
-                        reference(
-                            PROMPT,
-                            height=side,
-                            width=side,
-                            num_inference_steps=count,
-                            guidance_scale=guidance,
-                            latents=noise,
-                            output_type="np",
-                        )
-                    direct_ms = 1000 * (time.perf_counter() - began)
-                    if round_index:
-                        served[count].append(served_ms)
-                        direct[count].append(direct_ms)
-                    print(f"round {round_index} steps {count}: served {served_ms:.0f} ms, diffusers {direct_ms:.0f} ms")
+        wanted = [(label, *known[label]) for label in peers if label in known]
+        with EmbeddedServer(options):
+            server_pid = listener_pid(options.grpc_port)
+            assert server_pid is not None
+            memory.watch(SERVED, server_pid)
+            idle_rss = memory.sample()[SERVED]
+            served = _served_draw(options.grpc_url, side, guidance, scheduler)
+            reference = served(0, max(steps))[1]  # also warms the server up
+            samples: dict[str, dict[int, list[float]]] = {SERVED: {n: [] for n in steps}}
+            psnr: dict[str, float] = {}
+            for label, python, extra in wanted:  # one peer at a time beside the server, as memory allows
+                report(f"starting {label}")
+                try:
+                    peer = PeerProcess(label, python, label, extra, settings, Path(work))
+                except PeerError as error:
+                    notes.append(f"{label}: could not start ({error})")
+                    continue
+                memory.watch(label, peer.pid)
+                try:
+                    psnr[label] = psnr_db([reference], [peer.picture(0, max(steps))[1]])  # also warms it up
+                    report(f"{label}: PSNR against served {psnr[label]:.1f} dB")
+                    samples[label] = {n: [] for n in steps}
+                    _rounds({SERVED: served, label: peer.picture}, steps, repeats, samples, report)
+                except PeerError as error:  # the others are still measured; this one is reported
+                    notes.append(f"{label}: failed ({error})")
+                    samples.pop(label, None)
+                    psnr.pop(label, None)
+                finally:
+                    peer.close()
+                    memory.forget(label)
+            if not wanted:
+                _rounds({SERVED: served}, steps, repeats, samples, report)
+            after_pictures_rss = memory.sample()[SERVED]
+            lone_ms = percentile(samples[SERVED][min(steps)], 50)
+            concurrency = []
+            for level in concurrency_levels:
+                latencies, wall, batch = _concurrency(options.grpc_url, level, min(steps), side, guidance, scheduler)
+                figures = ConcurrencyFigures(
+                    level, len(latencies), min(steps), wall, 60 * len(latencies) / wall,
+                    percentile(latencies, 50), max(latencies), max(latencies) / lone_ms, batch,
+                )  # fmt: skip
+                concurrency.append(figures)
+                report(
+                    f"concurrency {level}: {figures.pictures_per_minute:.2f} pictures/min, slowest "
+                    f"{figures.slowest_over_lone:.2f}× a lone picture, UNet average batch {batch}"
+                )
+            end_rss = memory.sample()[SERVED]
+    runners = {
+        label: asdict(_figures(label, samples[label], psnr.get(label), memory.peaks.get(label))) for label in samples
+    }
     return {
         "checkpoint": str(checkpoint),
         "side": side,
         "scheduler": scheduler,
         "guidance": guidance,
+        "steps": list(steps),
+        "repeats": repeats,
         "export_s": export_s,
         "intra_op_threads": threads,
         "machine": describe_machine(),
-        "served": asdict(_figures("served (gRPC → BLS → ONNX Runtime)", served)),
-        "diffusers": asdict(_figures("diffusers StableDiffusionPipeline (PyTorch eager)", direct)),
+        "runners": runners,
+        "concurrency": [asdict(figures) for figures in concurrency],
+        "served_rss_mb": {"idle": idle_rss, "after_timed_pictures": after_pictures_rss, "end": end_rss},
+        "notes": notes,
     }
+
+
+def markdown(figures: dict[str, object], title: str) -> str:
+    """The report's tables: per runner (fixed cost, per step, PSNR, peak memory), then served concurrency."""
+    runners = figures["runners"]
+    assert isinstance(runners, dict)
+    steps = figures["steps"]
+    assert isinstance(steps, list)
+    low, high = int(steps[0]), int(steps[1])
+    lines = [
+        f"# {title}",
+        "",
+        f"{figures['side']}² pictures, {figures['scheduler']}, guidance {figures['guidance']}, "
+        f"{figures['intra_op_threads']} intra-op threads for every runner; medians of {figures['repeats']} "
+        "interleaved rounds. The machine was shared with other work: compare within this run only.",
+        "",
+        f"| runner | {low} steps | {high} steps | per step | fixed | PSNR vs served | peak RSS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, runner in runners.items():
+        pictures = runner["per_picture_ms"]
+        psnr = runner["psnr_vs_served_db"]
+        peak = runner["peak_rss_mb"]
+        lines.append(
+            f"| {label} | {pictures[low] / 1000:.2f} s | {pictures[high] / 1000:.2f} s | "
+            f"{runner['per_step_ms'] / 1000:.2f} s | {runner['fixed_ms'] / 1000:.2f} s | "
+            f"{'—' if psnr is None else f'{psnr:.1f} dB'} | {'—' if peak is None else f'{peak / 1024:.2f} GB'} |"
+        )
+    lines += [
+        "",
+        "Served, concurrent pictures (peers draw one picture at a time: on these cores one picture already",
+        "takes every core, so their pictures per minute at any concurrency are those at 1):",
+        "",
+        "| concurrency | pictures | pictures/min | median | slowest | slowest / lone | UNet average batch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for level in figures["concurrency"]:  # type: ignore[attr-defined]
+        batch = level["unet_average_batch"]
+        lines.append(
+            f"| {level['concurrency']} | {level['pictures']} | {level['pictures_per_minute']:.2f} | "
+            f"{level['median_ms'] / 1000:.2f} s | {level['slowest_ms'] / 1000:.2f} s | "
+            f"{level['slowest_over_lone']:.2f}× | {'—' if batch is None else f'{batch:.2f}'} |"
+        )
+    rss = figures["served_rss_mb"]
+    assert isinstance(rss, dict)
+    lines += [
+        "",
+        f"Server memory (tritonserver + stubs): idle {rss['idle'] / 1024:.2f} GB, after the timed pictures "
+        f"{rss['after_timed_pictures'] / 1024:.2f} GB, at the end {rss['end'] / 1024:.2f} GB.",
+    ]
+    lines += [f"- {note}" for note in figures["notes"]]  # type: ignore[attr-defined]
+    return "\n".join(lines) + "\n"
+
+
+def run(
+    preset: str,
+    checkpoint: Path | None,
+    side: int,
+    steps: tuple[int, int],
+    repeats: int,
+    guidance: float,
+    scheduler: str,
+    threads: int,
+    openvino_python: str | None,
+    out: Path | None,
+    peers: tuple[str, ...] = PEERS,
+    exported: Path | None = None,
+    concurrency_levels: tuple[int, ...] = CONCURRENCY,
+) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="prodgen-bench-checkpoint-") as folder:
+        chosen = checkpoint or write_random_checkpoint(Path(folder) / preset, preset)  # type: ignore[arg-type]
+        figures = measure(
+            chosen,
+            side,
+            steps,
+            repeats,
+            guidance,
+            scheduler,
+            threads,
+            openvino_python,
+            peers,
+            print,
+            exported,
+            concurrency_levels,
+        )
+    figures["preset"] = None if checkpoint else preset
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(figures, indent=2) + "\n")
+        size = (
+            "SD-1.5-sized random weights"
+            if figures["preset"] == "sd15"
+            else f"checkpoint {figures['preset'] or checkpoint}"
+        )
+        (out / "report.md").write_text(markdown(figures, f"Stable Diffusion on CPU, {size}, {side}²"))
+    return figures
 
 
 def main() -> None:
@@ -137,25 +353,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--scheduler", choices=("ddim", "euler", "dpmpp-2m"), default="ddim")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads for PyTorch and ONNX Runtime alike")
-    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every runner")
+    parser.add_argument("--openvino-python", help="a Python with optimum-intel[openvino] for the OpenVINO peers")
+    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers, each timed beside served")
+    parser.add_argument("--repository", type=Path, help="serve this earlier export of --checkpoint (pipeline sd_bench)")
+    parser.add_argument("--concurrency", default="1,2,4", help="served pictures at once, e.g. 1,2,4")
+    parser.add_argument("--out", type=Path, help="write report.json and report.md in this folder")
     args = parser.parse_args()
     low, high = (int(part) for part in args.steps.split(","))
-    with tempfile.TemporaryDirectory(prefix="prodgen-bench-checkpoint-") as folder:
-        checkpoint = args.checkpoint or write_random_checkpoint(Path(folder) / args.preset, args.preset)
-        figures = measure(checkpoint, args.side, (low, high), args.repeats, args.guidance, args.scheduler, args.threads)
-    figures["preset"] = None if args.checkpoint else args.preset
-    text = json.dumps(figures, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    for key in ("served", "diffusers"):
-        runner = figures[key]
-        assert isinstance(runner, dict)
-        pictures = ", ".join(f"{count} steps {ms:.0f} ms" for count, ms in runner["per_picture_ms"].items())
-        print(
-            f"{runner['runner']}: per picture {pictures}; per step {runner['per_step_ms']:.1f} ms; rest {runner['fixed_ms']:.0f} ms"
-        )
+    run(
+        args.preset, args.checkpoint, args.side, (low, high), args.repeats, args.guidance, args.scheduler,
+        args.threads, args.openvino_python, args.out, tuple(args.peers.split(",")), args.repository,
+        tuple(int(level) for level in args.concurrency.split(",")),
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

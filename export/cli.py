@@ -13,6 +13,7 @@ from prodgen.cli_support import VersionOption, console, error_line, run_app
 from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import ssim_text
 from prodgen.export.pipeline import ExportRequest, ExportResult, export_model
+from prodgen.export.stable_diffusion import DEFAULT_PIPELINE_BATCHING
 from prodgen.export.stable_diffusion_cli import STABLE_DIFFUSION, export_stable_diffusion_command
 from prodgen.export.zoo_listing import print_zoo
 from prodgen.model_repository.config import BatchingOptions
@@ -111,7 +112,16 @@ def export(
     max_queue_delay_us: Annotated[
         int, typer.Option(min=0, help="Dynamic batching queue delay.")
     ] = BatchingOptions.max_queue_delay_us,
-    instances: Annotated[int, typer.Option(min=1, help="Model instances per device.")] = BatchingOptions.instance_count,
+    instances: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=f"Model instances per device [default: {BatchingOptions.instance_count}; stable-diffusion: "
+            f"{DEFAULT_PIPELINE_BATCHING.instance_count} pipeline instances, the pictures served at once, "
+            "with one instance per component].",
+            show_default=False,
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed for random weights when no checkpoint is given.")
     ] = ExportRequest.seed,
@@ -201,7 +211,9 @@ def export(
         return
     if models == [STABLE_DIFFUSION]:
         batching = BatchingOptions(
-            max_batch_size=max_batch, max_queue_delay_us=max_queue_delay_us, instance_count=instances
+            max_batch_size=max_batch,
+            max_queue_delay_us=max_queue_delay_us,
+            instance_count=instances or DEFAULT_PIPELINE_BATCHING.instance_count,
         )
         defaults = request_defaults(default_steps, default_guidance, default_scheduler)
         export_stable_diffusion_command(
@@ -236,7 +248,9 @@ def export(
         check_checkpoint_file(path)
     check_repository(repository, must_exist=False)
     batching = BatchingOptions(
-        max_batch_size=max_batch, max_queue_delay_us=max_queue_delay_us, instance_count=instances
+        max_batch_size=max_batch,
+        max_queue_delay_us=max_queue_delay_us,
+        instance_count=instances or BatchingOptions.instance_count,
     )
     results: list[ExportResult] = []
     failed: list[str] = []

@@ -37,7 +37,7 @@ from prodgen.export.fidelity import (
 from prodgen.export.fp16_publish import Fp16Published, publish_fp16
 from prodgen.export.onnx_export import export_onnx
 from prodgen.export.verify import compare_outputs, onnx_session, run_pytorch
-from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, to_pbtxt
+from prodgen.model_repository.config import BatchingOptions, give_memory_back, onnxruntime_config, to_pbtxt
 from prodgen.model_repository.publish import PublishedVersion, publish
 from prodgen.model_repository.stable_diffusion import (
     RESTAGE_SUFFIX,
@@ -57,7 +57,28 @@ OPSET = 18
 ONNX_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
 PROVENANCE_FILE = "prodgen-export.json"
-DEFAULT_PIPELINE_BATCHING = BatchingOptions(max_batch_size=4)
+DEFAULT_PIPELINE_BATCHING = BatchingOptions(max_batch_size=4, instance_count=4)
+"""Up to 4 pictures a request, and 4 requests worked on at once (pipeline instances)."""
+COMPONENT_INSTANCES = 1
+"""One instance per component: one copy of its weights in memory, and every core for each call
+(a thread per core, prodgen.serve.session_threads). A second instance would hold a second copy
+(SD 1.5's UNet: 3.4 GB) only to split the same cores; concurrent pictures share UNet calls
+through the dynamic batcher instead."""
+UNET_QUEUE_DELAY_US = 5_000
+"""How long the UNet's dynamic batcher waits for company. Pictures in flight together send their
+next step within a few milliseconds of each other (the scheduler step between two UNet calls is
+numpy on small latents); without the wait the first to arrive ran alone and the rest after it,
+so the pictures drifted apart. A step costs seconds on a CPU, so 5 ms is under 0.5 % of it."""
+
+
+def component_batching(pipeline: BatchingOptions, suffix: str) -> BatchingOptions:
+    """A component's batching for the pipeline's: rows for every picture the pipeline instances
+    have in flight, guidance pairs included (2 rows a picture), in one call; one instance."""
+    rows = 2 * max(pipeline.max_batch_size, pipeline.instance_count)
+    delay = max(pipeline.max_queue_delay_us, UNET_QUEUE_DELAY_US) if suffix == "unet" else pipeline.max_queue_delay_us
+    return BatchingOptions(rows, delay, COMPONENT_INSTANCES)
+
+
 FP16_COMPONENTS = ("unet", "vae_decoder", "vae_encoder")
 """The FP16 gate covers what runs at every step and the VAE (whose decoder is known to overflow)."""
 
@@ -221,7 +242,7 @@ def _export_component(
             repository,
             served_name,
             write_version,
-            lambda _v: to_pbtxt(onnxruntime_config(component.spec, served_name, batching)),
+            lambda _v: to_pbtxt(give_memory_back(onnxruntime_config(component.spec, served_name, batching))),
         )
         outcome = None
         fp16_published = None
@@ -253,8 +274,9 @@ def export_stable_diffusion(
 ) -> DiffusionExportResult:
     """Export, verify and publish the four components and the pipeline model `name`.
 
-    `batching.max_batch_size` is the pictures per pipeline request; the components take twice
-    as many rows, since classifier-free guidance runs both halves in one UNet call. `loras` are
+    `batching.max_batch_size` is the pictures per pipeline request and `batching.instance_count`
+    the requests served at once; the components take twice as many rows as pictures in flight,
+    since classifier-free guidance runs both halves in one UNet call (`component_batching`). `loras` are
     fused into the UNet and text encoder first, in order; the published models record them. `variant`
     picks a weights variant of the folder (None: plain weights, or the only variant it holds). `defaults`:
     the served request defaults given for this export (`request_defaults`), over the family's own."""
@@ -263,9 +285,6 @@ def export_stable_diffusion(
     if loras:
         step(f"fusing {len(loras)} LoRA(s)")
         fuse_loras(model, loras)
-    component_batching = BatchingOptions(
-        2 * batching.max_batch_size, batching.max_queue_delay_us, batching.instance_count
-    )
     results = []
     with torch.no_grad():
         for component in components(model):
@@ -275,7 +294,7 @@ def export_stable_diffusion(
                     component,
                     repository,
                     f"{name}_{component.suffix}",
-                    component_batching,
+                    component_batching(batching, component.suffix),
                     fp16,
                     min_psnr_db,
                     step,

@@ -31,6 +31,7 @@ import triton_python_backend_utils as pb_utils
 
 _PREFIX = "prodgen."
 _RANGE_PREFIX = _PREFIX + "range."
+_ARENA_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
 
 Arrays = dict[str, np.ndarray]
 Group = list[tuple[int, Arrays]]
@@ -72,6 +73,23 @@ def _parameters(config: dict[str, Any]) -> dict[str, str]:
     return {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
 
 
+def _memory_options(options: Any, parameters: dict[str, str]) -> Any:
+    """Triton onnxruntime backend's memory parameters, read from the same config and applied alike:
+    `enable_mem_arena` and `enable_mem_pattern` ("0" turns them off) on the session, and
+    `memory.enable_memory_arena_shrinkage` ("cpu:0": the arena gives back after each run what the
+    run took beyond what it held before) as a run option. Returns the run options, or None."""
+    if parameters.get("enable_mem_arena", "1") == "0":
+        options.enable_cpu_mem_arena = False
+    if parameters.get("enable_mem_pattern", "1") == "0":
+        options.enable_mem_pattern = False
+    shrinkage = parameters.get(_ARENA_SHRINKAGE, "")
+    if not shrinkage:
+        return None
+    run_options = ort.RunOptions()
+    run_options.add_run_config_entry(_ARENA_SHRINKAGE, shrinkage)
+    return run_options
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
@@ -105,10 +123,11 @@ class TritonPythonModel:
         spinning = parameters.get(_PREFIX + "intra_op_spinning", "1")
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+        run_options = _memory_options(options, parameters)
         # The mirror links the version's ONNX file under this name (ONNX_FILE of
         # prodgen.model_repository.config); this file runs in Triton's python stub and imports nothing from prodgen.
         session = ort.InferenceSession(os.path.join(folder, "model.onnx"), options, providers=["CPUExecutionProvider"])
-        self.run = lambda feed: session.run(self.output_names, feed)
+        self.run = lambda feed: session.run(self.output_names, feed, run_options)
 
     def _openvino(self, xml_path: str, parameters: dict[str, str], threads: int) -> Any:
         """OpenVINO's CPU plugin with the settings Triton's openvino backend reads from the same config."""

@@ -32,7 +32,9 @@ def test_fp16_gate_catches_the_overflowing_decoder_and_keeps_it_fp32(
         vae.decoder.conv_in.bias.mul_(OVERFLOW_SCALE)
     vae.save_pretrained(str(folder / "vae"))
 
-    result = export_stable_diffusion(folder, tmp_path / "models", "hot", BatchingOptions(max_batch_size=1), fp16=True)
+    result = export_stable_diffusion(
+        folder, tmp_path / "models", "hot", BatchingOptions(max_batch_size=1, instance_count=1), fp16=True
+    )
     by_part = {component.name.removeprefix("hot_"): component for component in result.components}
 
     decoder = by_part["vae_decoder"]
@@ -46,8 +48,8 @@ def test_fp16_gate_catches_the_overflowing_decoder_and_keeps_it_fp32(
         assert outcome is not None and outcome.final.passed, part
     assert by_part["text_encoder"].fp16 is None, "the text encoder runs once per request and stays FP32"
 
-    # TensorRT profiles (docker/build_plan.sh reads them): batch up to twice the pipeline's (CFG
-    # halves), latent sides within the UNet's bounds (tiny: 2..32, tuned at its 16×16 sample size).
+    # TensorRT profiles (docker/build_plan.sh reads them): batch up to twice the pictures in flight
+    # (CFG halves; one picture here: max batch 1, one pipeline instance), latent sides within the UNet's bounds (tiny: 2..32, tuned at its 16×16 sample size).
     unet_published = by_part["unet"].fp16_published
     assert unet_published is not None
     recipe = json.loads((unet_published.fp16.version_dir / "tensorrt-build.json").read_text())
