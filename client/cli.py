@@ -139,6 +139,7 @@ def _model_entry(model: ServedModel) -> dict[str, object]:
         "outputs": [asdict(spec) for spec in model.outputs],
         "max_batch_size": model.max_batch_size,
         "bounds": asdict(model.bounds) if model.bounds else None,
+        "family": model.facts.diffusion.family if model.facts.diffusion else None,
     }
 
 
@@ -163,7 +164,8 @@ def models(
             outputs = describe(f"{s.name} {s.dtype}{list(s.dims)}" for s in model.outputs)
             sides = f"; image sides {model.bounds.min_side}..{model.bounds.max_side}" if model.bounds else ""
             out.print(
-                f"{model.name} ({model.task or 'unknown task'}): in {inputs}; out {outputs}; "
+                f"{model.name} ({model.task or 'unknown task'}"
+                f"{f', {model.facts.diffusion.family}' if model.facts.diffusion else ''}): in {inputs}; out {outputs}; "
                 f"max batch {model.max_batch_size}{sides}",
                 soft_wrap=True,
             )

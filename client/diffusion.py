@@ -4,6 +4,10 @@ One gRPC call to the pipeline model per up to max-batch pictures; the server run
 denoising loop. Picture *i* of a request uses seed + *i*, so any picture can be reproduced
 alone. Inputs are checked here first (prompt, sizes, mask) so a mistake costs one clear line,
 not a round trip; the server checks the same things for clients that are not this one.
+
+SDXL base → refiner hand-off is two calls: `txt2latents` on the base stops at `denoising_end`
+and returns its latents; `refine` on the refiner continues from them at `denoising_start`
+(the same fraction, steps and scheduler). `XlConditions` are SDXL's size/crop conditioning.
 """
 
 from __future__ import annotations
@@ -38,6 +42,37 @@ class Sampling:
     guidance: float | None = None
     scheduler: str | None = None
     negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class XlConditions:
+    """SDXL's added conditions; None takes diffusers' default (the picture's own size, the model's scores)."""
+
+    original_size: tuple[int, int] | None = None
+    """(height, width) the picture is said to have been cropped from."""
+    crop_top_left: tuple[int, int] = (0, 0)
+    aesthetic_score: float | None = None
+    """Refiner only (diffusers' default 6)."""
+    negative_aesthetic_score: float | None = None
+    """Refiner only (diffusers' default 2.5)."""
+
+    def inputs(self, model: ServedModel) -> dict[str, np.ndarray]:
+        if _facts(model).family == "sd":
+            raise ProdgenError(f"model '{model.name}' is not an SDXL pipeline: size and crop conditions need SDXL")
+        values: dict[str, np.ndarray] = {
+            "crop_top": np.array([self.crop_top_left[0]], np.int64),
+            "crop_left": np.array([self.crop_top_left[1]], np.int64),
+        }
+        if self.original_size is not None:
+            values["original_height"] = np.array([self.original_size[0]], np.int64)
+            values["original_width"] = np.array([self.original_size[1]], np.int64)
+        for name, score in (
+            ("aesthetic_score", self.aesthetic_score),
+            ("negative_aesthetic_score", self.negative_aesthetic_score),
+        ):
+            if score is not None:
+                values[name] = np.array([score], np.float32)
+        return values
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -107,6 +142,7 @@ def _request(
     prompt: str,
     sampling: Sampling | None,
     extra: dict[str, np.ndarray],
+    output: str = "image",
 ) -> np.ndarray:
     model = _diffusion_model(client, name)
     encoded = _check_prompt(prompt)
@@ -134,6 +170,9 @@ def _request(
     if sampling.scheduler is not None:
         inputs["scheduler"] = _rows(sampling.scheduler.encode("utf-8"), count, np.object_)
     for key, value in extra.items():
+        if key == "latents":  # already one row per picture
+            inputs[key] = value
+            continue
         inputs[key] = (
             np.repeat(value[np.newaxis], count, axis=0) if value.ndim > 1 else _rows(value[0], count, value.dtype.type)
         )
@@ -146,7 +185,27 @@ def _request(
             PromptTruncatedWarning,
             stacklevel=3,
         )
-    return result["image"]
+    return result[output]
+
+
+def _fraction(name: str, value: float) -> np.ndarray:
+    if not 0.0 < value < 1.0:
+        raise ProdgenError(f"{name} {value}: expected a fraction of the schedule, 0 < {name} < 1")
+    return np.array([value], dtype=np.float32)
+
+
+def _txt2img_inputs(
+    client: ProdgenClient, name: str, height: int | None, width: int | None, conditions: XlConditions | None
+) -> dict[str, np.ndarray]:
+    model = _diffusion_model(client, name)
+    if _facts(model).inpainting:
+        raise ProdgenError(f"model '{name}' is an inpainting model: use inpaint or restage")
+    extra = conditions.inputs(model) if conditions is not None else {}
+    for label, side in (("height", height), ("width", width)):
+        if side is not None:
+            _check_side(model, label, side)
+            extra[label] = np.array([side], dtype=np.int64)
+    return extra
 
 
 def txt2img(
@@ -156,16 +215,55 @@ def txt2img(
     sampling: Sampling | None = None,
     height: int | None = None,
     width: int | None = None,
+    conditions: XlConditions | None = None,
 ) -> np.ndarray:
     """`sampling.count` pictures (N, H, W, 3) uint8 for `prompt`; sides default to the model's trained size."""
+    return _request(client, name, prompt, sampling, _txt2img_inputs(client, name, height, width, conditions))
+
+
+def txt2latents(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    denoising_end: float,
+    sampling: Sampling | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    conditions: XlConditions | None = None,
+) -> np.ndarray:
+    """The base's latents (N, 4, H/8, W/8) float32 after the first `denoising_end` of the schedule, for `refine`."""
+    extra = {
+        **_txt2img_inputs(client, name, height, width, conditions),
+        "denoising_end": _fraction("denoising_end", denoising_end),
+    }
+    return _request(client, name, prompt, sampling, extra, output="latents")
+
+
+def refine(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    latents: np.ndarray,
+    denoising_start: float,
+    sampling: Sampling | None = None,
+    conditions: XlConditions | None = None,
+) -> np.ndarray:
+    """Pictures from a base's handed-off `latents` (one row per picture; `sampling.count` must match),
+    denoised from `denoising_start` to the end of the schedule by the refiner `name`."""
     model = _diffusion_model(client, name)
-    if _facts(model).inpainting:
-        raise ProdgenError(f"model '{name}' is an inpainting model: use inpaint or restage")
-    extra = {}
-    for label, side in (("height", height), ("width", width)):
-        if side is not None:
-            _check_side(model, label, side)
-            extra[label] = np.array([side], dtype=np.int64)
+    sampling = sampling or Sampling(count=len(latents))
+    facts = _facts(model)
+    if latents.ndim != 4 or latents.shape[0] != sampling.count or latents.shape[1] != facts.latent_channels:
+        raise ProdgenError(
+            f"latents: shape {tuple(latents.shape)} given, expected ({sampling.count}, {facts.latent_channels}, h, w)"
+        )
+    for label, side in (("latents height", latents.shape[2]), ("latents width", latents.shape[3])):
+        _check_side(model, label, side * facts.vae_scale_factor)
+    extra = {
+        **(conditions.inputs(model) if conditions is not None else {}),
+        "latents": np.ascontiguousarray(latents, dtype=np.float32),
+        "denoising_start": _fraction("denoising_start", denoising_start),
+    }
     return _request(client, name, prompt, sampling, extra)
 
 

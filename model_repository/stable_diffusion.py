@@ -3,8 +3,8 @@
 The version folder holds everything the python backend needs and nothing from prodgen's
 install: `model.py` (python_models/stable_diffusion.py), `seeding.py` (prodgen/seeding.py,
 the same file the client seeds GAN latents with), `schedulers.py`, `pipeline_requests.py` (the
-request checks every pipeline model shares), the checkpoint's tokenizer
-and its scheduler config. So the repository runs as is on NVIDIA's Triton with numpy and
+request checks every pipeline model shares), the checkpoint's tokenizer(s) (SDXL: `tokenizer_2/`
+too; the refiner: only that one) and its scheduler config. So the repository runs as is on NVIDIA's Triton with numpy and
 transformers in its python environment.
 """
 
@@ -32,6 +32,8 @@ REQUESTS_SOURCE = PYTHON_MODELS / "pipeline_requests.py"
 SEEDING_SOURCE = Path(prodgen.seeding.__file__)
 SCHEDULER_CONFIG = "scheduler_config.json"
 TOKENIZER_FOLDER = "tokenizer"
+SDXL_DEFAULTS = {"default_aesthetic_score": "6.0", "default_negative_aesthetic_score": "2.5"}
+"""diffusers' SDXL img2img/inpaint defaults for a refiner's aesthetic scores."""
 
 MAX_STEPS = 150
 DEFAULTS = {
@@ -56,8 +58,26 @@ _INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
     ("image", mc.TYPE_UINT8, (-1, -1, 3), True),
     ("strength", mc.TYPE_FP32, (1,), True),
     ("mask", mc.TYPE_UINT8, (-1, -1, 1), True),
+    ("denoising_end", mc.TYPE_FP32, (1,), True),
+    ("denoising_start", mc.TYPE_FP32, (1,), True),
+    ("latents", mc.TYPE_FP32, (-1, -1, -1), True),
 )
-_OUTPUTS = (("image", mc.TYPE_UINT8, (-1, -1, 3)), ("truncated_tokens", mc.TYPE_INT64, (1,)))
+_XL_INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
+    ("original_height", mc.TYPE_INT64, (1,), True),
+    ("original_width", mc.TYPE_INT64, (1,), True),
+    ("crop_top", mc.TYPE_INT64, (1,), True),
+    ("crop_left", mc.TYPE_INT64, (1,), True),
+    ("aesthetic_score", mc.TYPE_FP32, (1,), True),
+    ("negative_aesthetic_score", mc.TYPE_FP32, (1,), True),
+)
+"""SDXL's size and crop conditioning (diffusers' original_size, crops_coords_top_left) and the refiner's scores."""
+_OUTPUTS = (
+    ("image", mc.TYPE_UINT8, (-1, -1, 3)),
+    ("truncated_tokens", mc.TYPE_INT64, (1,)),
+    ("latents", mc.TYPE_FP32, (-1, -1, -1)),
+)
+"""`latents`: the denoised latents the picture was decoded from, or, with `denoising_end`, the latents
+handed off to a refiner (then `image` is empty, 0×0)."""
 
 
 def scheduler_names() -> tuple[str, ...]:
@@ -82,6 +102,9 @@ class PipelineFacts:
     min_side: int
     max_side: int
     opt_side: int
+    family: str = "sd"
+    force_zeros_for_empty_prompt: bool = False
+    time_ids_length: int = 0
 
     @classmethod
     def of(cls, model: StableDiffusion, component_models: dict[str, str]) -> PipelineFacts:
@@ -96,6 +119,9 @@ class PipelineFacts:
             min_side=bounds.min_side,
             max_side=bounds.max_side,
             opt_side=bounds.opt_side,
+            family=model.family,
+            force_zeros_for_empty_prompt=model.force_zeros_for_empty_prompt,
+            time_ids_length=model.time_ids_length,
         )
 
     def parameters(self) -> dict[str, str]:
@@ -112,20 +138,27 @@ class PipelineFacts:
                     inpainting=self.unet_in_channels == INPAINT_IN_CHANNELS,
                     max_steps=MAX_STEPS,
                     schedulers=",".join(scheduler_names()),
+                    family=self.family,
                 ),
             ),
         )
+        xl = {
+            "xl.force_zeros_for_empty_prompt": str(self.force_zeros_for_empty_prompt),
+            "xl.time_ids_length": str(self.time_ids_length),
+            **SDXL_DEFAULTS,
+        }
         return {
             **to_parameters(facts),
             **{f"model.{part}": served for part, served in self.component_models.items()},
             **DEFAULTS,
+            **(xl if self.time_ids_length else {}),
         }
 
 
 def pipeline_config(name: str, facts: PipelineFacts, batching: BatchingOptions) -> mc.ModelConfig:
     """A python-backend config: one row per picture, up to `batching.max_batch_size` a request."""
     config = mc.ModelConfig(name=name, backend="python", max_batch_size=batching.max_batch_size)
-    for tensor_name, data_type, dims, optional in _INPUTS:
+    for tensor_name, data_type, dims, optional in _INPUTS + (_XL_INPUTS if facts.time_ids_length else ()):
         config.input.add(name=tensor_name, data_type=data_type, dims=list(dims), optional=optional)
     for tensor_name, data_type, dims in _OUTPUTS:
         config.output.add(name=tensor_name, data_type=data_type, dims=list(dims))
@@ -146,5 +179,6 @@ def write_pipeline_version(folder: Path, model: StableDiffusion, facts: Pipeline
     shutil.copyfile(SCHEDULERS_SOURCE, folder / "schedulers.py")
     shutil.copyfile(REQUESTS_SOURCE, folder / "pipeline_requests.py")
     shutil.copyfile(SEEDING_SOURCE, folder / "seeding.py")
-    model.tokenizer.save_pretrained(str(folder / TOKENIZER_FOLDER))
+    for component, _, tokenizer in model.text_encoders:
+        tokenizer.save_pretrained(str(folder / component.replace("text_encoder", TOKENIZER_FOLDER)))
     (folder / SCHEDULER_CONFIG).write_text(json.dumps(model.scheduler_config, indent=2) + "\n")

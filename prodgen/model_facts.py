@@ -49,6 +49,9 @@ class DiffusionFacts:
     """The most denoising steps a request may ask for."""
     schedulers: str = ""
     """The scheduler names a request may choose, comma-separated."""
+    family: str = "sd"
+    """`sd` (1.x/2.x), `sdxl` (base: can hand latents off at `denoising_end`) or `sdxl-refiner`
+    (img2img; takes handed-off `latents` at `denoising_start`)."""
 
     def __post_init__(self) -> None:
         _at_least_one(self, "prompt_max_tokens", "latent_channels", "vae_scale_factor")

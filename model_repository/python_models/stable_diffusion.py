@@ -13,6 +13,19 @@ was trained or, with a plain UNet, by blending the kept area's re-noised latents
 Each row of a request is one picture with its own prompt, negative prompt, seed, image and
 mask; steps, guidance, size, scheduler and strength are per request and must agree across rows.
 Classifier-free guidance runs the unconditional and conditional halves as one UNet batch.
+
+SDXL (family `sdxl`/`sdxl-refiner`, from the parameters): the text states are both encoders'
+penultimate hidden states side by side (the refiner: `NAME_text_encoder_2`'s alone), and the
+UNet also gets text_encoder_2's pooled `text_embeds` and the `time_ids` (original size, crop
+top-left, target size; the refiner: an aesthetic score for the target size), as diffusers'
+SDXL pipelines build them. An empty negative prompt conditions on zeros where the checkpoint
+says `force_zeros_for_empty_prompt` (diffusers does so for a negative prompt of None).
+
+Base → refiner hand-off, one gRPC call per model: the base called with `denoising_end` (a
+fraction of the schedule) stops there and returns the latents (`image` comes back empty); the
+refiner called with those `latents`, `denoising_start` (the same fraction) and the same steps
+and scheduler continues from them without re-noising, as diffusers' `denoising_end`/
+`denoising_start` do. Every call also returns the final `latents` it decoded.
 """
 
 from __future__ import annotations
@@ -44,6 +57,11 @@ def _invalid_argument(message: str) -> Any:
     return pb_utils.TritonError(message, code) if code is not None else pb_utils.TritonError(message)
 
 
+def _cutoff(scheduler: Any, fraction: float) -> int:
+    """diffusers' discrete timestep cut-off for a denoising_end/denoising_start fraction of the schedule."""
+    return int(round(scheduler.num_train_timesteps - fraction * scheduler.num_train_timesteps))
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         from transformers import CLIPTokenizer
@@ -57,9 +75,20 @@ class TritonPythonModel:
         folder = os.path.join(args["model_repository"], args["model_version"])
         with open(os.path.join(folder, SCHEDULER_CONFIG)) as stream:
             self.scheduler_config = json.load(stream)
-        self.tokenizer = CLIPTokenizer.from_pretrained(os.path.join(folder, TOKENIZER_FOLDER))
+        parts = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder")
         self.models = {
-            part: parameter(f"model.{part}") for part in ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+            part: parameters[_PREFIX + f"model.{part}"] for part in parts if _PREFIX + f"model.{part}" in parameters
+        }
+        self.encoders: list[str] = [part for part in ("text_encoder", "text_encoder_2") if part in self.models]
+        self.tokenizers: dict[str, Any] = {
+            part: CLIPTokenizer.from_pretrained(os.path.join(folder, part.replace("text_encoder", TOKENIZER_FOLDER)))
+            for part in self.encoders
+        }
+        self.time_ids_length = int(parameters.get(_PREFIX + "xl.time_ids_length", "0"))
+        self.force_zeros = parameters.get(_PREFIX + "xl.force_zeros_for_empty_prompt", "").lower() == "true"
+        self.xl_defaults = {
+            name: float(parameters.get(_PREFIX + f"default_{name}", "0"))
+            for name in ("aesthetic_score", "negative_aesthetic_score")
         }
         self.text_length = int(parameter("diffusion.prompt_max_tokens"))
         self.latent_channels = int(parameter("diffusion.latent_channels"))
@@ -93,6 +122,9 @@ class TritonPythonModel:
         negatives = requests.texts(read, request, "negative_prompt", rows) or [""] * rows
         seeds = requests.seeds(read, request, rows)
         image = requests.image_batch(read, request, "image", rows, 3)
+        latents = requests.latents_batch(read, request, rows, self.latent_channels, self.vae_scale_factor)
+        if latents is not None and image is not None:
+            raise RequestError("give either 'image' or 'latents' to start from, not both")
         mask = read(request, "mask")
         if mask is not None:
             if image is None:
@@ -101,39 +133,88 @@ class TritonPythonModel:
                 raise RequestError(f"input 'mask': shape {mask.shape}, expected {(*image.shape[:3], 1)} (the image's)")
         elif self.inpainting:
             raise RequestError("this is an inpainting model: give an 'image' and a 'mask'")
-        sampler = requests.sampler(read, request, rows, self.limits, image is not None)
-        height, width = requests.size(read, request, rows, self.limits, image)
+        source = "image" if image is not None else "latents" if latents is not None else None
+        handoff = requests.handoff(read, request, rows, source, mask is not None)
+        # At a denoising_start the schedule's cut-off, not a strength, says where to begin.
+        strength_applies = source is not None and handoff["denoising_start"] is None
+        sampler = requests.sampler(read, request, rows, self.limits, strength_applies)
+        latent_size = (
+            None
+            if latents is None
+            else (latents.shape[2] * self.vae_scale_factor, latents.shape[3] * self.vae_scale_factor)
+        )
+        height, width = requests.size(read, request, rows, self.limits, image, latent_size)
+        xl = (
+            requests.xl_conditions(read, request, rows, height, width, self.xl_defaults) if self.time_ids_length else {}
+        )
         return {
             "prompts": prompts, "negatives": negatives, "seeds": seeds, "image": image, "mask": mask,
-            **sampler, "height": height, "width": width,
+            "latents": latents, **handoff, **sampler, "height": height, "width": width, **xl,
         }  # fmt: skip
 
     # ── calling the component models ──
 
     def _call(self, part: str, inputs: dict[str, np.ndarray], output: str) -> np.ndarray:
+        return self._call_for(part, inputs, [output])[0]
+
+    def _call_for(self, part: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
         request = pb_utils.InferenceRequest(
             model_name=self.models[part],
-            requested_output_names=[output],
+            requested_output_names=outputs,
             inputs=[pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in inputs.items()],
         )
         response = request.exec()
         if response.has_error():
             raise RuntimeError(f"{self.models[part]}: {response.error().message()}")
-        return pb_utils.get_output_tensor_by_name(response, output).as_numpy()
+        return [pb_utils.get_output_tensor_by_name(response, output).as_numpy() for output in outputs]
 
-    def _tokens(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        ids = self.tokenizer(
+    def _tokens(self, part: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        tokenizer = self.tokenizers[part]
+        ids = tokenizer(
             texts, padding="max_length", max_length=self.text_length, truncation=True, return_tensors="np"
         ).input_ids
-        full = self.tokenizer(texts, truncation=False).input_ids
+        full = tokenizer(texts, truncation=False).input_ids
         dropped = np.array([max(0, len(tokens) - self.text_length) for tokens in full], dtype=np.int64)
         return np.asarray(ids, dtype=np.int64), dropped
 
-    def _text_states(self, settings: Settings, guided: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _text_states(self, settings: Settings, guided: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The UNet's text inputs for [negatives +] prompts: `text_states`, and for SDXL `text_embeds`
+        (the pooled projection); the tokens each prompt lost to truncation."""
         texts = (settings["negatives"] if guided else []) + settings["prompts"]
-        ids, dropped = self._tokens(texts)
-        states = self._call("text_encoder", {"input_ids": ids}, "text_states")
-        return states, dropped[-len(settings["prompts"]) :]
+        states, dropped = [], None
+        conditions: dict[str, np.ndarray] = {}
+        for part in self.encoders:
+            ids, lost = self._tokens(part, texts)
+            dropped = lost if dropped is None else dropped
+            if part == "text_encoder_2":  # SDXL's second encoder also gives the pooled projection
+                part_states, conditions["text_embeds"] = self._call_for(
+                    part, {"input_ids": ids}, ["text_states", "text_embeds"]
+                )
+                states.append(part_states)
+            else:
+                states.append(self._call(part, {"input_ids": ids}, "text_states"))
+        conditions["text_states"] = np.concatenate(states, axis=-1)
+        if guided and self.force_zeros:
+            empty = np.array([not text for text in settings["negatives"]] + [False] * len(settings["prompts"]))
+            for name, value in conditions.items():
+                conditions[name] = np.where(empty.reshape(-1, *[1] * (value.ndim - 1)), np.float32(0), value)
+        assert dropped is not None
+        return conditions, dropped[-len(settings["prompts"]) :]
+
+    def _time_ids(self, settings: Settings, guided: bool) -> np.ndarray:
+        """SDXL's time ids per UNet row, as diffusers' `_get_add_time_ids`: (original size, crop top-left,
+        target size) for a base; (original size, crop, aesthetic score) for a refiner, whose unconditional
+        half gets the negative score and crop (0, 0)."""
+        rows = len(settings["prompts"])
+        head = [settings["original_height"], settings["original_width"]]
+        crop = [settings["crop_top"], settings["crop_left"]]
+        if self.time_ids_length == 5:
+            positive = head + crop + [settings["aesthetic_score"]]
+            negative = head + [0, 0] + [settings["negative_aesthetic_score"]]
+        else:
+            positive = negative = head + crop + [settings["height"], settings["width"]]
+        ids = [negative] * rows * guided + [positive] * rows
+        return np.array(ids, dtype=np.float32)
 
     def _encode(self, image: np.ndarray) -> np.ndarray:
         return self._call("vae_encoder", {"image": image}, "latents")
@@ -144,10 +225,14 @@ class TritonPythonModel:
         size = int(np.prod(shape))
         return np.stack([seeding.latent_from_seed(int(seed), size).reshape(shape) for seed in seeds])
 
-    def _generate(self, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    def _generate(self, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pictures (empty when handing off at a denoising_end), their final latents, and the tokens
+        each prompt lost to truncation."""
         rows = len(settings["prompts"])
         guided = settings["guidance"] > 1.0
-        states, dropped = self._text_states(settings, guided)
+        conditions, dropped = self._text_states(settings, guided)
+        if self.time_ids_length:
+            conditions["time_ids"] = self._time_ids(settings, guided)
         latent_shape = (
             self.latent_channels,
             settings["height"] // self.vae_scale_factor,
@@ -155,16 +240,20 @@ class TritonPythonModel:
         )
         noise = self._noise(settings["seeds"], latent_shape)
         scheduler = schedulers.make_scheduler(settings["scheduler"], self.scheduler_config)
-        scheduler.set_timesteps(settings["steps"], strength=settings["strength"])
-        timesteps = scheduler.timesteps
+        scheduler.set_timesteps(settings["steps"], strength=self._strength(settings, scheduler))
+        timesteps = self._until_end(settings, scheduler, scheduler.timesteps)
         image, mask = settings["image"], settings["mask"]
-        # As diffusers: image-to-image always starts from the picture noised to the first timestep;
-        # inpainting at full strength from pure noise (the mask input carries the kept area).
-        from_image = image is not None and (mask is None or settings["strength"] < 1.0)
-        image_latents = None
-        if from_image or (mask is not None and not self.inpainting):
+        # As diffusers: image-to-image always starts from the picture noised to the first timestep
+        # (from the picture itself at a denoising_start); inpainting at full strength from pure noise
+        # (the mask input carries the kept area).
+        has_source = image is not None or settings["latents"] is not None
+        from_image = has_source and (mask is None or settings["strength"] < 1.0)
+        image_latents = settings["latents"]
+        if image is not None and (from_image or (mask is not None and not self.inpainting)):
             image_latents = self._encode(image)
-        if from_image:
+        if settings["denoising_start"] is not None:
+            latents = image_latents
+        elif from_image:
             latents = scheduler.add_noise(image_latents, noise, timesteps[0])
         else:
             latents = noise * np.float32(scheduler.init_noise_sigma)
@@ -186,9 +275,7 @@ class TritonPythonModel:
                 model_input = np.concatenate([model_input, extra], axis=1)
             timestep = np.full((model_input.shape[0], 1), t, dtype=np.float32)
             predicted = self._call(
-                "unet",
-                {"latents": model_input.astype(np.float32), "timestep": timestep, "text_states": states},
-                "noise",
+                "unet", {"latents": model_input.astype(np.float32), "timestep": timestep, **conditions}, "noise"
             )
             if guided:
                 unconditional, conditional = predicted[:rows], predicted[rows:]
@@ -199,8 +286,34 @@ class TritonPythonModel:
                 if index + 1 < len(timesteps):
                     kept = scheduler.add_noise(image_latents, noise, timesteps[index + 1])
                 latents = (1.0 - latent_mask) * kept + latent_mask * latents
-        picture = self._call("vae_decoder", {"latents": latents.astype(np.float32)}, "image")
-        return picture, dropped
+        latents = latents.astype(np.float32)
+        if settings["denoising_end"] is not None:
+            return np.zeros((rows, 0, 0, 3), dtype=np.uint8), latents, dropped
+        picture = self._call("vae_decoder", {"latents": latents}, "image")
+        return picture, latents, dropped
+
+    def _strength(self, settings: Settings, scheduler: Any) -> float:
+        """The img2img strength; at a `denoising_start`, the one that keeps the steps diffusers keeps there:
+        those whose timestep lies below the cut-off (strength (kept + ½) / steps makes int(steps × strength)
+        exactly `kept`)."""
+        start = settings["denoising_start"]
+        if start is None:
+            return float(settings["strength"])
+        scheduler.set_timesteps(settings["steps"])
+        kept = int((scheduler.timesteps < _cutoff(scheduler, start)).sum())
+        if kept < 1:
+            raise RequestError(f"denoising_start {start} leaves none of the {settings['steps']} steps; lower it")
+        return min(1.0, (kept + 0.5) / settings["steps"])
+
+    def _until_end(self, settings: Settings, scheduler: Any, timesteps: np.ndarray) -> np.ndarray:
+        """The timesteps to run: all, or those at or above a `denoising_end`'s cut-off (diffusers' filter)."""
+        end = settings["denoising_end"]
+        if end is None:
+            return timesteps
+        kept = timesteps[timesteps >= _cutoff(scheduler, end)]
+        if kept.size == 0:
+            raise RequestError(f"denoising_end {end} leaves none of the {settings['steps']} steps; raise it")
+        return kept
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
@@ -211,7 +324,10 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_invalid_argument(str(error))))
                 continue
             try:
-                picture, dropped = self._generate(settings)
+                picture, latents, dropped = self._generate(settings)
+            except RequestError as error:
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_invalid_argument(str(error))))
+                continue
             except Exception as error:  # noqa: BLE001 - a component's failure goes back to this caller; the server stays up
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
                 continue
@@ -220,6 +336,7 @@ class TritonPythonModel:
                     output_tensors=[
                         pb_utils.Tensor("image", picture),
                         pb_utils.Tensor("truncated_tokens", dropped.reshape(-1, 1)),
+                        pb_utils.Tensor("latents", latents),
                     ]
                 )
             )

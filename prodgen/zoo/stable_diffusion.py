@@ -1,5 +1,12 @@
 """Stable-Diffusion checkpoints: a `save_pretrained` folder in, checked PyTorch components out.
 
+Three families, told apart by the UNet's config and `model_index.json` as diffusers does:
+`sd` (1.x/2.x: one CLIP text encoder), `sdxl` (a UNet with `addition_embed_type` "text_time":
+CLIPTextModel + CLIPTextModelWithProjection, whose penultimate hidden states are concatenated and
+whose pooled projection and size/crop "time ids" are the UNet's added conditions) and
+`sdxl-refiner` (`requires_aesthetics_score`: text_encoder_2 only, an aesthetic score in the
+time ids).
+
 The architectures are diffusers' and transformers' own (`UNet2DConditionModel`,
 `AutoencoderKL`, `CLIPTextModel`, `CLIPTokenizer`): they are the reference every SD
 checkpoint is trained and fine-tuned with, so nothing here re-implements them. Both libraries
@@ -22,6 +29,9 @@ from prodgen.errors import ProdgenError
 MODEL_INDEX = "model_index.json"
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 SCHEDULER_CONFIG = "scheduler_config.json"
+SDXL_COMPONENTS = ("unet", "vae", "text_encoder_2", "tokenizer_2", "scheduler")
+"""An SDXL refiner has only these; an SDXL base also text_encoder and tokenizer."""
+SDXL_ADDITION = "text_time"
 INPAINT_IN_CHANNELS = 9
 """An inpainting UNet sees the noisy latents (4), the mask (1) and the masked picture's latents (4)."""
 INSTALL_HINT = "latent diffusion needs the 'diffusion' extra: pip install 'prodgen[diffusion]'"
@@ -39,10 +49,49 @@ class StableDiffusion:
     vae: Any
     """diffusers.AutoencoderKL"""
     text_encoder: Any
-    """transformers.CLIPTextModel"""
+    """transformers.CLIPTextModel (None for an SDXL refiner)"""
     tokenizer: Any
-    """transformers.CLIPTokenizer"""
+    """transformers.CLIPTokenizer (None for an SDXL refiner)"""
     scheduler_config: dict[str, Any]
+    text_encoder_2: Any = None
+    """SDXL: transformers.CLIPTextModelWithProjection"""
+    tokenizer_2: Any = None
+    force_zeros_for_empty_prompt: bool = False
+    """SDXL: an empty negative prompt conditions on zeros, not on the encoded empty text."""
+    requires_aesthetics_score: bool = False
+    """SDXL refiner: the time ids end with an aesthetic score instead of the target size."""
+
+    @property
+    def family(self) -> str:
+        """`sd`, `sdxl` or `sdxl-refiner`: what clients and `prodgen models` show."""
+        if not self.xl:
+            return "sd"
+        return "sdxl-refiner" if self.requires_aesthetics_score else "sdxl"
+
+    @property
+    def xl(self) -> bool:
+        return getattr(self.unet.config, "addition_embed_type", None) == SDXL_ADDITION
+
+    @property
+    def text_encoders(self) -> list[tuple[str, Any, Any]]:
+        """(component, encoder, tokenizer) in the order their hidden states are concatenated."""
+        pairs = [
+            ("text_encoder", self.text_encoder, self.tokenizer),
+            ("text_encoder_2", self.text_encoder_2, self.tokenizer_2),
+        ]
+        return [pair for pair in pairs if pair[1] is not None]
+
+    @property
+    def pooled_width(self) -> int:
+        """SDXL: the width of text_encoder_2's pooled projection (`text_embeds`); 0 otherwise."""
+        return int(self.text_encoder_2.config.projection_dim) if self.text_encoder_2 is not None else 0
+
+    @property
+    def time_ids_length(self) -> int:
+        """SDXL: original size, crop top-left and target size (6), or aesthetic score for the target (5)."""
+        if not self.xl:
+            return 0
+        return 5 if self.requires_aesthetics_score else 6
 
     @property
     def latent_channels(self) -> int:
@@ -77,11 +126,12 @@ class StableDiffusion:
 
     @property
     def text_length(self) -> int:
-        return int(self.tokenizer.model_max_length)
+        return int(self.text_encoders[0][2].model_max_length)
 
     @property
     def text_width(self) -> int:
-        return int(self.text_encoder.config.hidden_size)
+        """The width of the text states the UNet attends to (SDXL: both encoders' widths added)."""
+        return sum(int(encoder.config.hidden_size) for _, encoder, _ in self.text_encoders)
 
     @property
     def native_size(self) -> int:
@@ -114,11 +164,12 @@ def _check_folder(folder: Path) -> dict[str, Any]:
         raise ProdgenError(f"{index_path}: not valid JSON ({error})") from None
     if not isinstance(index, dict):
         raise ProdgenError(f"{index_path}: expected a JSON object naming the pipeline's components")
-    missing = [name for name in COMPONENTS if not (folder / name).is_dir()]
+    expected = SDXL_COMPONENTS if (folder / "text_encoder_2").is_dir() else COMPONENTS
+    missing = [name for name in expected if not (folder / name).is_dir()]
     if missing:
         raise ProdgenError(
             f"{folder}: component folder(s) {', '.join(missing)} missing; a Stable-Diffusion checkpoint has "
-            f"{', '.join(COMPONENTS)}"
+            f"{', '.join(expected)}"
         )
     return index
 
@@ -153,27 +204,52 @@ def _check_shapes(model: StableDiffusion) -> None:
             f"{where / 'unet'}: cross_attention_dim {unet.cross_attention_dim}, expected the text encoder's "
             f"hidden size {model.text_width}"
         )
-    positions = int(model.text_encoder.config.max_position_embeddings)
-    if not 1 < model.text_length <= positions:
+    if getattr(model.vae.config, "latents_mean", None) is not None:
+        raise ProdgenError(f"{where / 'vae'}: latents_mean/latents_std are set; only a scaling_factor is supported")
+    for component, encoder, tokenizer in model.text_encoders:
+        positions = int(encoder.config.max_position_embeddings)
+        length = int(tokenizer.model_max_length)
+        if length != model.text_length or not 1 < length <= positions:
+            raise ProdgenError(
+                f"{where / component.replace('text_encoder', 'tokenizer')}: model_max_length {length}, expected "
+                f"{model.text_length} in 2..{positions} (the text encoder's max_position_embeddings)"
+            )
+    if getattr(unet, "time_cond_proj_dim", None) is not None:
+        raise ProdgenError(f"{where / 'unet'}: time_cond_proj_dim is set (an LCM UNet); it is not supported")
+    addition = getattr(unet, "addition_embed_type", None)
+    if addition not in (None, SDXL_ADDITION):
         raise ProdgenError(
-            f"{where / 'tokenizer'}: model_max_length {model.text_length}, expected 2..{positions} "
-            f"(the text encoder's max_position_embeddings)"
+            f"{where / 'unet'}: addition_embed_type {addition!r}, expected none (SD 1.x/2.x) or {SDXL_ADDITION!r} (SDXL)"
         )
-    if getattr(unet, "time_cond_proj_dim", None) is not None or getattr(unet, "addition_embed_type", None):
+    if model.xl:
+        _check_added_conditions(model)
+
+
+def _check_added_conditions(model: StableDiffusion) -> None:
+    """The UNet's added-condition embedding must take the pooled text and the time ids the family sends."""
+    where = model.folder
+    if model.text_encoder_2 is None:
+        raise ProdgenError(f"{where}: an SDXL UNet needs text_encoder_2 (CLIPTextModelWithProjection)")
+    expected = int(model.unet.add_embedding.linear_1.in_features)
+    sent = int(model.unet.config.addition_time_embed_dim) * model.time_ids_length + model.pooled_width
+    if sent != expected:
         raise ProdgenError(
-            f"{where / 'unet'}: extra conditioning inputs (time_cond_proj_dim / addition_embed_type) are not "
-            "Stable Diffusion 1.x/2.x; SDXL and LCM UNets are not supported"
+            f"{where / 'unet'}: the added-condition embedding takes {expected} values, but text_encoder_2's "
+            f"projection ({model.pooled_width}) and {model.time_ids_length} time ids give {sent}; check "
+            "requires_aesthetics_score in model_index.json"
         )
 
 
 def load_stable_diffusion(folder: Path) -> StableDiffusion:
-    """Load and check a `save_pretrained` folder (SD 1.x/2.x, inpainting variant included)."""
+    """Load and check a `save_pretrained` folder (SD 1.x/2.x, SDXL base, refiner; inpainting variants included)."""
     _require_libraries()
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    _check_folder(folder)
+    index = _check_folder(folder)
+    xl = (folder / "text_encoder_2").is_dir()
+    has_first_encoder = (folder / "text_encoder").is_dir() and (folder / "tokenizer").is_dir()
     scheduler_path = folder / "scheduler" / SCHEDULER_CONFIG
     try:
         scheduler_config = json.loads(scheduler_path.read_text())
@@ -187,9 +263,21 @@ def load_stable_diffusion(folder: Path) -> StableDiffusion:
                 "unet", folder, lambda path: UNet2DConditionModel.from_pretrained(path, low_cpu_mem_usage=False).eval()
             ),
             vae=_load("vae", folder, lambda path: AutoencoderKL.from_pretrained(path, low_cpu_mem_usage=False).eval()),
-            text_encoder=_load("text_encoder", folder, lambda path: CLIPTextModel.from_pretrained(path).eval()),
-            tokenizer=_load("tokenizer", folder, CLIPTokenizer.from_pretrained),
+            text_encoder=(
+                _load("text_encoder", folder, lambda path: CLIPTextModel.from_pretrained(path).eval())
+                if has_first_encoder
+                else None
+            ),
+            tokenizer=_load("tokenizer", folder, CLIPTokenizer.from_pretrained) if has_first_encoder else None,
             scheduler_config=scheduler_config,
+            text_encoder_2=(
+                _load("text_encoder_2", folder, lambda path: CLIPTextModelWithProjection.from_pretrained(path).eval())
+                if xl
+                else None
+            ),
+            tokenizer_2=_load("tokenizer_2", folder, CLIPTokenizer.from_pretrained) if xl else None,
+            force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", xl)),
+            requires_aesthetics_score=bool(index.get("requires_aesthetics_score", False)),
         )
     _check_shapes(model)
     if not math.isfinite(model.scaling_factor) or model.scaling_factor <= 0:
