@@ -106,3 +106,16 @@ def test_an_sdxl_sized_unet_exports_and_verifies(tmp_path: Path) -> None:
     )
     print(done.stdout[-2000:])
     assert data.stat().st_size > 2**31, "the UNet is over protobuf's 2 GB, in one external data file"
+
+
+def test_the_unet_loads_as_diffusers_loads_it(xl_folders: dict[str, Path]) -> None:
+    """One copy in memory (meta device + assign) and the same weights as diffusers' from_pretrained."""
+    from diffusers import UNet2DConditionModel
+
+    ours = load_stable_diffusion(xl_folders["base"]).unet.state_dict()
+    theirs = UNet2DConditionModel.from_pretrained(
+        str(xl_folders["base"] / "unet"), low_cpu_mem_usage=False
+    ).state_dict()
+    assert ours.keys() == theirs.keys()
+    for name, tensor in theirs.items():
+        assert torch.equal(ours[name], tensor), name
