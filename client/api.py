@@ -419,9 +419,10 @@ class ProdgenClient:
         sampling: diffusion.Sampling | None = None,
         height: int | None = None,
         width: int | None = None,
+        conditions: diffusion.XlConditions | None = None,
     ) -> np.ndarray:
-        """Pictures (N, H, W, 3) for `prompt`; picture i uses seed + i."""
-        return diffusion.txt2img(self, name, prompt, sampling, height, width)
+        """Pictures (N, H, W, 3) for `prompt`; picture i uses seed + i. `conditions`: SDXL's size/crop conditioning."""
+        return diffusion.txt2img(self, name, prompt, sampling, height, width, conditions)
 
     def img2img(
         self,

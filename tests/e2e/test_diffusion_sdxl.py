@@ -32,6 +32,7 @@ from e2e.test_diffusion import (
 from PIL import Image
 
 from prodgen.client import ProdgenClient, Sampling
+from prodgen.client.diffusion import XlConditions
 from prodgen.errors import ProdgenError
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.photos import photo_batch
@@ -108,14 +109,17 @@ def test_components_match_pytorch_and_sdxl_has_its_parts(sdxl_exports: dict[str,
 
 def test_txt2img_matches_diffusers(client: ProdgenClient, sdxl_checkpoints: dict[str, Path]) -> None:
     """Both encoders' penultimate states side by side, the pooled projection, the time ids and the
-    zeroed negative conditioning (force_zeros_for_empty_prompt) all reach the UNet as diffusers' do.
-    (The schedulers themselves are compared in test_diffusion.py.)"""
+    zeroed negative conditioning (force_zeros_for_empty_prompt) all reach the UNet as diffusers' do, with
+    an original size and crop of the caller's. (The schedulers themselves are compared in test_diffusion.py.)"""
     seed, scheduler = 7, "dpmpp-2m"
-    served = client.txt2img("sdxl", PROMPT, Sampling(seed, 1, STEPS, GUIDANCE, scheduler), SIDE, SIDE)
+    original, crop = (96, 64), (8, 4)
+    conditions = XlConditions(original_size=original, crop_top_left=crop)
+    sampling = Sampling(seed, 1, STEPS, GUIDANCE, scheduler)
+    served = client.txt2img("sdxl", PROMPT, sampling, SIDE, SIDE, conditions)
     pipeline = reference("StableDiffusionXLPipeline", sdxl_checkpoints["sdxl"], scheduler)
     expected = pipeline(
         PROMPT, height=SIDE, width=SIDE, num_inference_steps=STEPS, guidance_scale=GUIDANCE,
-        latents=seeded_noise(seed), output_type="np",
+        latents=seeded_noise(seed), original_size=original, crops_coords_top_left=crop, output_type="np",
     ).images  # fmt: skip
     assert_close(f"sdxl txt2img {scheduler}", as_uint8(expected), served)
 
