@@ -164,24 +164,17 @@ SDXL_UNET: dict[str, Any] = {
 """SDXL 1.0 base's UNet config (2.57 B parameters) but for the text widths and added conditions below."""
 _XL_UNETS: dict[str, dict[str, Any]] = {
     "tiny": _UNETS["tiny"],
-    "sdxl": SDXL_UNET,
+    # Trained size set to 32 latents, as the sd15 preset does: the parameters are SDXL's, and the VAE's
+    # verification pictures (at the UNet's trained size) stay small enough for a random VAE's 1e-4 bound.
+    "sdxl": {**SDXL_UNET, "sample_size": 32},
     # SDXL's layout with 2 transformer layers in the last blocks instead of 10: 0.9 B parameters, still
     # over protobuf's 2 GB, for machines that cannot hold the full UNet twice.
-    "sdxl-small": {**SDXL_UNET, "transformer_layers_per_block": (1, 2, 2)},
+    "sdxl-small": {**SDXL_UNET, "sample_size": 32, "transformer_layers_per_block": (1, 2, 2)},
 }
 _XL_TEXT_WIDTHS = {"tiny": (32, 32), "sdxl": (768, 1280), "sdxl-small": (768, 1280)}
 """The two text encoders' hidden sizes: SDXL's UNet attends to both side by side (2048)."""
 _XL_TIME_EMBED = {"tiny": 8, "sdxl": 256, "sdxl-small": 256}
 _XL_PROJECTION = {"tiny": 32, "sdxl": 1280, "sdxl-small": 1280}
-_XL_VAE = {
-    **_VAES["tiny"],
-    "block_out_channels": (32,) * 4,
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "sample_size": 1024,
-    "scaling_factor": 0.13025,
-}
-"""A small VAE with SDXL's four blocks (8 pixels a latent) for the large presets: the UNet is what they measure."""
 
 
 def _xl_text_encoder(preset: XlPreset, width: int, projection: int | None = None) -> Any:
@@ -215,9 +208,9 @@ def write_random_sdxl_checkpoint(folder: Path, kind: XlKind = "base", seed: int 
 
     refiner = kind == "refiner"
     torch.manual_seed(seed)
-    vae: Any = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, **(_VAES["tiny"] if preset == "tiny" else _XL_VAE)
-    )
+    # The tiny VAE for every preset: the large ones measure the UNet (a random 4-block VAE verified at
+    # 1024² misses the 1e-4 parity bound through its one-channel group norms: measured 2e-3).
+    vae: Any = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **_VAES["tiny"])
     first_width, second_width = _XL_TEXT_WIDTHS[preset]
     time_embed, projection = _XL_TIME_EMBED[preset], _XL_PROJECTION[preset]
     unet: Any = UNet2DConditionModel(
