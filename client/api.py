@@ -436,9 +436,10 @@ class ProdgenClient:
         sampling: diffusion.Sampling | None = None,
         height: int | None = None,
         width: int | None = None,
+        conditions: diffusion.XlConditions | None = None,
     ) -> np.ndarray:
-        """Pictures (N, H, W, 3) for `prompt`; picture i uses seed + i."""
-        return diffusion.txt2img(self, name, prompt, sampling, height, width)
+        """Pictures (N, H, W, 3) for `prompt`; picture i uses seed + i. `conditions`: SDXL's size/crop conditioning."""
+        return diffusion.txt2img(self, name, prompt, sampling, height, width, conditions)
 
     def img2img(
         self,
@@ -465,6 +466,20 @@ class ProdgenClient:
     ) -> np.ndarray:
         """`image` with the masked area (255) regenerated from `prompt`; the rest is the image's own pixels."""
         return diffusion.inpaint(self, name, prompt, image, mask, strength, sampling, fit)
+
+    def txt2latents(
+        self, name: str, prompt: str, denoising_end: float, sampling: diffusion.Sampling | None = None,
+        height: int | None = None, width: int | None = None, conditions: diffusion.XlConditions | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        """SDXL base: latents handed off at `denoising_end` (a fraction of the schedule) for `refine`."""
+        return diffusion.txt2latents(self, name, prompt, denoising_end, sampling, height, width, conditions)
+
+    def refine(
+        self, name: str, prompt: str, latents: np.ndarray, denoising_start: float,
+        sampling: diffusion.Sampling | None = None, conditions: diffusion.XlConditions | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        """SDXL refiner: pictures from a base's handed-off `latents`, continued at `denoising_start`."""
+        return diffusion.refine(self, name, prompt, latents, denoising_start, sampling, conditions)
 
     def restage(
         self,

@@ -186,6 +186,7 @@ def _model_entry(model: ServedModel) -> dict[str, object]:
         "max_batch_size": model.max_batch_size,
         "bounds": asdict(model.bounds) if model.bounds else None,
         **({"diffusion": asdict(model.facts.diffusion)} if model.facts.diffusion else {}),
+        "family": model.facts.diffusion.family if model.facts.diffusion else None,
     }
 
 

@@ -9,6 +9,10 @@ Pictures of any size up to the model's photo bound are fitted by the server and 
 their own size; what was resized comes back as a `PictureFittedWarning`. Restaging calls the
 pipeline's restage model (`NAME_restage`), which does the cutout, the fitting and the
 compositing on the server, so a bare tritonclient call gets the same picture.
+
+SDXL base → refiner hand-off is two calls: `txt2latents` on the base stops at `denoising_end`
+and returns its latents; `refine` on the refiner continues from them at `denoising_start`
+(the same fraction, steps and scheduler). `XlConditions` are SDXL's size/crop conditioning.
 """
 
 from __future__ import annotations
@@ -38,6 +42,37 @@ class Sampling:
     guidance: float | None = None
     scheduler: str | None = None
     negative_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class XlConditions:
+    """SDXL's added conditions; None takes diffusers' default (the picture's own size, the model's scores)."""
+
+    original_size: tuple[int, int] | None = None
+    """(height, width) the picture is said to have been cropped from."""
+    crop_top_left: tuple[int, int] = (0, 0)
+    aesthetic_score: float | None = None
+    """Refiner only (diffusers' default 6)."""
+    negative_aesthetic_score: float | None = None
+    """Refiner only (diffusers' default 2.5)."""
+
+    def inputs(self, model: ServedModel) -> dict[str, np.ndarray]:
+        if not _facts(model).family.startswith("SDXL"):
+            raise ProdgenError(f"model '{model.name}' is not an SDXL pipeline: size and crop conditions need SDXL")
+        values: dict[str, np.ndarray] = {
+            "crop_top": np.array([self.crop_top_left[0]], np.int64),
+            "crop_left": np.array([self.crop_top_left[1]], np.int64),
+        }
+        if self.original_size is not None:
+            values["original_height"] = np.array([self.original_size[0]], np.int64)
+            values["original_width"] = np.array([self.original_size[1]], np.int64)
+        for name, score in (
+            ("aesthetic_score", self.aesthetic_score),
+            ("negative_aesthetic_score", self.negative_aesthetic_score),
+        ):
+            if score is not None:
+                values[name] = np.array([score], np.float32)
+        return values
 
 
 class DiffusionWarning(UserWarning):
@@ -201,6 +236,9 @@ def _sampling_inputs(prompt: str, sampling: Sampling) -> dict[str, np.ndarray]:
 def _with_rows(inputs: dict[str, np.ndarray], extra: dict[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
     """`extra` repeated once per picture: pictures (ndim > 1) as a batch, one-value arrays as a column."""
     for key, value in extra.items():
+        if key == "latents":  # already one row per picture
+            inputs[key] = value
+            continue
         inputs[key] = (
             np.repeat(value[np.newaxis], count, axis=0) if value.ndim > 1 else _rows(value[0], count, value.dtype.type)
         )
@@ -222,6 +260,7 @@ def _request(
     prompt: str,
     sampling: Sampling | None,
     extra: dict[str, np.ndarray],
+    output: str = "image",
 ) -> np.ndarray:
     model = _diffusion_model(client, name)
     sampling = sampling or Sampling()
@@ -231,7 +270,7 @@ def _request(
     result = client.infer(name, inputs)
     _warn_truncated(model, result, unknown)
     _warn_fitting(result)
-    return result["image"]
+    return result[output]
 
 
 def _warn_unknown_words(model: ServedModel, prompt: str) -> list[str]:
@@ -263,19 +302,19 @@ def _warn_truncated(model: ServedModel, result: dict[str, np.ndarray], unknown: 
         )
 
 
-def txt2img(
-    client: ProdgenClient,
-    name: str,
-    prompt: str,
-    sampling: Sampling | None = None,
-    height: int | None = None,
-    width: int | None = None,
-) -> np.ndarray:
-    """`sampling.count` pictures (N, H, W, 3) uint8 for `prompt`; sides default to the model's trained size."""
+def _fraction(name: str, value: float) -> np.ndarray:
+    if not 0.0 < value < 1.0:
+        raise ProdgenError(f"{name} {value}: expected a fraction of the schedule, 0 < {name} < 1")
+    return np.array([value], dtype=np.float32)
+
+
+def _txt2img_inputs(
+    client: ProdgenClient, name: str, height: int | None, width: int | None, conditions: XlConditions | None
+) -> dict[str, np.ndarray]:
     model = _diffusion_model(client, name)
     if _facts(model).inpainting:
         raise ProdgenError(f"model '{name}' is an inpainting model: use inpaint or restage")
-    extra = {}
+    extra = conditions.inputs(model) if conditions is not None else {}
     for label, side in (("height", height), ("width", width)):
         if side is not None:
             _check_side(model, label, side)
@@ -283,6 +322,65 @@ def txt2img(
     if height is not None or width is not None:
         trained = model.bounds.opt_side if model.bounds else None
         _warn_trained_size(model, height or trained or 0, width or trained or 0)
+    return extra
+
+
+def txt2img(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    sampling: Sampling | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    conditions: XlConditions | None = None,
+) -> np.ndarray:
+    """`sampling.count` pictures (N, H, W, 3) uint8 for `prompt`; sides default to the model's trained size."""
+    return _request(client, name, prompt, sampling, _txt2img_inputs(client, name, height, width, conditions))
+
+
+def txt2latents(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    denoising_end: float,
+    sampling: Sampling | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    conditions: XlConditions | None = None,
+) -> np.ndarray:
+    """The base's latents (N, 4, H/8, W/8) float32 after the first `denoising_end` of the schedule, for `refine`."""
+    extra = {
+        **_txt2img_inputs(client, name, height, width, conditions),
+        "denoising_end": _fraction("denoising_end", denoising_end),
+    }
+    return _request(client, name, prompt, sampling, extra, output="latents")
+
+
+def refine(
+    client: ProdgenClient,
+    name: str,
+    prompt: str,
+    latents: np.ndarray,
+    denoising_start: float,
+    sampling: Sampling | None = None,
+    conditions: XlConditions | None = None,
+) -> np.ndarray:
+    """Pictures from a base's handed-off `latents` (one row per picture; `sampling.count` must match),
+    denoised from `denoising_start` to the end of the schedule by the refiner `name`."""
+    model = _diffusion_model(client, name)
+    sampling = sampling or Sampling(count=len(latents))
+    facts = _facts(model)
+    if latents.ndim != 4 or latents.shape[0] != sampling.count or latents.shape[1] != facts.latent_channels:
+        raise ProdgenError(
+            f"latents: shape {tuple(latents.shape)} given, expected ({sampling.count}, {facts.latent_channels}, h, w)"
+        )
+    for label, side in (("latents height", latents.shape[2]), ("latents width", latents.shape[3])):
+        _check_side(model, label, side * facts.vae_scale_factor)
+    extra = {
+        **(conditions.inputs(model) if conditions is not None else {}),
+        "latents": np.ascontiguousarray(latents, dtype=np.float32),
+        "denoising_start": _fraction("denoising_start", denoising_start),
+    }
     return _request(client, name, prompt, sampling, extra)
 
 

@@ -19,6 +19,11 @@ away again, a small difference of large values). If the gate still fails, each F
 is ranked by the relative error it adds (the RMS difference between emulation and FP32 on
 its output, relative to the output's RMS, minus the same on its inputs), and the worst are
 kept in FP32 with the nodes that feed them, 1, 2, 4, … at a time, until the gate passes.
+
+Graphs over 2 GB: every function takes `weights`, the folder of the graph's external data
+(fp16_graph.py); the graphs built here stay weightless protos (the emulation casts FP16 weights
+stored outside with a `Cast` node instead of rewriting them), and their sessions read the
+weights from that folder.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -34,7 +41,7 @@ from skimage.metrics import structural_similarity
 
 from prodgen.errors import ProdgenError
 from prodgen.export.fp16_graph import FP16_MAX, Fp16Graph, convert_to_fp16, data_dependent, plan_fp16, value_types
-from prodgen.onnx_sessions import onnx_session
+from prodgen.onnx_sessions import external_weights_options, onnx_session
 from prodgen.zoo.spec import ZooModel
 
 DEFAULT_MIN_PSNR_DB = 40.0
@@ -116,10 +123,16 @@ def emulation_graph(fp16_model: onnx.ModelProto) -> onnx.ModelProto:
     model.CopyFrom(fp16_model)
     graph = model.graph
     types = {info.name: info.type.tensor_type.elem_type for info in [*graph.value_info, *graph.output]}
-    for init in graph.initializer:
-        if init.data_type == TensorProto.FLOAT16:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
     nodes: list[onnx.NodeProto] = []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT16:
+            continue
+        if init.data_location == TensorProto.EXTERNAL:  # left where it is: cast to its exact FP32 value in-graph
+            stored = f"{init.name}__stored_fp16"
+            nodes.append(helper.make_node("Cast", [stored], [init.name], to=TensorProto.FLOAT))
+            init.name = stored
+        else:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float32), init.name))
     for node in graph.node:
         nodes.append(node)
         for index, name in enumerate(node.output):
@@ -242,11 +255,12 @@ def measure_fidelity(
     cases: Cases,
     reference: Sequence[Sequence[np.ndarray]],
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
+    weights: Path | None = None,
 ) -> Fidelity:
     """Run the FP16 emulation on `cases` and compare with `reference` (FP32 PyTorch outputs)."""
     emulated = emulation_graph(fp16_model)
     watched = [name for name in _prequantised(emulated.graph) if name not in {spec.name for spec in model.outputs}]
-    session = onnx_session(_with_outputs(emulated, watched))
+    session = _session(_with_outputs(emulated, watched), weights)
     output_names = [spec.name for spec in model.outputs]
     return compare_fidelity(
         lambda inputs: session.run(output_names + watched, inputs), len(output_names), cases, reference, min_psnr_db
@@ -300,34 +314,43 @@ def psnr_db(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]) ->
     return _decibels(squared, count, peak_squared)
 
 
+def _session(model: onnx.ModelProto, weights: Path | None) -> Any:
+    return onnx_session(model, external_weights_options(weights) if weights is not None else None)
+
+
 def _tensor_values(
-    models: Sequence[onnx.ModelProto], names: Sequence[str], cases: Cases
+    models: Sequence[onnx.ModelProto], names: Sequence[str], cases: Cases, weights: Path | None = None
 ) -> Iterator[tuple[str, list[np.ndarray]]]:
     """(name, its value in each of `models`) for every named tensor and case, exposing at
     most `_RANGE_CHUNK` intermediate tensors per session to bound memory."""
     for start in range(0, len(names), _RANGE_CHUNK):
         chunk = list(names[start : start + _RANGE_CHUNK])
-        sessions = [onnx_session(_with_outputs(model, chunk)) for model in models]
+        sessions: list[Any] = [_session(_with_outputs(model, chunk), weights) for model in models]
         for inputs in cases:
             runs = [session.run(chunk, inputs) for session in sessions]
             for index, name in enumerate(chunk):
                 yield name, [run[index] for run in runs]
 
 
-def activation_ranges(fp32_model: onnx.ModelProto, names: Sequence[str], cases: Cases) -> dict[str, float]:
+def activation_ranges(
+    fp32_model: onnx.ModelProto, names: Sequence[str], cases: Cases, weights: Path | None = None
+) -> dict[str, float]:
     """max |x| of each named FP32 tensor over `cases`, from the FP32 graph with them exposed."""
     ranges = dict.fromkeys(names, 0.0)
-    for name, (value,) in _tensor_values([fp32_model], names, cases):
+    for name, (value,) in _tensor_values([fp32_model], names, cases, weights):
         finite = np.abs(value[np.isfinite(value)]) if value.size else value
         ranges[name] = max(ranges[name], float(finite.max()) if finite.size else math.inf)
     return ranges
 
 
 def layers_at_risk(
-    fp32_model: onnx.ModelProto, cases: Cases, range_fraction: float = DEFAULT_RANGE_FRACTION
+    fp32_model: onnx.ModelProto,
+    cases: Cases,
+    range_fraction: float = DEFAULT_RANGE_FRACTION,
+    weights: Path | None = None,
 ) -> dict[str, str]:
     """Node name → reason, for FP16 candidates that should stay FP32."""
-    fp16_names, _ = plan_fp16(fp32_model)
+    fp16_names, _ = plan_fp16(fp32_model, weights=weights)
     candidates = set(fp16_names)
     graph = fp32_model.graph
     named = [node for node in graph.node if node.name in candidates]
@@ -344,7 +367,7 @@ def layers_at_risk(
     types = value_types(fp32_model)
     tensors = [name for node in named for name in node.output if types.get(name) == TensorProto.FLOAT]
     limit = range_fraction * FP16_MAX
-    ranges = activation_ranges(fp32_model, tensors, cases)
+    ranges = activation_ranges(fp32_model, tensors, cases, weights)
     large = {name for name, value in ranges.items() if value >= limit}
     for node in named:
         hot = [name for name in [*node.output, *node.input] if name in large]
@@ -354,21 +377,29 @@ def layers_at_risk(
 
 
 def precision_losses(
-    fp32_model: onnx.ModelProto, fp16_model: onnx.ModelProto, names: Sequence[str], cases: Cases
+    fp32_model: onnx.ModelProto,
+    fp16_model: onnx.ModelProto,
+    names: Sequence[str],
+    cases: Cases,
+    weights: Path | None = None,
 ) -> dict[str, float]:
     """Each named tensor's RMS difference between the FP16 emulation and the FP32 graph,
     relative to its FP32 RMS, over `cases` (inf where the emulation is not finite)."""
-    return relative_errors(fp32_model, emulation_graph(fp16_model), names, cases)
+    return relative_errors(fp32_model, emulation_graph(fp16_model), names, cases, weights)
 
 
 def relative_errors(
-    fp32_model: onnx.ModelProto, candidate: onnx.ModelProto, names: Sequence[str], cases: Cases
+    fp32_model: onnx.ModelProto,
+    candidate: onnx.ModelProto,
+    names: Sequence[str],
+    cases: Cases,
+    weights: Path | None = None,
 ) -> dict[str, float]:
     """Each named tensor's RMS difference between `candidate` and the FP32 graph, relative to
     its FP32 RMS, over `cases` (inf where the candidate is not finite)."""
     squared_error = dict.fromkeys(names, 0.0)
     squared_value = dict.fromkeys(names, 0.0)
-    for name, (want, got) in _tensor_values([fp32_model, candidate], names, cases):
+    for name, (want, got) in _tensor_values([fp32_model, candidate], names, cases, weights):
         difference = got.astype(np.float64) - want.astype(np.float64)
         squared_error[name] += float(np.square(difference).sum()) if np.isfinite(difference).all() else math.inf
         squared_value[name] += float(np.square(want.astype(np.float64)).sum())
@@ -376,7 +407,7 @@ def relative_errors(
 
 
 def layers_losing_precision(fp32_model: onnx.ModelProto, fp16: Fp16Graph, cases: Cases) -> list[tuple[str, float]]:
-    """(node name, relative error it adds) for the FP16 nodes of `fp16`, worst first."""
+    """(node name, relative error it adds) for the FP16 nodes of `fp16`, worst first (weights: `fp16.weights`)."""
     types = value_types(fp32_model)
     computed = data_dependent(fp32_model.graph) - {info.name for info in fp32_model.graph.input}
 
@@ -387,7 +418,7 @@ def layers_losing_precision(fp32_model: onnx.ModelProto, fp16: Fp16Graph, cases:
     nodes = {node.name: node for node in fp32_model.graph.node}
     fp16_nodes = [nodes[name] for name in fp16.fp16_nodes if name in nodes]
     watched = sorted({n for node in fp16_nodes for n in floats([*node.output, *node.input])})
-    losses = precision_losses(fp32_model, fp16.model, watched, cases)
+    losses = precision_losses(fp32_model, fp16.model, watched, cases, fp16.weights)
     added = []
     for node in fp16_nodes:
         outputs, inputs = floats(node.output), floats(node.input)
@@ -428,27 +459,29 @@ def fp16_with_fallback(
     reference: Sequence[Sequence[np.ndarray]],
     min_psnr_db: float = DEFAULT_MIN_PSNR_DB,
     served_name: str | None = None,
+    weights: Path | None = None,
 ) -> Fp16Outcome:
     """FP16 graph that passes the gate, keeping layers at risk in FP32 if the first try fails
-    and, if that is not enough, the layers that add the most FP16 error.
+    and, if that is not enough, the layers that add the most FP16 error. `weights`: the folder of
+    `fp32_model`'s external data, for graphs over 2 GB loaded without it (fp16_graph.py).
 
     Raises `ProdgenError` when even the fallback graph fails the gate.
     """
-    graph = convert_to_fp16(fp32_model)
-    first = measure_fidelity(graph.model, model, cases, reference, min_psnr_db)
+    graph = convert_to_fp16(fp32_model, weights=weights)
+    first = measure_fidelity(graph.model, model, cases, reference, min_psnr_db, weights)
     if first.passed:
         return Fp16Outcome(graph, first, first)
-    risky = layers_at_risk(fp32_model, cases)
-    fallback = convert_to_fp16(fp32_model, keep_node_names=risky)
-    final = measure_fidelity(fallback.model, model, cases, reference, min_psnr_db)
+    risky = layers_at_risk(fp32_model, cases, weights=weights)
+    fallback = convert_to_fp16(fp32_model, keep_node_names=risky, weights=weights)
+    final = measure_fidelity(fallback.model, model, cases, reference, min_psnr_db, weights)
     if not final.passed:
         ranked = layers_losing_precision(fp32_model, fallback, cases)
         fp16_nodes = set(fallback.fp16_nodes)
         most = min(len(ranked), max(1, int(MAX_WORST_FRACTION * len(fp16_nodes))))
         for count in sorted({min(2**power, most) for power in range(most.bit_length() + 1)} - {0}):
             risky = _keep_worst(fp32_model, ranked, count, fp16_nodes, risky)
-            fallback = convert_to_fp16(fp32_model, keep_node_names=risky)
-            final = measure_fidelity(fallback.model, model, cases, reference, min_psnr_db)
+            fallback = convert_to_fp16(fp32_model, keep_node_names=risky, weights=weights)
+            final = measure_fidelity(fallback.model, model, cases, reference, min_psnr_db, weights)
             if final.passed:
                 break
     if not final.passed:

@@ -22,18 +22,28 @@ Own pass rather than ModelOpt or onnxconverter-common: ModelOpt's `[onnx]` extra
 numpy 2 and onnxruntime-gpu into the serving environment (where python-backend responses
 then came back empty), and onnxconverter-common's `convert_float_to_float16` produced a
 TransformerNet graph ONNX Runtime rejects.
+
+Graphs over protobuf's 2 GB (an SDXL UNet) are converted without loading their weights: the
+model is loaded with `load_external_data=False`, `weights` names the folder its data files are
+in, a weight is read from there only when its value is needed (range check, FP16 copy), and the
+FP16 copies are appended to a data file in the same folder. The converted proto stays small, so
+shape inference runs on it in memory, and ONNX Runtime opens it with that folder as its
+external-initializer folder (prodgen/onnx_sessions.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from prodgen.errors import ProdgenError
+from prodgen.export.external_data import append_tensor
 
 FP16_MAX = 65504.0
 
@@ -85,12 +95,14 @@ class Fp16Graph:
     casts_inserted: int
     output_chain: tuple[str, ...] = ()
     """The compute nodes of the output chain, kept FP32 by default."""
+    weights: Path | None = None
+    """The folder of the model's external data files (None: the weights are inside the proto)."""
 
 
 @dataclass
 class _Analysis:
     types: dict[str, int]
-    constants: dict[str, np.ndarray]
+    constants: Mapping[str, np.ndarray]
     data_dependent: set[str]
     consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
 
@@ -105,16 +117,35 @@ def value_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
+class _Constants(Mapping[str, np.ndarray]):
     """Tensors whose value is known without running the graph: initializers, `Constant`
-    outputs with a tensor value, and `Identity` aliases of either."""
-    constants = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-        elif node.op_type == "Identity" and node.input[0] in constants:
-            constants[node.output[0]] = constants[node.input[0]]
-    return constants
+    outputs with a tensor value, and `Identity` aliases of either. A value is read when asked
+    for (from `weights` for external data) and not kept, so a graph's weights are never all in memory."""
+
+    def __init__(self, graph: onnx.GraphProto, weights: Path | None) -> None:
+        self._weights = "" if weights is None else str(weights)
+        self._tensors: dict[str, onnx.TensorProto] = {init.name: init for init in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                self._tensors[node.output[0]] = node.attribute[0].t
+            elif node.op_type == "Identity" and node.input[0] in self._tensors:
+                self._tensors[node.output[0]] = self._tensors[node.input[0]]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return numpy_helper.to_array(self._tensors[name], base_dir=self._weights)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tensors
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+
+def _constants(graph: onnx.GraphProto, weights: Path | None = None) -> Mapping[str, np.ndarray]:
+    return _Constants(graph, weights)
 
 
 def data_dependent(graph: onnx.GraphProto) -> set[str]:
@@ -126,7 +157,7 @@ def data_dependent(graph: onnx.GraphProto) -> set[str]:
     return dependent
 
 
-def _analyse(model: onnx.ModelProto) -> _Analysis:
+def _analyse(model: onnx.ModelProto, weights: Path | None = None) -> _Analysis:
     graph = model.graph
     for node in graph.node:
         if any(
@@ -135,7 +166,7 @@ def _analyse(model: onnx.ModelProto) -> _Analysis:
             raise ProdgenError(
                 f"node '{node.name}' ({node.op_type}) has a subgraph; the FP16 pass supports graphs without control flow"
             )
-    analysis = _Analysis(value_types(model), _constants(graph), data_dependent(graph))
+    analysis = _Analysis(value_types(model), _constants(graph, weights), data_dependent(graph))
     for node in graph.node:
         for name in node.input:
             analysis.consumers.setdefault(name, []).append(node)
@@ -153,7 +184,7 @@ def _name_nodes(graph: onnx.GraphProto) -> None:
             taken.add(candidate)
 
 
-def output_chain(graph: onnx.GraphProto, constants: dict[str, np.ndarray]) -> list[str]:
+def output_chain(graph: onnx.GraphProto, constants: Mapping[str, np.ndarray]) -> list[str]:
     """Nodes on the way back from each graph output that map a single tensor by constants."""
     producers = {name: node for node in graph.node for name in node.output}
     chain: list[str] = []
@@ -195,10 +226,11 @@ def plan_fp16(
     keep_op_types: Iterable[str] = DEFAULT_KEEP_OP_TYPES,
     keep_node_names: Iterable[str] = (),
     keep_output_chain: bool = True,
+    weights: Path | None = None,
 ) -> tuple[list[str], list[str]]:
     """(nodes that would run in FP16, compute nodes kept in FP32), by node name, without converting."""
     model = _copy_named(model)
-    analysis = _analyse(model)
+    analysis = _analyse(model, weights)
     chain = output_chain(model.graph, analysis.constants) if keep_output_chain else []
     return _plan(model.graph, analysis, set(keep_op_types), set(keep_node_names) | set(chain))
 
@@ -245,14 +277,18 @@ def convert_to_fp16(
     keep_op_types: Iterable[str] = DEFAULT_KEEP_OP_TYPES,
     keep_node_names: Iterable[str] = (),
     keep_output_chain: bool = True,
+    weights: Path | None = None,
 ) -> Fp16Graph:
     """A mixed-precision copy of `model`; graph inputs and outputs keep their types.
 
-    The result passes `onnx.checker` (full check) and loads in ONNX Runtime.
+    The result passes `onnx.checker` (full check) and loads in ONNX Runtime. With `weights` (the
+    folder of `model`'s external data) the FP16 weights are appended to a new data file there and the
+    result refers to both; onnx.checker then runs on the file it is saved to (external_data.py).
     """
     model = _copy_named(model)
     graph = model.graph
-    analysis = _analyse(model)
+    analysis = _analyse(model, weights)
+    fp16_data = _fresh_data_name(weights) if weights is not None else ""
     keep_names = set(keep_node_names)
     unknown = keep_names - {node.name for node in graph.node}
     if unknown:
@@ -279,7 +315,9 @@ def convert_to_fp16(
         if name not in as_fp16:
             twin = f"{name}__fp16"
             value = analysis.constants.get(name)
-            if value is not None:
+            if value is not None and weights is not None and value.nbytes >= _EXTERNAL_MIN_BYTES:
+                new_initializers.append(append_tensor(value.astype(np.float16), twin, weights, fp16_data))
+            elif value is not None:
                 new_initializers.append(numpy_helper.from_array(value.astype(np.float16), twin))
             else:
                 new_nodes.append(helper.make_node("Cast", [name], [twin], name=f"{twin}__cast", to=_FLOAT16))
@@ -330,5 +368,18 @@ def convert_to_fp16(
     graph.initializer.extend(kept_initializers + new_initializers)
     del graph.value_info[:]
     converted = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    onnx.checker.check_model(converted, full_check=True)
-    return Fp16Graph(converted, tuple(fp16_names), tuple(kept), casts, tuple(name for name in chain if name in kept))
+    if weights is None:
+        onnx.checker.check_model(converted, full_check=True)
+    chain_kept = tuple(name for name in chain if name in kept)
+    return Fp16Graph(converted, tuple(fp16_names), tuple(kept), casts, chain_kept, weights)
+
+
+_EXTERNAL_MIN_BYTES = 1024
+
+
+def _fresh_data_name(folder: Path) -> str:
+    """A data file name not yet used in `folder`: each conversion (the gate may convert several times)
+    writes its own FP16 weights."""
+    return next(
+        name for name in (f"fp16-{index}.onnx.data" for index in itertools.count()) if not (folder / name).exists()
+    )

@@ -67,6 +67,9 @@ def publish_fp16(
 
     def write_fp16(folder: Path) -> None:
         shutil.copyfile(fp16_onnx, folder / ONNX_FILE)
+        external_data = fp16_onnx.with_name(fp16_onnx.name + ".data")  # graphs over 2 GB keep their weights beside
+        if external_data.is_file():
+            shutil.copyfile(external_data, folder / f"{ONNX_FILE}.data")
         (folder / FIDELITY_FILE).write_text(json.dumps(record, indent=2) + "\n")
         recipe = {
             "plan_model": plan_name,

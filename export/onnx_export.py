@@ -31,7 +31,16 @@ def dynamic_axes(specs: tuple[TensorSpec, ...]) -> dict[str, dict[int, str]]:
 def export_onnx(
     graph: nn.Module, model: ZooModel, example: dict[str, np.ndarray], path: Path, opset: int = OPSET
 ) -> onnx.ModelProto:
-    """Trace `graph` to `path` and check the result with `onnx.checker`.
+    """`trace_onnx`, then the checked graph loaded back."""
+    trace_onnx(graph, model, example, path, opset)
+    return onnx.load(str(path))
+
+
+def trace_onnx(
+    graph: nn.Module, model: ZooModel, example: dict[str, np.ndarray], path: Path, opset: int = OPSET
+) -> None:
+    """Trace `graph` to `path` and check the result with `onnx.checker` (from the file: nothing of a
+    graph over 2 GB, whose weights the exporter writes beside it, is loaded).
 
     The TorchScript-based exporter is used on purpose: it records the shape arithmetic
     of in-graph padding as ONNX ops, where the dynamo exporter needs shape constraints
@@ -52,4 +61,3 @@ def export_onnx(
             do_constant_folding=True,
         )
     onnx.checker.check_model(str(path), full_check=True)
-    return onnx.load(str(path))

@@ -1,6 +1,6 @@
-"""`prodgen-export stable-diffusion`: a `save_pretrained` folder in, six Triton models out.
+"""`prodgen-export stable-diffusion`: a `save_pretrained` folder in, six (SDXL: seven) Triton models out.
 
-The text encoder, UNet, VAE decoder and VAE encoder are each exported to ONNX, verified
+The text encoder(s), UNet, VAE decoder and VAE encoder are each exported to ONNX, verified
 against PyTorch (uint8 pictures within one level, float outputs within 1e-4 of PyTorch's
 scale) and published as `NAME_<component>`; then the pipeline model `NAME` that calls them
 (model_repository/stable_diffusion.py) is published, then the restage model `NAME_restage` that
@@ -8,7 +8,11 @@ calls the pipeline. Components go first, so by the time a polling server sees a 
 calls is there.
 
 The UNet is saved with ONNX external data (`model.onnx` + `model.onnx.data`): SD 1.5's is
-3.4 GB in FP32, over protobuf's 2 GB limit, and the tiny test UNets take the same path.
+3.4 GB in FP32, SDXL's 10.3 GB, over protobuf's 2 GB limit, and the tiny test UNets take the
+same path. Memory stays near one copy of the UNet: its weights are gathered into the data file
+one tensor at a time (external_data.py), its PyTorch weights are released once its reference
+outputs are computed and before ONNX Runtime loads the graph, and the FP16 gate works on the
+weightless graph with the weights read from the data files (fp16_graph.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 
 from prodgen.canary import write_canary
 from prodgen.errors import ProdgenError
+from prodgen.export.external_data import gather_external_data, save_with_external_data
 from prodgen.export.fidelity import (
     DEFAULT_MIN_PSNR_DB,
     Fp16Outcome,
@@ -35,7 +40,7 @@ from prodgen.export.fidelity import (
     lowest_ssim,
 )
 from prodgen.export.fp16_publish import Fp16Published, publish_fp16
-from prodgen.export.onnx_export import export_onnx
+from prodgen.export.onnx_export import trace_onnx
 from prodgen.export.verify import compare_outputs, onnx_session, run_pytorch
 from prodgen.model_repository.config import BatchingOptions, give_memory_back, onnxruntime_config, to_pbtxt
 from prodgen.model_repository.publish import PublishedVersion, publish
@@ -131,18 +136,19 @@ class DiffusionExportResult:
 
 
 def _parity(component: Component, onnx_path: Path) -> tuple[ComponentParity, list[list[np.ndarray]]]:
-    session = onnx_session(onnx_path)
     names = [spec.name for spec in component.spec.outputs]
-    reference: list[list[np.ndarray]] = []
+    reference = [run_pytorch(component.graph, component.spec, inputs) for inputs in component.cases]
+    if component.external_data:
+        # The PyTorch weights are done with: release them before ONNX Runtime loads its own copy.
+        component.graph.to("meta")
+    session = onnx_session(onnx_path)
     wanted: list[np.ndarray] = []
     got: list[np.ndarray] = []
-    for inputs in component.cases:
-        expected = run_pytorch(component.graph, component.spec, inputs)
+    for inputs, expected in zip(component.cases, reference, strict=True):
         actual = session.run(names, inputs)
         for name, want, have in zip(names, expected, actual, strict=True):
             if want.shape != have.shape:
                 raise ProdgenError(f"{component.suffix}: ONNX gave {name} of shape {have.shape}, PyTorch {want.shape}")
-        reference.append(expected)
         wanted += expected
         got += actual
     ssim = lowest_of(lowest_ssim(w, g) for w, g in zip(wanted, got, strict=True))
@@ -161,23 +167,14 @@ def _export(component: Component, folder: Path) -> Path:
     """ONNX of one component in `folder`; external data beside it where the component asks for it."""
     onnx_path = folder / ONNX_FILE
     if not component.external_data:
-        export_onnx(component.graph, component.spec, component.cases[0], onnx_path, opset=OPSET)
+        trace_onnx(component.graph, component.spec, component.cases[0], onnx_path, opset=OPSET)
         return onnx_path
     traced = folder / "traced"
     traced.mkdir()
-    # Over 2 GB the exporter writes one file per weight beside the graph; loading and saving once
-    # more gathers them into one data file, the layout Triton's onnxruntime backend expects.
-    export_onnx(component.graph, component.spec, component.cases[0], traced / ONNX_FILE, opset=OPSET)
-    graph = onnx.load(str(traced / ONNX_FILE))
-    onnx.save_model(
-        graph,
-        str(onnx_path),
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location=EXTERNAL_DATA_FILE,
-        size_threshold=1024,
-    )
-    del graph
+    # Over 2 GB the exporter writes one file per weight beside the graph; they are gathered into
+    # one data file, the layout Triton's onnxruntime backend expects.
+    trace_onnx(component.graph, component.spec, component.cases[0], traced / ONNX_FILE, opset=OPSET)
+    gather_external_data(traced / ONNX_FILE, onnx_path, EXTERNAL_DATA_FILE)
     shutil.rmtree(traced)
     onnx.checker.check_model(str(onnx_path), full_check=True)
     return onnx_path
@@ -248,12 +245,23 @@ def _export_component(
         fp16_published = None
         if fp16 and component.suffix in FP16_COMPONENTS:
             step(f"{served_name}: converting to FP16 and checking its fidelity")
+            weights = onnx_path.parent if component.external_data else None
             outcome = fp16_with_fallback(
-                onnx.load(str(onnx_path)), component.spec, component.cases, reference, min_psnr_db, served_name
+                onnx.load(str(onnx_path), load_external_data=weights is None),
+                component.spec,
+                component.cases,
+                reference,
+                min_psnr_db,
+                served_name,
+                weights,
             )
             fp16_path = Path(work) / "fp16" / ONNX_FILE
             fp16_path.parent.mkdir()
-            onnx.save(outcome.graph.model, str(fp16_path))
+            if weights is None:
+                onnx.save(outcome.graph.model, str(fp16_path))
+            else:
+                save_with_external_data(outcome.graph.model, weights, fp16_path, EXTERNAL_DATA_FILE)
+                onnx.checker.check_model(str(fp16_path), full_check=True)
             fp16_published = publish_fp16(
                 component.spec, served_name, repository, batching, onnx_path, fp16_path, outcome, provenance
             )

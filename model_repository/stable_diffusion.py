@@ -3,8 +3,8 @@
 The version folder holds everything the python backend needs and nothing from prodgen's
 install: `model.py` (python_models/stable_diffusion.py), `seeding.py` (prodgen/seeding.py,
 the same file the client seeds GAN latents with), `schedulers.py`, `pipeline_requests.py` (the
-request checks every pipeline model shares), the checkpoint's tokenizer
-and its scheduler config. So the repository runs as is on NVIDIA's Triton with numpy and
+request checks every pipeline model shares), the checkpoint's tokenizer(s) (SDXL: `tokenizer_2/`
+too; the refiner: only that one) and its scheduler config. So the repository runs as is on NVIDIA's Triton with numpy and
 transformers in its python environment.
 
 The restage model `NAME_restage` (python_models/restage.py) is a second python model rather than a
@@ -42,6 +42,8 @@ REQUESTS_SOURCE = PYTHON_MODELS / "pipeline_requests.py"
 SEEDING_SOURCE = Path(prodgen.seeding.__file__)
 SCHEDULER_CONFIG = "scheduler_config.json"
 TOKENIZER_FOLDER = "tokenizer"
+SDXL_DEFAULTS = {"default_aesthetic_score": "6.0", "default_negative_aesthetic_score": "2.5"}
+"""diffusers' SDXL img2img/inpaint defaults for a refiner's aesthetic scores."""
 
 MAX_STEPS = 150
 MAX_PHOTO_SIDE = 4096
@@ -107,12 +109,27 @@ _INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
     ("strength", mc.TYPE_FP32, (1,), True),
     ("mask", mc.TYPE_UINT8, (-1, -1, 1), True),
     ("fit", mc.TYPE_BOOL, (1,), True),
+    ("denoising_end", mc.TYPE_FP32, (1,), True),
+    ("denoising_start", mc.TYPE_FP32, (1,), True),
+    ("latents", mc.TYPE_FP32, (-1, -1, -1), True),
 )
+_XL_INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
+    ("original_height", mc.TYPE_INT64, (1,), True),
+    ("original_width", mc.TYPE_INT64, (1,), True),
+    ("crop_top", mc.TYPE_INT64, (1,), True),
+    ("crop_left", mc.TYPE_INT64, (1,), True),
+    ("aesthetic_score", mc.TYPE_FP32, (1,), True),
+    ("negative_aesthetic_score", mc.TYPE_FP32, (1,), True),
+)
+"""SDXL's size and crop conditioning (diffusers' original_size, crops_coords_top_left) and the refiner's scores."""
 _OUTPUTS = (
     ("image", mc.TYPE_UINT8, (-1, -1, 3)),
     ("truncated_tokens", mc.TYPE_INT64, (1,)),
     ("fitting", _STRING, (1,)),
+    ("latents", mc.TYPE_FP32, (-1, -1, -1)),
 )
+"""`latents`: the denoised latents the picture was decoded from, or, with `denoising_end`, the latents
+handed off to a refiner (then `image` is empty, 0×0)."""
 _RESTAGE_INPUTS: tuple[tuple[str, int, tuple[int, ...], bool], ...] = (
     ("photo", mc.TYPE_UINT8, (-1, -1, 3), False),
     ("alpha", mc.TYPE_UINT8, (-1, -1, 1), True),
@@ -178,6 +195,8 @@ class PipelineFacts:
     known_words: tuple[str, ...] = ()
     defaults: dict[str, str] = field(default_factory=lambda: dict(DEFAULTS))
     """The served request defaults (`served_defaults`: DEFAULTS, the family's, and the export's)."""
+    force_zeros_for_empty_prompt: bool = False
+    time_ids_length: int = 0
 
     @classmethod
     def of(
@@ -204,8 +223,10 @@ class PipelineFacts:
             guidance_embedding_dim=model.guidance_embedding_dim,
             loras=loras,
             vocabulary_size=model.vocabulary_size,
-            known_words=whole_words(model.tokenizer.get_vocab()),
+            known_words=whole_words(model.first_tokenizer.get_vocab()),
             defaults=served_defaults(model.family, defaults),
+            force_zeros_for_empty_prompt=model.force_zeros_for_empty_prompt,
+            time_ids_length=model.time_ids_length,
         )
 
     def parameters(self, task: str = "diffusion") -> dict[str, str]:
@@ -235,10 +256,21 @@ class PipelineFacts:
                 ),
             ),
         )
+        xl = {
+            "xl.force_zeros_for_empty_prompt": str(self.force_zeros_for_empty_prompt),
+            "xl.time_ids_length": str(self.time_ids_length),
+            **SDXL_DEFAULTS,
+        }
+        xl = {
+            "xl.force_zeros_for_empty_prompt": str(self.force_zeros_for_empty_prompt),
+            "xl.time_ids_length": str(self.time_ids_length),
+            **SDXL_DEFAULTS,
+        }
         return {
             **to_parameters(facts),
             **{f"model.{part}": served for part, served in self.component_models.items()},
             **self.defaults,
+            **(xl if self.time_ids_length else {}),
         }
 
 
@@ -273,7 +305,8 @@ def _python_config(
 
 
 def pipeline_config(name: str, facts: PipelineFacts, batching: BatchingOptions) -> mc.ModelConfig:
-    return _python_config(name, _INPUTS, _OUTPUTS, facts.parameters(), batching)
+    inputs = _INPUTS + (_XL_INPUTS if facts.time_ids_length else ())
+    return _python_config(name, inputs, _OUTPUTS, facts.parameters(), batching)
 
 
 def pipeline_config_text(name: str, facts: PipelineFacts, batching: BatchingOptions) -> str:
@@ -296,7 +329,8 @@ def write_pipeline_version(folder: Path, model: StableDiffusion, facts: Pipeline
     shutil.copyfile(REQUESTS_SOURCE, folder / "pipeline_requests.py")
     shutil.copyfile(FITTING_SOURCE, folder / "photo_fitting.py")
     shutil.copyfile(SEEDING_SOURCE, folder / "seeding.py")
-    model.tokenizer.save_pretrained(str(folder / TOKENIZER_FOLDER))
+    for component, _, tokenizer in model.text_encoders:
+        tokenizer.save_pretrained(str(folder / component.replace("text_encoder", TOKENIZER_FOLDER)))
     (folder / SCHEDULER_CONFIG).write_text(json.dumps(model.scheduler_config, indent=2) + "\n")
 
 

@@ -54,7 +54,9 @@ class DiffusionFacts:
     restage_model: str = ""
     """The served restage pipeline built on this one (photo in, product kept), if any."""
     family: str = ""
-    """What kind of checkpoint it is: SD 1.x, SD 2.x, LCM, TCD or Turbo-style."""
+    """What kind of checkpoint it is: SD 1.x, SD 2.x, SDXL, SDXL refiner, and few-step distillations (LCM, TCD,
+    Turbo-style; "SDXL Turbo-style" …). An SDXL base can hand latents off at `denoising_end`, a refiner
+    takes them at `denoising_start`."""
     guidance_embedding_dim: int = 0
     """Above 0: an LCM-distilled UNet takes the guidance as an embedding of this size (`timestep_cond`),
     so guidance costs no second UNet half (it is not classifier-free)."""

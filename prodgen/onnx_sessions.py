@@ -29,6 +29,14 @@ def onnx_session(
     )
 
 
+def external_weights_options(folder: Path) -> onnxruntime.SessionOptions:
+    """Options for a session over a serialised model whose external data files are in `folder`
+    (a model over 2 GB kept as a weightless proto while it is rewritten)."""
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(folder))
+    return options
+
+
 def tuned_session_options(threads: int, spinning: bool = True) -> onnxruntime.SessionOptions:
     """Options prodgen measures and races CPU sessions with: `threads` intra-op threads, one inter-op
     thread and sequential execution (the graphs are chains of convolutions), every graph optimisation."""

@@ -144,21 +144,30 @@ def check_side(limits: Limits, label: str, side: int) -> None:
 
 
 def size(
-    read: InputReader, request: Any, rows: int, limits: Limits, image: np.ndarray | None, fit: bool = False
+    read: InputReader,
+    request: Any,
+    rows: int,
+    limits: Limits,
+    image: np.ndarray | None,
+    fit: bool = False,
+    source: tuple[int, int] | None = None,
 ) -> tuple[int, int]:
-    """The picture's height and width at the model: the image's own where one is given (with `fit`, the size
-    photo_fitting fits it to), else the inputs or the default side.
+    """The picture's height and width at the model: the image's own (or `source`'s, the size given latents
+    decode to) where one is given (with `fit`, the size photo_fitting fits an image to), else the inputs or
+    the default side.
 
     An explicit 0 is refused like any other side outside the bounds; only an absent input takes the default."""
     height = scalar(read, request, "height", rows, int)
     width = scalar(read, request, "width", rows, int)
     if image is not None:
-        image_h, image_w = image.shape[1:3]
+        source = image.shape[1], image.shape[2]
+    if source is not None:
+        image_h, image_w = source
         for label, given, actual in (("height", height, image_h), ("width", width, image_w)):
             if given is not None and given != actual:
                 raise RequestError(f"input '{label}': {given}, but the image is {actual} pixels")
         height, width = image_h, image_w
-        if fit:
+        if fit and image is not None:
             return photo_fitting.fitted_size(height, width, limits.min_side, limits.max_side, limits.side_multiple)
     height = limits.default_side if height is None else height
     width = limits.default_side if width is None else width
@@ -311,3 +320,57 @@ def matte_problem(matte: np.ndarray) -> str | None:
     if len(touched) > MAX_SIDES_TOUCHED:
         return f"the product touches the frame on {len(touched)} sides ({', '.join(touched)}), expected at most 1"
     return None
+
+
+def latents_batch(read: InputReader, request: Any, rows: int, channels: int, factor: int) -> np.ndarray | None:
+    """Handed-off latents (rows, channels, h, w) float32, finite, or None when absent."""
+    latents = read(request, "latents")
+    if latents is None:
+        return None
+    if latents.ndim != 4 or latents.shape[0] != rows or latents.shape[1] != channels:
+        raise RequestError(
+            f"input 'latents': shape {latents.shape}, expected ({rows}, {channels}, height/{factor}, width/{factor})"
+        )
+    if latents.dtype != np.float32:
+        raise RequestError(f"input 'latents': dtype {latents.dtype}, expected float32")
+    if not np.isfinite(latents).all():
+        raise RequestError("input 'latents': contains NaN or infinity")
+    return latents
+
+
+def handoff(read: InputReader, request: Any, rows: int, source: str | None, mask: bool) -> dict[str, Any]:
+    """`denoising_end` (stop early and return latents) and `denoising_start` (continue from given latents
+    or an image without re-noising it), both fractions of the schedule in (0, 1), as diffusers' SDXL
+    pipelines take them. `source` names the given image input ('image' or 'latents'), if any."""
+    end = scalar(read, request, "denoising_end", rows, float)
+    start = scalar(read, request, "denoising_start", rows, float)
+    for name, value in (("denoising_end", end), ("denoising_start", start)):
+        if value is not None and not 0.0 < value < 1.0:
+            raise RequestError(f"input '{name}': {value}, expected a fraction of the schedule, 0 < {name} < 1")
+    if start is not None and source is None:
+        raise RequestError("input 'denoising_start' needs 'latents' (or an 'image') to continue from")
+    if start is not None and mask:
+        raise RequestError("input 'denoising_start' cannot be combined with a 'mask'")
+    if start is not None and end is not None and start >= end:
+        raise RequestError(f"input 'denoising_start' {start} must be below 'denoising_end' {end}")
+    return {"denoising_end": end, "denoising_start": start}
+
+
+def xl_conditions(
+    read: InputReader, request: Any, rows: int, height: int, width: int, defaults: dict[str, float]
+) -> dict[str, Any]:
+    """SDXL's added conditions: the original size (default: the picture's), the crop's top-left corner
+    (default 0, 0) and, for a refiner, the aesthetic scores (defaults from the model's parameters)."""
+    values: dict[str, Any] = {}
+    for name, default in (("original_height", height), ("original_width", width), ("crop_top", 0), ("crop_left", 0)):
+        value = scalar(read, request, name, rows, int, default)
+        low = 0 if name.startswith("crop") else 1
+        if not low <= value <= 1 << 16:
+            raise RequestError(f"input '{name}': {value}, expected {low}..{1 << 16} pixels")
+        values[name] = value
+    for name in ("aesthetic_score", "negative_aesthetic_score"):
+        value = scalar(read, request, name, rows, float, defaults[name])
+        if not 0.0 <= value <= 10.0:
+            raise RequestError(f"input '{name}': {value}, expected 0..10")
+        values[name] = value
+    return values

@@ -19,6 +19,19 @@ Classifier-free guidance runs the unconditional and conditional halves as one UN
 LCM-distilled UNet instead takes the guidance as an embedding (`timestep_cond`) of one batch. Schedulers
 that inject fresh noise between steps (LCM, Euler Ancestral, TCD) get it from prodgen's seeding too:
 step k of the picture for seed s uses `latent_from_seed(derived_seed(s, k), size)`.
+
+SDXL (family `sdxl`/`sdxl-refiner`, from the parameters): the text states are both encoders'
+penultimate hidden states side by side (the refiner: `NAME_text_encoder_2`'s alone), and the
+UNet also gets text_encoder_2's pooled `text_embeds` and the `time_ids` (original size, crop
+top-left, target size; the refiner: an aesthetic score for the target size), as diffusers'
+SDXL pipelines build them. An empty negative prompt conditions on zeros where the checkpoint
+says `force_zeros_for_empty_prompt` (diffusers does so for a negative prompt of None).
+
+Base → refiner hand-off, one gRPC call per model: the base called with `denoising_end` (a
+fraction of the schedule) stops there and returns the latents (`image` comes back empty); the
+refiner called with those `latents`, `denoising_start` (the same fraction) and the same steps
+and scheduler continues from them without re-noising, as diffusers' `denoising_end`/
+`denoising_start` do. Every call also returns the final `latents` it decoded.
 """
 
 from __future__ import annotations
@@ -64,6 +77,11 @@ def guidance_embedding(w: np.ndarray, dim: int) -> np.ndarray:
     return embedding.astype(np.float32)
 
 
+def _cutoff(scheduler: Any, fraction: float) -> int:
+    """diffusers' discrete timestep cut-off for a denoising_end/denoising_start fraction of the schedule."""
+    return int(round(scheduler.num_train_timesteps - fraction * scheduler.num_train_timesteps))
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         from transformers import CLIPTokenizer
@@ -80,9 +98,20 @@ class TritonPythonModel:
         )
         with open(os.path.join(folder, SCHEDULER_CONFIG)) as stream:
             self.scheduler_config = json.load(stream)
-        self.tokenizer = CLIPTokenizer.from_pretrained(os.path.join(folder, TOKENIZER_FOLDER))
+        parts = ("text_encoder", "text_encoder_2", "unet", "vae_decoder", "vae_encoder")
         self.models = {
-            part: parameter(f"model.{part}") for part in ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+            part: parameters[_PREFIX + f"model.{part}"] for part in parts if _PREFIX + f"model.{part}" in parameters
+        }
+        self.encoders: list[str] = [part for part in ("text_encoder", "text_encoder_2") if part in self.models]
+        self.tokenizers: dict[str, Any] = {
+            part: CLIPTokenizer.from_pretrained(os.path.join(folder, part.replace("text_encoder", TOKENIZER_FOLDER)))
+            for part in self.encoders
+        }
+        self.time_ids_length = int(parameters.get(_PREFIX + "xl.time_ids_length", "0"))
+        self.force_zeros = parameters.get(_PREFIX + "xl.force_zeros_for_empty_prompt", "").lower() == "true"
+        self.xl_defaults = {
+            name: float(parameters.get(_PREFIX + f"default_{name}", "0"))
+            for name in ("aesthetic_score", "negative_aesthetic_score")
         }
         self.text_length = int(parameter("diffusion.prompt_max_tokens"))
         self.latent_channels = int(parameter("diffusion.latent_channels"))
@@ -104,6 +133,9 @@ class TritonPythonModel:
         negatives = requests.texts(read, request, "negative_prompt", rows) or [""] * rows
         seeds = requests.seeds(read, request, rows)
         image = requests.image_batch(read, request, "image", rows, 3, self.limits)
+        latents = requests.latents_batch(read, request, rows, self.latent_channels, self.vae_scale_factor)
+        if latents is not None and image is not None:
+            raise RequestError("give either 'image' or 'latents' to start from, not both")
         mask = None
         if image is not None:
             mask = requests.side_image(read, request, "mask", image)
@@ -111,22 +143,34 @@ class TritonPythonModel:
             raise RequestError("input 'mask' needs an 'image' to inpaint")
         if mask is None and self.inpainting:
             raise RequestError("this is an inpainting model: give an 'image' and a 'mask'")
-        sampler = requests.sampler(read, request, rows, self.limits, image is not None)
+        source = "image" if image is not None else "latents" if latents is not None else None
+        handoff = requests.handoff(read, request, rows, source, mask is not None)
+        # At a denoising_start the schedule's cut-off, not a strength, says where to begin.
+        strength_applies = source is not None and handoff["denoising_start"] is None
+        sampler = requests.sampler(read, request, rows, self.limits, strength_applies)
         fit = requests.flag(read, request, "fit", rows, True)
-        height, width = requests.size(read, request, rows, self.limits, image, fit)
+        latent_size = (
+            None
+            if latents is None
+            else (latents.shape[2] * self.vae_scale_factor, latents.shape[3] * self.vae_scale_factor)
+        )
+        height, width = requests.size(read, request, rows, self.limits, image, fit, latent_size)
+        xl = (
+            requests.xl_conditions(read, request, rows, height, width, self.xl_defaults) if self.time_ids_length else {}
+        )
         original = (image, mask)
         if image is not None and image.shape[1:3] != (height, width):
             image = np.stack([photo_fitting.resize(picture, height, width) for picture in image])
             mask = None if mask is None else np.stack([photo_fitting.resize(area, height, width) for area in mask])
         return {
             "prompts": prompts, "negatives": negatives, "seeds": seeds, "image": image, "mask": mask,
-            **sampler, "height": height, "width": width, "original": original,
+            "latents": latents, **handoff, **sampler, "height": height, "width": width, **xl, "original": original,
         }  # fmt: skip
 
     def _finish(self, picture: np.ndarray, settings: Settings) -> tuple[np.ndarray, str]:
         """The picture at the image's own size, an inpainting's kept area put back, and the line saying so."""
         image, mask = settings["original"]
-        if image is None:
+        if image is None or picture.shape[1] == 0:  # no image given, or latents handed off at a denoising_end
             return picture, ""
         height, width = image.shape[1:3]
         notes = []
@@ -146,29 +190,66 @@ class TritonPythonModel:
     # ── calling the component models ──
 
     def _call(self, part: str, inputs: dict[str, np.ndarray], output: str) -> np.ndarray:
+        return self._call_for(part, inputs, [output])[0]
+
+    def _call_for(self, part: str, inputs: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
         request = pb_utils.InferenceRequest(
             model_name=self.models[part],
-            requested_output_names=[output],
+            requested_output_names=outputs,
             inputs=[pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in inputs.items()],
         )
         response = request.exec()
         if response.has_error():
             raise RuntimeError(f"{self.models[part]}: {response.error().message()}")
-        return pb_utils.get_output_tensor_by_name(response, output).as_numpy()
+        return [pb_utils.get_output_tensor_by_name(response, output).as_numpy() for output in outputs]
 
-    def _tokens(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        ids = self.tokenizer(
+    def _tokens(self, part: str, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        tokenizer = self.tokenizers[part]
+        ids = tokenizer(
             texts, padding="max_length", max_length=self.text_length, truncation=True, return_tensors="np"
         ).input_ids
-        full = self.tokenizer(texts, truncation=False).input_ids
+        full = tokenizer(texts, truncation=False).input_ids
         dropped = np.array([max(0, len(tokens) - self.text_length) for tokens in full], dtype=np.int64)
         return np.asarray(ids, dtype=np.int64), dropped
 
-    def _text_states(self, settings: Settings, guided: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _text_states(self, settings: Settings, guided: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The UNet's text inputs for [negatives +] prompts: `text_states`, and for SDXL `text_embeds`
+        (the pooled projection); the tokens each prompt lost to truncation."""
         texts = (settings["negatives"] if guided else []) + settings["prompts"]
-        ids, dropped = self._tokens(texts)
-        states = self._call("text_encoder", {"input_ids": ids}, "text_states")
-        return states, dropped[-len(settings["prompts"]) :]
+        states, dropped = [], None
+        conditions: dict[str, np.ndarray] = {}
+        for part in self.encoders:
+            ids, lost = self._tokens(part, texts)
+            dropped = lost if dropped is None else dropped
+            if part == "text_encoder_2":  # SDXL's second encoder also gives the pooled projection
+                part_states, conditions["text_embeds"] = self._call_for(
+                    part, {"input_ids": ids}, ["text_states", "text_embeds"]
+                )
+                states.append(part_states)
+            else:
+                states.append(self._call(part, {"input_ids": ids}, "text_states"))
+        conditions["text_states"] = np.concatenate(states, axis=-1)
+        if guided and self.force_zeros:
+            empty = np.array([not text for text in settings["negatives"]] + [False] * len(settings["prompts"]))
+            for name, value in conditions.items():
+                conditions[name] = np.where(empty.reshape(-1, *[1] * (value.ndim - 1)), np.float32(0), value)
+        assert dropped is not None
+        return conditions, dropped[-len(settings["prompts"]) :]
+
+    def _time_ids(self, settings: Settings, guided: bool) -> np.ndarray:
+        """SDXL's time ids per UNet row, as diffusers' `_get_add_time_ids`: (original size, crop top-left,
+        target size) for a base; (original size, crop, aesthetic score) for a refiner, whose unconditional
+        half gets the negative score and crop (0, 0)."""
+        rows = len(settings["prompts"])
+        head = [settings["original_height"], settings["original_width"]]
+        crop = [settings["crop_top"], settings["crop_left"]]
+        if self.time_ids_length == 5:
+            positive = head + crop + [settings["aesthetic_score"]]
+            negative = head + [0, 0] + [settings["negative_aesthetic_score"]]
+        else:
+            positive = negative = head + crop + [settings["height"], settings["width"]]
+        ids = [negative] * rows * guided + [positive] * rows
+        return np.array(ids, dtype=np.float32)
 
     def _encode(self, image: np.ndarray) -> np.ndarray:
         return self._call("vae_encoder", {"image": image}, "latents")
@@ -181,11 +262,15 @@ class TritonPythonModel:
         row_seeds = [int(seed) if step is None else seeding.derived_seed(int(seed), step) for seed in seeds]
         return np.stack([seeding.latent_from_seed(seed, size).reshape(shape) for seed in row_seeds])
 
-    def _generate(self, settings: Settings) -> tuple[np.ndarray, np.ndarray]:
+    def _generate(self, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pictures (empty when handing off at a denoising_end), their final latents, and the tokens
+        each prompt lost to truncation."""
         rows = len(settings["prompts"])
         embedded = self.guidance_embedding_dim > 0
         guided = settings["guidance"] > 1.0 and not embedded
-        states, dropped = self._text_states(settings, guided)
+        conditions, dropped = self._text_states(settings, guided)
+        if self.time_ids_length:
+            conditions["time_ids"] = self._time_ids(settings, guided)
         latent_shape = (
             self.latent_channels,
             settings["height"] // self.vae_scale_factor,
@@ -193,16 +278,20 @@ class TritonPythonModel:
         )
         noise = self._noise(settings["seeds"], latent_shape)
         scheduler = schedulers.make_scheduler(settings["scheduler"], self.scheduler_config)
-        scheduler.set_timesteps(settings["steps"], strength=settings["strength"])
-        timesteps = scheduler.timesteps
+        scheduler.set_timesteps(settings["steps"], strength=self._strength(settings, scheduler))
+        timesteps = self._until_end(settings, scheduler, scheduler.timesteps)
         image, mask = settings["image"], settings["mask"]
-        # As diffusers: image-to-image always starts from the picture noised to the first timestep;
-        # inpainting at full strength from pure noise (the mask input carries the kept area).
-        from_image = image is not None and (mask is None or settings["strength"] < 1.0)
-        image_latents = None
-        if from_image or (mask is not None and not self.inpainting):
+        # As diffusers: image-to-image always starts from the picture noised to the first timestep
+        # (from the picture itself at a denoising_start); inpainting at full strength from pure noise
+        # (the mask input carries the kept area).
+        has_source = image is not None or settings["latents"] is not None
+        from_image = has_source and (mask is None or settings["strength"] < 1.0)
+        image_latents = settings["latents"]
+        if image is not None and (from_image or (mask is not None and not self.inpainting)):
             image_latents = self._encode(image)
-        if from_image:
+        if settings["denoising_start"] is not None:
+            latents = image_latents
+        elif from_image:
             latents = scheduler.add_noise(image_latents, noise, timesteps[0])
         else:
             latents = noise * np.float32(scheduler.init_noise_sigma)
@@ -217,7 +306,6 @@ class TritonPythonModel:
                 extra = np.concatenate([latent_mask, self._encode(masked)], axis=1)
                 if guided:
                     extra = np.concatenate([extra, extra])
-        conditions = {}
         if embedded:
             w = np.full(rows, settings["guidance"] - 1.0, dtype=np.float32)
             conditions["timestep_cond"] = guidance_embedding(w, self.guidance_embedding_dim)
@@ -230,7 +318,7 @@ class TritonPythonModel:
             timestep = np.full((model_input.shape[0], 1), t, dtype=np.float32)
             predicted = self._call(
                 "unet",
-                {"latents": model_input.astype(np.float32), "timestep": timestep, "text_states": states, **conditions},
+                {"latents": model_input.astype(np.float32), "timestep": timestep, **conditions},
                 "noise",
             )
             if guided:
@@ -243,8 +331,34 @@ class TritonPythonModel:
                 if index + 1 < len(timesteps):
                     kept = scheduler.add_noise(image_latents, noise, timesteps[index + 1])
                 latents = (1.0 - latent_mask) * kept + latent_mask * latents
-        picture = self._call("vae_decoder", {"latents": latents.astype(np.float32)}, "image")
-        return picture, dropped
+        latents = latents.astype(np.float32)
+        if settings["denoising_end"] is not None:
+            return np.zeros((rows, 0, 0, 3), dtype=np.uint8), latents, dropped
+        picture = self._call("vae_decoder", {"latents": latents}, "image")
+        return picture, latents, dropped
+
+    def _strength(self, settings: Settings, scheduler: Any) -> float:
+        """The img2img strength; at a `denoising_start`, the one that keeps the steps diffusers keeps there:
+        those whose timestep lies below the cut-off (strength (kept + ½) / steps makes int(steps × strength)
+        exactly `kept`)."""
+        start = settings["denoising_start"]
+        if start is None:
+            return float(settings["strength"])
+        scheduler.set_timesteps(settings["steps"])
+        kept = int((scheduler.timesteps < _cutoff(scheduler, start)).sum())
+        if kept < 1:
+            raise RequestError(f"denoising_start {start} leaves none of the {settings['steps']} steps; lower it")
+        return min(1.0, (kept + 0.5) / settings["steps"])
+
+    def _until_end(self, settings: Settings, scheduler: Any, timesteps: np.ndarray) -> np.ndarray:
+        """The timesteps to run: all, or those at or above a `denoising_end`'s cut-off (diffusers' filter)."""
+        end = settings["denoising_end"]
+        if end is None:
+            return timesteps
+        kept = timesteps[timesteps >= _cutoff(scheduler, end)]
+        if kept.size == 0:
+            raise RequestError(f"denoising_end {end} leaves none of the {settings['steps']} steps; raise it")
+        return kept
 
     def execute(self, requests: list[Any]) -> list[Any]:
         responses = []
@@ -256,8 +370,12 @@ class TritonPythonModel:
                 self.refusals.increment(1)
                 continue
             try:
-                picture, dropped = self._generate(settings)
+                picture, latents, dropped = self._generate(settings)
                 picture, fitting = self._finish(picture, settings)
+            except RequestError as error:
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=_invalid_argument(str(error))))
+                self.refusals.increment(1)
+                continue
             except Exception as error:  # noqa: BLE001 - a component's failure goes back to this caller; the server stays up
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(error))))
                 continue
@@ -267,6 +385,7 @@ class TritonPythonModel:
                         pb_utils.Tensor("image", picture),
                         pb_utils.Tensor("truncated_tokens", dropped.reshape(-1, 1)),
                         pb_utils.Tensor("fitting", np.array([[fitting.encode("utf-8")]] * len(picture), dtype=object)),
+                        pb_utils.Tensor("latents", latents),
                     ]
                 )
             )

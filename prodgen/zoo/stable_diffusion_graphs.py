@@ -1,7 +1,8 @@
-"""The four served components of a Stable-Diffusion checkpoint: graphs, tensors, verification inputs.
+"""The served components of a Stable-Diffusion checkpoint: graphs, tensors, verification inputs.
 
 Each component is a Triton model of its own (`NAME_text_encoder`, `NAME_unet`,
-`NAME_vae_decoder`, `NAME_vae_encoder`) described by a `ZooModel`, so export, verification,
+`NAME_vae_decoder`, `NAME_vae_encoder`; SDXL adds `NAME_text_encoder_2` and its refiner has
+no `NAME_text_encoder`) described by a `ZooModel`, so export, verification,
 the FP16 gate, config.pbtxt and TensorRT profiles treat it like any zoo network. The VAE
 graphs carry the scaling factor and the uint8 conversion, so the pipeline model only moves
 latents between them.
@@ -23,10 +24,11 @@ from prodgen.zoo.spec import ZooModel
 from prodgen.zoo.stable_diffusion import StableDiffusion
 
 TEXT_ENCODER = "text_encoder"
+TEXT_ENCODER_2 = "text_encoder_2"
 UNET = "unet"
 VAE_DECODER = "vae_decoder"
 VAE_ENCODER = "vae_encoder"
-COMPONENT_NAMES = (TEXT_ENCODER, UNET, VAE_DECODER, VAE_ENCODER)
+COMPONENT_NAMES = (TEXT_ENCODER, TEXT_ENCODER_2, UNET, VAE_DECODER, VAE_ENCODER)
 
 FLOAT_TOLERANCE = 1e-4
 """Export verification of float outputs: max |ONNX − PyTorch| relative to max(1, max |PyTorch|)."""
@@ -43,6 +45,22 @@ class TextEncoderGraph(nn.Module):
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.encoder(input_ids=input_ids, return_dict=False)[0]
+
+
+class XlTextEncoderGraph(nn.Module):
+    """SDXL: token ids → the penultimate hidden states (B, L, W), as diffusers' `encode_prompt`
+    takes them (`hidden_states[-2]`), and for CLIPTextModelWithProjection also its pooled
+    projection `text_embeds` (B, P), the UNet's added text condition."""
+
+    def __init__(self, encoder: Any, pooled: bool) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pooled = pooled
+
+    def forward(self, input_ids: torch.Tensor) -> Any:
+        output = self.encoder(input_ids=input_ids, output_hidden_states=True)
+        states = output.hidden_states[-2]
+        return (states, output.text_embeds) if self.pooled else states
 
 
 class UNetGraph(nn.Module):
@@ -66,6 +84,35 @@ class UNetGraph(nn.Module):
             timestep.reshape(-1),
             encoder_hidden_states=text_states,
             timestep_cond=timestep_cond,
+            return_dict=False,
+        )[0]
+
+
+class XlUNetGraph(nn.Module):
+    """SDXL's UNet: UNetGraph's inputs and the added conditions, the pooled text `text_embeds` (B, P)
+    and `time_ids` (B, 6: original size, crop top-left, target size; refiner B, 5: … aesthetic score);
+    an LCM-distilled SDXL UNet also the guidance embedding `timestep_cond`."""
+
+    def __init__(self, unet: Any) -> None:
+        super().__init__()
+        self.unet = unet
+
+    def forward(
+        self,
+        latents: torch.Tensor,
+        timestep: torch.Tensor,
+        text_states: torch.Tensor,
+        text_embeds: torch.Tensor,
+        time_ids: torch.Tensor,
+        timestep_cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        added = {"text_embeds": text_embeds, "time_ids": time_ids}
+        return self.unet(
+            latents,
+            timestep.reshape(-1),
+            encoder_hidden_states=text_states,
+            timestep_cond=timestep_cond,
+            added_cond_kwargs=added,
             return_dict=False,
         )[0]
 
@@ -155,8 +202,10 @@ def _spec(
     )
 
 
-def prompt_ids(model: StableDiffusion, prompts: tuple[str, ...] = VERIFICATION_PROMPTS) -> np.ndarray:
-    tokens = model.tokenizer(
+def prompt_ids(
+    model: StableDiffusion, prompts: tuple[str, ...] = VERIFICATION_PROMPTS, tokenizer: Any = None
+) -> np.ndarray:
+    tokens = (tokenizer or model.text_encoders[0][2])(
         list(prompts), padding="max_length", max_length=model.text_length, truncation=True, return_tensors="np"
     )
     return np.asarray(tokens.input_ids, dtype=np.int64)
@@ -167,67 +216,96 @@ def _latents(seed: int, batch: int, channels: int, side_h: int, side_w: int) -> 
     return flat.reshape(batch, channels, side_h, side_w)
 
 
+def _text_components(model: StableDiffusion) -> tuple[list[Component], np.ndarray, np.ndarray | None]:
+    """The text encoder(s), and the verification prompts' text states (and SDXL's pooled text) they give."""
+    length = model.text_length
+    result = []
+    states: list[np.ndarray] = []
+    pooled = None
+    for suffix, encoder, tokenizer in model.text_encoders:
+        ids = prompt_ids(model, tokenizer=tokenizer)
+        width = int(encoder.config.hidden_size)
+        outputs: tuple[TensorSpec, ...] = (TensorSpec("text_states", "FP32", (length, width)),)
+        graph: nn.Module = TextEncoderGraph(encoder).eval()
+        if model.xl:
+            with_pooled = suffix == TEXT_ENCODER_2
+            graph = XlTextEncoderGraph(encoder, with_pooled).eval()
+            if with_pooled:
+                outputs += (TensorSpec("text_embeds", "FP32", (model.pooled_width,)),)
+        with torch.no_grad():
+            produced = graph(torch.from_numpy(ids))
+        if isinstance(produced, tuple):
+            produced, pooled_tensor = produced
+            pooled = pooled_tensor.numpy()
+        states.append(produced.numpy())
+        # the ids the text encoder's embedding holds: the server refuses others (INVALID_ARGUMENT)
+        ids_spec = TensorSpec("input_ids", "INT64", (length,), value_range=(0, int(encoder.config.vocab_size) - 1))
+        spec = _spec(model, suffix, graph, (ids_spec,), outputs, None)
+        result.append(Component(suffix, spec, graph, [{"input_ids": ids}, {"input_ids": ids[:1]}]))
+    return result, np.concatenate(states, axis=-1), pooled
+
+
+def _case_sizes(side: int, step: int) -> list[tuple[int, int]]:
+    """Latent (height, width) to verify on: square at `side`, and a smaller non-square one."""
+    return [(side, side), (max(step, side // 2), side + step)]
+
+
+def time_ids_for(model: StableDiffusion, height: int, width: int, rows: int) -> np.ndarray:
+    """SDXL's default time ids for a height × width picture, as diffusers' pipelines build them (original
+    size = target size, crop (0, 0); the refiner: aesthetic score 6)."""
+    tail = (6.0,) if model.requires_aesthetics_score else (height, width)
+    return np.tile(np.array([height, width, 0, 0, *tail], dtype=np.float32), (rows, 1))
+
+
 def components(model: StableDiffusion) -> list[Component]:
-    """The four components with their verification inputs: real prompts, real photos, seeded latents,
+    """The components with their verification inputs: real prompts, real photos, seeded latents,
     at the tuned size and at a smaller non-square one."""
     latent = latent_bounds(model)
     pictures = picture_bounds(model)
     length, width, channels = model.text_length, model.text_width, model.latent_channels
     step = model.latent_multiple
-    sizes = [(latent.opt_side, latent.opt_side), (max(step, latent.opt_side // 2), latent.opt_side + step)]
-    ids = prompt_ids(model)
-    text = TextEncoderGraph(model.text_encoder).eval()
-    with torch.no_grad():
-        states = text(torch.from_numpy(ids)).numpy()
-    unet = UNetGraph(model.unet).eval()
+    sizes = _case_sizes(latent.opt_side, step)
+    # The UNet is verified at most 8 strides wide (SD 1.5: its 64 latents): an SDXL UNet at its 128
+    # would cost minutes and gigabytes of attention per case on a CPU, and shows nothing smaller sides miss.
+    unet_sizes = _case_sizes(min(latent.opt_side, 8 * step), step)
+    text_components, states, pooled = _text_components(model)
+    unet: nn.Module = XlUNetGraph(model.unet).eval() if model.xl else UNetGraph(model.unet).eval()
     decoder = VaeDecoderGraph(model.vae, model.scaling_factor).eval()
     encoder = VaeEncoderGraph(model.vae, model.scaling_factor).eval()
-    unet_cases: list[dict[str, np.ndarray]] = [
-        {
-            "latents": _latents(10 + i, 2, model.unet_in_channels, h, w),
-            "timestep": np.array([[999.0], [321.5]], dtype=np.float32),
-            "text_states": states,
-        }
-        for i, (h, w) in enumerate(sizes)
-    ]
+    factor = model.vae_scale_factor
     unet_inputs: tuple[TensorSpec, ...] = (
         TensorSpec("latents", "FP32", (model.unet_in_channels, -1, -1)),
         TensorSpec("timestep", "FP32", (1,)),
         TensorSpec("text_states", "FP32", (length, width)),
     )
+    if model.xl:
+        unet_inputs += (
+            TensorSpec("text_embeds", "FP32", (model.pooled_width,)),
+            TensorSpec("time_ids", "FP32", (model.time_ids_length,)),
+        )
+    unet_cases = []
+    for i, (h, w) in enumerate(unet_sizes):
+        case = {
+            "latents": _latents(10 + i, 2, model.unet_in_channels, h, w),
+            "timestep": np.array([[999.0], [321.5]], dtype=np.float32),
+            "text_states": states,
+        }
+        if pooled is not None:
+            case["text_embeds"] = pooled
+            case["time_ids"] = time_ids_for(model, h * factor, w * factor, 2)
+        unet_cases.append(case)
     embedding = model.guidance_embedding_dim
     if embedding:
         unet_inputs += (TensorSpec("timestep_cond", "FP32", (embedding,)),)
         for case in unet_cases:  # guidance 8.5 and 2 (w = guidance − 1), as diffusers' LCM pipeline embeds it
             case["timestep_cond"] = guidance_embedding(np.array([7.5, 1.0], dtype=np.float32), embedding)
     decoder_cases = [{"latents": _latents(20 + i, 2, channels, h, w)} for i, (h, w) in enumerate(sizes)]
-    factor = model.vae_scale_factor
     encoder_cases = [{"image": photo_batch(2, h * factor, w * factor, offset=i)} for i, (h, w) in enumerate(sizes)]
     return [
-        Component(
-            TEXT_ENCODER,
-            _spec(
-                model,
-                TEXT_ENCODER,
-                text,
-                # the ids the text encoder's embedding holds: the server refuses others (INVALID_ARGUMENT)
-                (TensorSpec("input_ids", "INT64", (length,), value_range=(0, model.vocabulary_size - 1)),),
-                (TensorSpec("text_states", "FP32", (length, width)),),
-                None,
-            ),
-            text,
-            [{"input_ids": ids}, {"input_ids": ids[:1]}],
-        ),
+        *text_components,
         Component(
             UNET,
-            _spec(
-                model,
-                UNET,
-                unet,
-                unet_inputs,
-                (TensorSpec("noise", "FP32", (channels, -1, -1)),),
-                latent,
-            ),
+            _spec(model, UNET, unet, unet_inputs, (TensorSpec("noise", "FP32", (channels, -1, -1)),), latent),
             unet,
             unet_cases,
             external_data=True,

@@ -1,7 +1,8 @@
 """Stable-Diffusion checkpoints with seeded random weights, written with `save_pretrained`.
 
 No weights can be downloaded here, so tests and benchmarks make their own: diffusers' and
-transformers' real classes, saved in the standard folder layout. Two sizes: `tiny` (32/64
+transformers' real classes, saved in the standard folder layout (SD 1.x-style, and SDXL-style
+base, inpainting and refiner folders: `write_random_sdxl_checkpoint`). Two sizes: `tiny` (32/64
 channel UNet, for tests: seconds on a CPU) and `sd15` (SD 1.5's UNet, VAE and CLIP text
 encoder architecture, for honest timings). The CLIP tokenizer reads a vocab.json/merges.txt
 written here (letters, digits and a few merges), so prompts tokenize the way SD's own files
@@ -90,12 +91,26 @@ def write_tokenizer_files(folder: Path) -> None:
     (folder / "merges.txt").write_text("\n".join(merges) + "\n")
 
 
+def _text_encoder_config(preset: Preset, **overrides: Any) -> Any:
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        vocab_size=128,
+        max_position_embeddings=TEXT_LENGTH,
+        layer_norm_eps=1e-5,
+        **{**_TEXT_ENCODERS[preset], **overrides},
+    )
+
+
 def random_components(
     preset: Preset = "tiny", inpainting: bool = False, seed: int = 0, cross_attention_dim: int | None = None
 ) -> dict[str, Any]:
     """unet, vae, text_encoder and scheduler with seeded random weights (eval mode)."""
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
     unet_config = dict(_UNETS[preset])
@@ -107,17 +122,7 @@ def random_components(
         unet.conv_out.weight.mul_(2.5)
         unet.conv_out.bias.mul_(2.5)
     vae: Any = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **_VAES[preset])
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            vocab_size=128,
-            max_position_embeddings=TEXT_LENGTH,
-            layer_norm_eps=1e-5,
-            **_TEXT_ENCODERS[preset],
-        )
-    )
+    text_encoder = CLIPTextModel(_text_encoder_config(preset))
     return {
         "unet": unet.eval(),
         "vae": vae.eval(),
@@ -139,5 +144,104 @@ def write_random_checkpoint(folder: Path, preset: Preset = "tiny", inpainting: b
     pipeline: Any = pipeline_class(
         **parts, tokenizer=tokenizer, safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
+    pipeline.save_pretrained(str(folder))
+    return folder
+
+
+XlKind = Literal["base", "inpaint", "refiner"]
+XlPreset = Literal["tiny", "sdxl", "sdxl-small"]
+SDXL_UNET: dict[str, Any] = {
+    "sample_size": 128,
+    "layers_per_block": 2,
+    "block_out_channels": (320, 640, 1280),
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    "transformer_layers_per_block": (1, 2, 10),
+    "attention_head_dim": (5, 10, 20),
+    "use_linear_projection": True,
+    "norm_num_groups": 32,
+}
+"""SDXL 1.0 base's UNet config (2.57 B parameters) but for the text widths and added conditions below."""
+_XL_UNETS: dict[str, dict[str, Any]] = {
+    "tiny": _UNETS["tiny"],
+    # Trained size set to 32 latents, as the sd15 preset does: the parameters are SDXL's, and the VAE's
+    # verification pictures (at the UNet's trained size) stay small enough for a random VAE's 1e-4 bound.
+    "sdxl": {**SDXL_UNET, "sample_size": 32},
+    # SDXL's layout with 2 transformer layers in the last blocks instead of 10: 0.9 B parameters, still
+    # over protobuf's 2 GB, for machines that cannot hold the full UNet twice.
+    "sdxl-small": {**SDXL_UNET, "sample_size": 32, "transformer_layers_per_block": (1, 2, 2)},
+}
+_XL_TEXT_WIDTHS = {"tiny": (32, 32), "sdxl": (768, 1280), "sdxl-small": (768, 1280)}
+"""The two text encoders' hidden sizes: SDXL's UNet attends to both side by side (2048)."""
+_XL_TIME_EMBED = {"tiny": 8, "sdxl": 256, "sdxl-small": 256}
+_XL_PROJECTION = {"tiny": 32, "sdxl": 1280, "sdxl-small": 1280}
+
+
+def _xl_text_encoder(preset: XlPreset, width: int, projection: int | None = None) -> Any:
+    """A text encoder of the preset's width: the tiny one, or one layer of SDXL's widths."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    size = (
+        {}
+        if preset == "tiny"
+        else {"hidden_size": width, "intermediate_size": 64, "num_attention_heads": 8, "num_hidden_layers": 2}
+    )
+    if projection is None:
+        return CLIPTextModel(_text_encoder_config("tiny", **size)).eval()
+    return CLIPTextModelWithProjection(_text_encoder_config("tiny", projection_dim=projection, **size)).eval()
+
+
+def write_random_sdxl_checkpoint(folder: Path, kind: XlKind = "base", seed: int = 0, preset: XlPreset = "tiny") -> Path:
+    """An SDXL-style `save_pretrained` folder: two text encoders (the refiner: the second only), a UNet
+    with the "text_time" added conditions (inpaint: 9 input channels), the pipeline class and config
+    flags diffusers writes for that kind. `sdxl`: SDXL's own UNet (2.6 B parameters) with small text
+    encoders and VAE of SDXL's widths; `sdxl-small`: the same at 0.9 B."""
+    from diffusers import (
+        AutoencoderKL,
+        DDIMScheduler,
+        StableDiffusionXLImg2ImgPipeline,
+        StableDiffusionXLInpaintPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTokenizer
+
+    refiner = kind == "refiner"
+    torch.manual_seed(seed)
+    # The tiny VAE for every preset: the large ones measure the UNet (a random 4-block VAE verified at
+    # 1024² misses the 1e-4 parity bound through its one-channel group norms: measured 2e-3).
+    vae: Any = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, **_VAES["tiny"])
+    first_width, second_width = _XL_TEXT_WIDTHS[preset]
+    time_embed, projection = _XL_TIME_EMBED[preset], _XL_PROJECTION[preset]
+    unet: Any = UNet2DConditionModel(
+        in_channels=9 if kind == "inpaint" else 4,
+        out_channels=4,
+        **{**_XL_UNETS[preset], "cross_attention_dim": second_width if refiner else first_width + second_width},
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed,
+        projection_class_embeddings_input_dim=time_embed * (5 if refiner else 6) + projection,
+    )
+    with torch.no_grad():  # as random_components: a trained UNet predicts unit-variance noise
+        unet.conv_out.weight.mul_(2.5)
+        unet.conv_out.bias.mul_(2.5)
+    vocabulary = folder.parent / f".{folder.name}-tokenizer-source"
+    write_tokenizer_files(vocabulary)
+    # SDXL's second tokenizer pads with "!" where the first pads with <|endoftext|>: keep that difference.
+    tokenizer_2 = CLIPTokenizer.from_pretrained(str(vocabulary), model_max_length=TEXT_LENGTH, pad_token="!")
+    text_encoder_2 = _xl_text_encoder(preset, second_width, projection)
+    common = {"vae": vae.eval(), "unet": unet.eval(), "scheduler": DDIMScheduler(**SD15_SCHEDULER)}
+    first = {
+        "text_encoder": None if refiner else _xl_text_encoder(preset, first_width),
+        "tokenizer": None if refiner else CLIPTokenizer.from_pretrained(str(vocabulary), model_max_length=TEXT_LENGTH),
+    }
+    pipeline: Any
+    if refiner:
+        pipeline = StableDiffusionXLImg2ImgPipeline(
+            **common, **first, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2,
+            requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
+        )  # fmt: skip
+    else:
+        pipeline_class = StableDiffusionXLInpaintPipeline if kind == "inpaint" else StableDiffusionXLPipeline
+        pipeline = pipeline_class(**common, **first, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
     pipeline.save_pretrained(str(folder))
     return folder

@@ -35,7 +35,7 @@ def test_pipeline_config_is_a_python_model_with_optional_request_settings() -> N
     assert all(inputs[name].optional for name in inputs if name != "prompt")
     assert list(inputs["image"].dims) == [-1, -1, 3] and list(inputs["mask"].dims) == [-1, -1, 1]
     assert inputs["fit"].data_type == mc.TYPE_BOOL
-    assert [tensor.name for tensor in config.output] == ["image", "truncated_tokens", "fitting"]
+    assert [tensor.name for tensor in config.output] == ["image", "truncated_tokens", "fitting", "latents"]
     parameters = {key: value.string_value for key, value in config.parameters.items()}
     assert parameters["prodgen.model.unet"] == "shop_unet"
     assert parameters["prodgen.task"] == "diffusion" and parameters["prodgen.side_multiple"] == "64"
