@@ -82,9 +82,10 @@ def request_defaults(
     return chosen
 
 
-def served_defaults(family: str, given: dict[str, str] | None = None) -> dict[str, str]:
-    """`DEFAULTS`, then the checkpoint family's own, then what the export was given."""
-    return {**DEFAULTS, **FAMILY_DEFAULTS.get(family, {}), **(given or {})}
+def served_defaults(few_step: str | None, given: dict[str, str] | None = None) -> dict[str, str]:
+    """`DEFAULTS`, then the few-step distillation's own (`StableDiffusion.few_step`), then what the export
+    was given."""
+    return {**DEFAULTS, **FAMILY_DEFAULTS.get(few_step or "", {}), **(given or {})}
 
 
 FAMILY_DEFAULTS = {
@@ -224,7 +225,7 @@ class PipelineFacts:
             loras=loras,
             vocabulary_size=model.vocabulary_size,
             known_words=whole_words(model.first_tokenizer.get_vocab()),
-            defaults=served_defaults(model.family, defaults),
+            defaults=served_defaults(model.few_step, defaults),
             force_zeros_for_empty_prompt=model.force_zeros_for_empty_prompt,
             time_ids_length=model.time_ids_length,
         )

@@ -79,7 +79,7 @@ def test_served_defaults_are_export_options_checked_before_the_export(
 
 
 def test_request_defaults_replace_only_what_is_given() -> None:
-    chosen = served_defaults("SD 1.x", request_defaults(steps=20, guidance=5.0))
+    chosen = served_defaults(None, request_defaults(steps=20, guidance=5.0))
     assert (chosen["default_steps"], chosen["default_guidance"]) == ("20", "5")
     assert chosen["default_scheduler"] == DEFAULTS["default_scheduler"]
     few_step = served_defaults("LCM", request_defaults(steps=6))
