@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+import prodgen.matte_checks
 import prodgen.seeding
 from prodgen.contract import ImageBounds
 from prodgen.errors import ProdgenError
@@ -40,6 +41,7 @@ FITTING_SOURCE = PYTHON_MODELS / "photo_fitting.py"
 SCHEDULERS_SOURCE = PYTHON_MODELS / "schedulers.py"
 REQUESTS_SOURCE = PYTHON_MODELS / "pipeline_requests.py"
 SEEDING_SOURCE = Path(prodgen.seeding.__file__)
+MATTE_CHECKS_SOURCE = Path(prodgen.matte_checks.__file__)
 SCHEDULER_CONFIG = "scheduler_config.json"
 TOKENIZER_FOLDER = "tokenizer"
 SDXL_DEFAULTS = {"default_aesthetic_score": "6.0", "default_negative_aesthetic_score": "2.5"}
@@ -337,6 +339,7 @@ def write_pipeline_version(folder: Path, model: StableDiffusion, facts: Pipeline
 
 def write_restage_version(folder: Path) -> None:
     shutil.copyfile(RESTAGE_SOURCE, folder / "model.py")
+    shutil.copyfile(MATTE_CHECKS_SOURCE, folder / "matte_checks.py")
     shutil.copyfile(SCHEDULERS_SOURCE, folder / "schedulers.py")
     shutil.copyfile(REQUESTS_SOURCE, folder / "pipeline_requests.py")
     shutil.copyfile(FITTING_SOURCE, folder / "photo_fitting.py")

@@ -3,7 +3,9 @@
 A cutout model always answers, even for a photo without a clear product: then the matte
 covers almost nothing, almost everything, or a band across the frame. Such a matte is
 reported (and restage refuses it unless forced), never silently used. The check reads
-the matte alone, numpy only, so a server-side pipeline can call it too.
+the matte alone and imports numpy only: export publishes this file beside the served restage
+model's `model.py` (model_repository/stable_diffusion.py), so the server refuses exactly what
+`prodgen cutout` reports.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ def check_matte(matte: np.ndarray) -> list[str]:
     problems = []
     share = coverage(matte)
     if share < MIN_COVERAGE:
-        problems.append(f"the product covers {share:.1%} of the photo, expected at least {MIN_COVERAGE:.0%}")
+        problems.append(f"the product covers {share:.2%} of the photo, expected at least {MIN_COVERAGE:.0%}")
     elif share > MAX_COVERAGE:
-        problems.append(f"the product covers {share:.1%} of the photo, expected at most {MAX_COVERAGE:.0%}")
+        problems.append(f"the product covers {share:.2%} of the photo, expected at most {MAX_COVERAGE:.0%}")
     sides = touched_sides(matte)
     if len(sides) > MAX_TOUCHED_SIDES:
         problems.append(

@@ -295,33 +295,6 @@ def model_name(read: InputReader, request: Any, name: str, rows: int) -> str | N
     return value.strip() or None if value is not None else None
 
 
-# ── the matte a restage keeps the product by ──
-
-MIN_COVERAGE = 0.01
-MAX_COVERAGE = 0.95
-EDGE_TOUCH = 0.01
-"""A side of the frame counts as touched when more than this fraction of its pixels are product."""
-MAX_SIDES_TOUCHED = 1
-
-
-def matte_problem(matte: np.ndarray) -> str | None:
-    """What is wrong with a (H, W, 1) uint8 matte (0 background … 255 product) for restaging, or None.
-
-    Product pixels are those ≥ 128. A matte covering under 1 % or over 95 % of the photo, or a product
-    cut by the frame on two sides or more, most likely missed the product."""
-    product = matte[..., 0] >= 128
-    coverage = float(product.mean())
-    if coverage < MIN_COVERAGE:
-        return f"the matte covers {100 * coverage:.2f} % of the photo, expected at least {100 * MIN_COVERAGE:g} %"
-    if coverage > MAX_COVERAGE:
-        return f"the matte covers {100 * coverage:.2f} % of the photo, expected at most {100 * MAX_COVERAGE:g} %"
-    edges = {"top": product[0], "bottom": product[-1], "left": product[:, 0], "right": product[:, -1]}
-    touched = [side for side, line in edges.items() if line.mean() > EDGE_TOUCH]
-    if len(touched) > MAX_SIDES_TOUCHED:
-        return f"the product touches the frame on {len(touched)} sides ({', '.join(touched)}), expected at most 1"
-    return None
-
-
 def latents_batch(read: InputReader, request: Any, rows: int, channels: int, factor: int) -> np.ndarray | None:
     """Handed-off latents (rows, channels, h, w) float32, finite, or None when absent."""
     latents = read(request, "latents")

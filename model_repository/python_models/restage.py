@@ -8,7 +8,7 @@ and optionally a zoo upscaler, so it runs unchanged on NVIDIA's Triton.
 Each row of a request: `photo` (any size up to the published photo bound) →
 1. the matte: the given `alpha`, or the `cutout_model`'s `matte` for the photo (fitted into that model's
    bounds when outside them, the matte resized back);
-2. the matte checked (coverage, sides of the frame touched; `pipeline_requests.matte_problem`) unless `force`;
+2. the matte checked (coverage, sides of the frame touched; `matte_checks.check_matte`, as `prodgen cutout` reports it) unless `force`;
 3. the frame fitted to the diffusion model: the scene is generated for the photo's WHOLE frame, resized
    with its aspect kept to the model's bounds and side multiple. A crop around the product would give a
    small product more model pixels, but the area outside it would then need a second generation to be
@@ -32,6 +32,7 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import matte_checks  # type: ignore[import-not-found]  # noqa: E402  (prodgen/matte_checks.py, published beside this file)
 import photo_fitting as fitting  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
 import pipeline_requests as requests  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
 import schedulers  # type: ignore[import-not-found]  # noqa: E402  (published beside this file)
@@ -192,7 +193,8 @@ class TritonPythonModel:
         photo = settings["photo"][row]
         height, width = photo.shape[:2]
         matte, matte_note = self._matte(settings, row)
-        problem = requests.matte_problem(matte)
+        problems = matte_checks.check_matte(matte)
+        problem = "; ".join(problems) if problems else None
         if problem is not None and not settings["force"]:
             raise RequestError(f"{problem}; check the cutout, or set 'force' to restage anyway")
         limits = self.limits

@@ -32,14 +32,14 @@ def test_a_product_cut_at_one_side_passes() -> None:
 def test_almost_nothing_is_reported_with_its_coverage() -> None:
     speck = matte()
     speck[50:52, 100:150] = 200  # 100 of 20,000 pixels
-    assert check_matte(speck) == ["the product covers 0.5% of the photo, expected at least 1%"]
+    assert check_matte(speck) == ["the product covers 0.50% of the photo, expected at least 1%"]
 
 
 def test_almost_everything_is_reported_with_coverage_and_sides() -> None:
     everything = np.full((100, 200), 255, dtype=np.uint8)
     everything[:3, :] = 0
     assert check_matte(everything) == [
-        "the product covers 97.0% of the photo, expected at most 95%",
+        "the product covers 97.00% of the photo, expected at most 95%",
         "the product touches the frame on 3 sides (bottom, left, right), expected at most 1",
     ]
 

@@ -118,10 +118,10 @@ def test_bad_restage_requests_are_invalid_arguments_and_the_server_stays_up(
     assert f"'{CUTOUT_STAND_IN}' is not an upscale model" in refusal(triton, coffee, **cutout, **not_upscaler)
     speck = np.zeros((1, 341, 512, 1), np.uint8)
     speck[0, 10:20, 10:20] = 255
-    assert "the matte covers 0.06 %" in refusal(triton, coffee, alpha=(speck, "UINT8"))
+    assert "the product covers 0.06% of the photo" in refusal(triton, coffee, alpha=(speck, "UINT8"))
     assert triton.is_server_live() and triton.is_model_ready("sd_restage")
     forced = restage_call(triton, coffee, alpha=(speck, "UINT8"), force=(np.array([[True]]), "BOOL"))
-    assert "forced past: the matte covers 0.06 %" in forced["fitting"].reshape(-1)[0].decode()
+    assert "forced past: the product covers 0.06% of the photo" in forced["fitting"].reshape(-1)[0].decode()
 
 
 def run_cli(server: EmbeddedServer, *arguments: str) -> subprocess.CompletedProcess[str]:

@@ -50,18 +50,3 @@ def test_fitted_size_keeps_the_aspect_and_the_side_multiple() -> None:
     assert fitting.fitted_size(30, 32, 4, 64, 4) == (32, 32)  # not a multiple: rounded
     assert fitting.fitted_size(3, 5, 8, 64, 4) == (8, 12)  # too small: the shorter side up to 8
     assert fitting.fitted_size(4096, 8, 8, 64, 4) == (64, 8)  # too elongated: the short side clamped
-
-
-def matte_with(box: tuple[slice, slice], shape: tuple[int, int] = (100, 200)) -> np.ndarray:
-    matte = np.zeros((*shape, 1), dtype=np.uint8)
-    matte[box] = 255
-    return matte
-
-
-def test_matte_check_names_the_measure_that_failed() -> None:
-    assert requests.matte_problem(matte_with((slice(20, 80), slice(50, 150)))) is None
-    assert requests.matte_problem(matte_with((slice(60, 100), slice(50, 150)))) is None  # on the table: one side
-    assert "covers 0.50 %" in requests.matte_problem(matte_with((slice(10, 20), slice(10, 20))))
-    assert "covers 98.00 %" in requests.matte_problem(matte_with((slice(0, 98), slice(0, 200))))
-    cut = requests.matte_problem(matte_with((slice(0, 50), slice(0, 100))))
-    assert "touches the frame on 2 sides (top, left)" in cut
