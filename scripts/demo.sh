@@ -108,6 +108,9 @@ PY
 echo "== cutout: the product of a real photo, its matte as alpha, at the photo's size"
 prodgen cutout cutout "${PHOTOS[0]}" --out "$OUT/cutout/" --url "$URL"
 
+echo "== restage a real photo: its product cut out on the server, a new scene drawn around it, at the photo's size"
+prodgen restage catalogue-diffusion "on a wooden table" "${PHOTOS[0]}" --cutout cutout --out "$OUT/coffee-restaged.png" --url "$URL"
+
 echo "== text to picture: captions a shop writes, pairs never trained on, a product restaged"
 DIFFUSION_STARTED=$SECONDS
 python -m demo.diffusion_pictures "$URL" "$OUT" catalogue-diffusion
