@@ -82,6 +82,14 @@ def limits_from(parameter: Callable[[str], str], schedulers: Sequence[str]) -> L
 InputReader = Callable[[Any, str], "np.ndarray | None"]
 
 
+def prompt_rows(read: InputReader, request: Any) -> int:
+    """The pictures a request asks for: one row of its required `prompt` input each."""
+    prompt = read(request, "prompt")
+    if prompt is None:
+        raise RequestError("input 'prompt' is missing")
+    return int(prompt.shape[0])
+
+
 def input_reader(get_input_tensor_by_name: Callable[[Any, str], Any]) -> InputReader:
     """`pb_utils.get_input_tensor_by_name` as a function giving a numpy array, or None when the input is absent."""
 

@@ -76,10 +76,7 @@ class TritonPythonModel:
 
     def _settings(self, request: Any) -> Settings:
         read = self.read
-        prompt = read(request, "prompt")
-        if prompt is None:
-            raise RequestError("input 'prompt' is missing")
-        rows = prompt.shape[0]
+        rows = requests.prompt_rows(read, request)
         photo = requests.image_batch(read, request, "photo", rows, 3, self.limits)
         if photo is None:
             raise RequestError("input 'photo' is missing")

@@ -125,10 +125,7 @@ class TritonPythonModel:
 
     def _settings(self, request: Any) -> Settings:
         read = self.read
-        prompt = read(request, "prompt")
-        if prompt is None:
-            raise RequestError("input 'prompt' is missing")
-        rows = prompt.shape[0]
+        rows = requests.prompt_rows(read, request)
         prompts = requests.texts(read, request, "prompt", rows)
         negatives = requests.texts(read, request, "negative_prompt", rows) or [""] * rows
         seeds = requests.seeds(read, request, rows)
