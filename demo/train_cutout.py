@@ -1,4 +1,4 @@
-"""Train the demo cutout network: zoo `u2netp-demo` (U²-NetP reading the photo at 160²) on
+"""Train the demo cutout network: zoo `u2netp-demo` (U²-NetP reading the photo at 64²) on
 product renders composited onto crops of scikit-image's photographs.
 
 Data: one product of `demo/catalogue.py`'s six categories per picture, drawn with PIL in a
@@ -40,7 +40,7 @@ SIDE = 64
 """The network's input side (zoo `u2netp-demo`): sized so training fits minutes on two shared cores."""
 PICTURE = 2 * SIDE
 """The composites' side: larger than the network's, so the served graph's anti-aliased resize is exercised."""
-STEPS = 300
+STEPS = 2000
 BATCH = 8
 LEARNING_RATE = 3e-3
 HELD_OUT_COUNT = 48
