@@ -103,7 +103,8 @@ def export(
             metavar="PATH",
             help="Trained weights (.pth/.pt/.safetensors); random weights if omitted. Models whose upstream "
             "ships several weight files take one --checkpoint per file, matched by order "
-            "(adain: --checkpoint vgg_normalised.pth --checkpoint decoder.pth).",
+            "(adain: --checkpoint vgg_normalised.pth --checkpoint decoder.pth). stable-diffusion: a diffusers "
+            "save_pretrained folder, or a single-file .safetensors/.ckpt (see --diffusers-config).",
         ),
     ] = None,
     repository: Annotated[Path, typer.Option(help="Triton model repository to publish into.")] = DEFAULT_REPOSITORY,
@@ -182,6 +183,15 @@ def export(
             "upcast to FP32; by default the plain weights, or the only variant the folder holds."
         ),
     ] = None,
+    diffusers_config: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="stable-diffusion single-file checkpoints: a diffusers folder of the same model whose configs and "
+            "tokenizers to use (model_index.json, component configs, tokenizer files; weights not read); by default "
+            "diffusers' own repository for the checkpoint's family, from the local Hugging Face cache (never downloaded).",
+        ),
+    ] = None,
     default_steps: Annotated[
         int | None,
         typer.Option(
@@ -217,11 +227,11 @@ def export(
         )
         defaults = request_defaults(default_steps, default_guidance, default_scheduler)
         export_stable_diffusion_command(
-            checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant, defaults
+            checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant, defaults, diffusers_config
         )
         return
-    if lora or variant:
-        raise ProdgenError("--lora and --variant apply to stable-diffusion exports only")
+    if lora or variant or diffusers_config:
+        raise ProdgenError("--lora, --variant and --diffusers-config apply to stable-diffusion exports only")
     default_options = {
         "--default-steps": default_steps,
         "--default-guidance": default_guidance,

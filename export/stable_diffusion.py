@@ -279,6 +279,7 @@ def export_stable_diffusion(
     loras: Sequence[Lora] = (),
     variant: str | None = None,
     defaults: dict[str, str] | None = None,
+    diffusers_config: Path | None = None,
 ) -> DiffusionExportResult:
     """Export, verify and publish the four components and the pipeline model `name`.
 
@@ -286,10 +287,11 @@ def export_stable_diffusion(
     the requests served at once; the components take twice as many rows as pictures in flight,
     since classifier-free guidance runs both halves in one UNet call (`component_batching`). `loras` are
     fused into the UNet and text encoder first, in order; the published models record them. `variant`
-    picks a weights variant of the folder (None: plain weights, or the only variant it holds). `defaults`:
+    picks a weights variant of the folder (None: plain weights, or the only variant it holds); `diffusers_config`
+    the configs of a single-file checkpoint (`load_stable_diffusion`). `defaults`:
     the served request defaults given for this export (`request_defaults`), over the family's own."""
     step("loading the checkpoint")
-    model = load_stable_diffusion(checkpoint, variant)
+    model = load_stable_diffusion(checkpoint, variant, diffusers_config)
     if loras:
         step(f"fusing {len(loras)} LoRA(s)")
         fuse_loras(model, loras)

@@ -26,11 +26,13 @@ def export_stable_diffusion_command(
     loras: list[str] | None = None,
     variant: str | None = None,
     defaults: dict[str, str] | None = None,
+    diffusers_config: Path | None = None,
 ) -> DiffusionExportResult:
     """`defaults`: the served request defaults (`request_defaults`), checked before the long export starts."""
     if len(checkpoints) != 1:
         raise ProdgenError(
-            f"{STABLE_DIFFUSION} takes one --checkpoint: the folder diffusers' save_pretrained wrote "
+            f"{STABLE_DIFFUSION} takes one --checkpoint: the folder diffusers' save_pretrained wrote, or one "
+            "single-file .safetensors/.ckpt "
             f"({len(checkpoints)} given)"
         )
     fused = [Lora.parse(text) for text in loras or []]
@@ -48,6 +50,7 @@ def export_stable_diffusion_command(
             loras=fused,
             variant=variant,
             defaults=defaults,
+            diffusers_config=diffusers_config,
         )
     for lora in fused:
         out.print(f"{served}: fused LoRA {lora.path} at scale {lora.scale:g}")

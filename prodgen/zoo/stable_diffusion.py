@@ -1,4 +1,5 @@
-"""Stable-Diffusion checkpoints: a `save_pretrained` folder in, checked PyTorch components out.
+"""Stable-Diffusion checkpoints: a `save_pretrained` folder (or a single file,
+`stable_diffusion_single_file`) in, checked PyTorch components out.
 
 Three families, told apart by the UNet's config and `model_index.json` as diffusers does:
 `sd` (1.x/2.x: one CLIP text encoder), `sdxl` (a UNet with `addition_embed_type` "text_time":
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,8 @@ def _require_libraries() -> None:
 def _check_folder(folder: Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise ProdgenError(
-            f"{folder}: not a folder; expected a Stable-Diffusion checkpoint saved with diffusers' save_pretrained"
+            f"{folder}: not a folder; expected a Stable-Diffusion checkpoint saved with diffusers' save_pretrained, "
+            "or a single .safetensors/.ckpt file"
         )
     index_path = folder / MODEL_INDEX
     if not index_path.is_file():
@@ -356,10 +358,24 @@ def shipped_variant(folder: Path) -> str | None:
     return next(iter(variants), None)
 
 
-def load_stable_diffusion(folder: Path, variant: str | None = None) -> StableDiffusion:
+def load_stable_diffusion(
+    folder: Path, variant: str | None = None, diffusers_config: Path | None = None
+) -> StableDiffusion:
     """Load and check a `save_pretrained` folder (SD 1.x/2.x, SDXL base, refiner; inpainting variants included),
-    its weights `variant` (e.g. "fp16"; None: the plain weights, or the only variant the folder holds) in FP32."""
+    its weights `variant` (e.g. "fp16"; None: the plain weights, or the only variant the folder holds) in FP32;
+    or a single-file checkpoint, with the configs of `diffusers_config` (`stable_diffusion_single_file`)."""
     _require_libraries()
+    from prodgen.zoo.stable_diffusion_single_file import is_single_file, single_file_as_folder
+
+    if is_single_file(folder):
+        if variant is not None:
+            raise ProdgenError(f"{folder}: --variant picks a folder's weights files; a single file has one set")
+        with single_file_as_folder(folder, diffusers_config) as converted:
+            return replace(load_stable_diffusion(converted), folder=folder)
+    if diffusers_config is not None:
+        raise ProdgenError(
+            f"--diffusers-config {diffusers_config}: only for a single-file checkpoint; {folder} is not one"
+        )
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
