@@ -131,6 +131,18 @@ def random_components(
     }
 
 
+def _text_encoder_as_the_hub_saves_it(component: Path) -> None:
+    """transformers ≥ 5.6 saves CLIPTextModel's weights without the `text_model.` prefix every hub
+    checkpoint has, and older transformers (optimum-intel's environment, the bench's OpenVINO peer) then
+    silently start that text encoder from random weights; with the prefix, both load the same model."""
+    from safetensors.torch import load_file, save_file
+
+    for weights in component.glob("*.safetensors"):
+        state = load_file(str(weights))
+        renamed = {name if name.startswith("text_model.") else f"text_model.{name}": t for name, t in state.items()}
+        save_file(renamed, str(weights), metadata={"format": "pt"})
+
+
 def write_random_checkpoint(folder: Path, preset: Preset = "tiny", inpainting: bool = False, seed: int = 0) -> Path:
     """A `save_pretrained` folder of an SD 1.x-style pipeline (inpainting: 9-channel UNet)."""
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
@@ -145,6 +157,7 @@ def write_random_checkpoint(folder: Path, preset: Preset = "tiny", inpainting: b
         **parts, tokenizer=tokenizer, safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
     pipeline.save_pretrained(str(folder))
+    _text_encoder_as_the_hub_saves_it(folder / "text_encoder")
     return folder
 
 
@@ -244,4 +257,6 @@ def write_random_sdxl_checkpoint(folder: Path, kind: XlKind = "base", seed: int 
         pipeline_class = StableDiffusionXLInpaintPipeline if kind == "inpaint" else StableDiffusionXLPipeline
         pipeline = pipeline_class(**common, **first, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2)
     pipeline.save_pretrained(str(folder))
+    if not refiner:
+        _text_encoder_as_the_hub_saves_it(folder / "text_encoder")
     return folder

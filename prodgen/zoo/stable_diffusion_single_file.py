@@ -54,6 +54,7 @@ def single_file_as_folder(checkpoint: Path, config: Path | None) -> Iterator[Pat
 def convert_single_file(checkpoint: Path, config: Path | None, folder: Path) -> None:
     """Load `checkpoint` with diffusers' `from_single_file` against a local config folder and save it."""
     import diffusers
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     config_folder, class_name = _config_folder(checkpoint, config)
     pipeline_class = getattr(diffusers, class_name)
@@ -61,7 +62,7 @@ def convert_single_file(checkpoint: Path, config: Path | None, folder: Path) -> 
         pipeline: Any = pipeline_class.from_single_file(
             str(checkpoint), config=str(config_folder), local_files_only=True
         )
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, SingleFileComponentError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ProdgenError(
             f"{checkpoint}: cannot read it as a single-file {class_name} checkpoint with the configs of "

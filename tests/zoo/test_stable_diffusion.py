@@ -29,10 +29,12 @@ def test_loads_text_to_image_and_inpainting_checkpoints(diffusion_checkpoints: d
 
 
 def test_a_file_or_an_unrelated_folder_is_refused(tmp_path: Path) -> None:
-    file = tmp_path / "model.safetensors"
+    file = tmp_path / "model.onnx"
     file.write_bytes(b"")
     with pytest.raises(ProdgenError, match="not a folder"):
         load_stable_diffusion(file)
+    with pytest.raises(ProdgenError, match="cannot read the weights"):
+        load_stable_diffusion(file.rename(tmp_path / "model.safetensors"))
     with pytest.raises(ProdgenError, match="no model_index.json"):
         load_stable_diffusion(tmp_path)
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from ldm_single_file import write_ldm_single_file
 
+from prodgen.errors import ProdgenError
 from prodgen.zoo.stable_diffusion import load_stable_diffusion
 from tests_support import console_script
 
@@ -69,3 +70,10 @@ def test_a_single_file_without_configs_on_disk_is_one_line_naming_the_option(
         )
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("Error: ") and expected in done.stderr
+
+
+def test_a_file_that_is_not_a_whole_pipeline_is_named(diffusion_checkpoints: dict[str, Path]) -> None:
+    """One component's weights in diffusers' layout (a UNet file) is not a single-file checkpoint."""
+    folder = diffusion_checkpoints["sd"]
+    with pytest.raises(ProdgenError, match="cannot read it as a single-file StableDiffusionPipeline checkpoint"):
+        load_stable_diffusion(folder / "unet" / "diffusion_pytorch_model.safetensors", diffusers_config=folder)
