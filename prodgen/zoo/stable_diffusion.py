@@ -196,7 +196,7 @@ class StableDiffusion:
         return int(self.unet.config.sample_size) * self.vae_scale_factor
 
 
-def _require_libraries() -> None:
+def require_diffusion_libraries() -> None:
     """diffusers and transformers, or one line saying what to install; their own progress bars
     ('Loading weights: 100%|…') and warnings stay out of prodgen's output, which reports the steps."""
     try:
@@ -364,7 +364,7 @@ def load_stable_diffusion(
     """Load and check a `save_pretrained` folder (SD 1.x/2.x, SDXL base, refiner; inpainting variants included),
     its weights `variant` (e.g. "fp16"; None: the plain weights, or the only variant the folder holds) in FP32;
     or a single-file checkpoint, with the configs of `diffusers_config` (`stable_diffusion_single_file`)."""
-    _require_libraries()
+    require_diffusion_libraries()
     from prodgen.zoo.stable_diffusion_single_file import is_single_file, single_file_as_folder
 
     if is_single_file(folder):

@@ -111,7 +111,7 @@ def _diffusers_warnings() -> Iterator[list[str]]:
     """What diffusers and PEFT warn while a LoRA loads (logging and warnings), to find unmatched keys."""
     handler = _Messages()
     loggers = [logging.getLogger(name) for name in ("diffusers", "peft")]
-    # prodgen keeps the libraries' own warnings quiet (`_require_libraries`): while a LoRA loads they are
+    # prodgen keeps the libraries' own warnings quiet (`require_diffusion_libraries`): while a LoRA loads they are
     # turned on again, but only this handler hears them, so the user sees prodgen's one line, not theirs.
     saved = [(logger, logger.level, list(logger.handlers)) for logger in loggers]
     for logger in loggers:

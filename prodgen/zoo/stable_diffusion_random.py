@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import torch
 
+from prodgen.zoo.stable_diffusion import require_diffusion_libraries
+
 Preset = Literal["tiny", "sd15"]
 
 TEXT_LENGTH = 77
@@ -145,6 +147,7 @@ def _text_encoder_as_the_hub_saves_it(component: Path) -> None:
 
 def write_random_checkpoint(folder: Path, preset: Preset = "tiny", inpainting: bool = False, seed: int = 0) -> Path:
     """A `save_pretrained` folder of an SD 1.x-style pipeline (inpainting: 9-channel UNet)."""
+    require_diffusion_libraries()
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
@@ -209,6 +212,7 @@ def write_random_sdxl_checkpoint(folder: Path, kind: XlKind = "base", seed: int 
     with the "text_time" added conditions (inpaint: 9 input channels), the pipeline class and config
     flags diffusers writes for that kind. `sdxl`: SDXL's own UNet (2.6 B parameters) with small text
     encoders and VAE of SDXL's widths; `sdxl-small`: the same at 0.9 B."""
+    require_diffusion_libraries()
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
