@@ -37,14 +37,10 @@ def _to_uint8(images: Any) -> np.ndarray:
     return np.asarray(np.round(np.clip(np.asarray(images)[0], 0, 1) * 255), dtype=np.uint8)
 
 
-def _diffusers(args: argparse.Namespace) -> Draw:
-    import torch
-    from diffusers import StableDiffusionPipeline
+def _pipeline_draw(pipeline: Any, args: argparse.Namespace) -> Draw:
+    """A diffusers-style pipeline (diffusers' own or optimum-intel's) drawing from the bench's latents."""
+    import torch  # optimum-intel 2.2 moves the given latents with `.to`: a torch tensor, not numpy
 
-    torch.set_num_threads(args.threads)
-    pipeline = StableDiffusionPipeline.from_pretrained(
-        str(args.checkpoint), safety_checker=None, requires_safety_checker=False
-    )
     _diffusers_scheduler(pipeline, args.scheduler)
     pipeline.set_progress_bar_config(disable=True)
 
@@ -64,6 +60,17 @@ def _diffusers(args: argparse.Namespace) -> Draw:
     return draw
 
 
+def _diffusers(args: argparse.Namespace) -> Draw:
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    torch.set_num_threads(args.threads)
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        str(args.checkpoint), safety_checker=None, requires_safety_checker=False
+    )
+    return _pipeline_draw(pipeline, args)
+
+
 def _openvino(args: argparse.Namespace, static: bool) -> Draw:
     from optimum.intel import OVStableDiffusionPipeline  # type: ignore[import-not-found]  # its own environment
 
@@ -74,24 +81,7 @@ def _openvino(args: argparse.Namespace, static: bool) -> Draw:
     if static:
         pipeline.reshape(batch_size=1, height=args.side, width=args.side, num_images_per_prompt=1)
     pipeline.compile()
-    _diffusers_scheduler(pipeline, args.scheduler)
-    pipeline.set_progress_bar_config(disable=True)
-
-    def draw(seed: int, steps: int, latents: np.ndarray) -> np.ndarray:
-        import torch  # optimum-intel 2.2 moves the given latents with `.to`: a torch tensor, not numpy
-
-        result = pipeline(
-            args.prompt,
-            height=args.side,
-            width=args.side,
-            num_inference_steps=steps,
-            guidance_scale=args.guidance,
-            latents=torch.from_numpy(latents),
-            output_type="np",
-        )
-        return _to_uint8(result.images)
-
-    return draw
+    return _pipeline_draw(pipeline, args)
 
 
 def _direct(args: argparse.Namespace) -> Draw:
