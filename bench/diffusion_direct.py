@@ -67,6 +67,17 @@ def _stand_in(sessions: dict[str, Any]) -> types.ModuleType:
             arrays = session.run(self.outputs, {tensor.name: tensor.array for tensor in self.inputs})
             return _Response([_Tensor(n, a) for n, a in zip(self.outputs, arrays, strict=True)])
 
+    class MetricFamily:
+        """The server's metrics: in one process, a refusal counter that counts nowhere."""
+
+        COUNTER = "counter"
+
+        def __init__(self, **_family: object) -> None:
+            pass
+
+        def Metric(self, **_labels: object) -> Any:  # noqa: N802  (Triton's own method name)
+            return types.SimpleNamespace(increment=lambda _value: None)
+
     def get_tensor(holder: Any, name: str) -> _Tensor | None:
         tensors = holder.output_tensors if isinstance(holder, _Response) else holder
         return next((tensor for tensor in tensors if tensor.name == name), None)
@@ -75,6 +86,7 @@ def _stand_in(sessions: dict[str, Any]) -> types.ModuleType:
     module.TritonError = _Error  # type: ignore[attr-defined]
     module.InferenceRequest = InferenceRequest  # type: ignore[attr-defined]
     module.InferenceResponse = _Response  # type: ignore[attr-defined]
+    module.MetricFamily = MetricFamily  # type: ignore[attr-defined]
     module.get_input_tensor_by_name = get_tensor  # type: ignore[attr-defined]
     module.get_output_tensor_by_name = get_tensor  # type: ignore[attr-defined]
     return module
@@ -109,6 +121,7 @@ class DirectPipeline:
         self.model.initialize(
             {
                 "model_config": json_format.MessageToJson(config, preserving_proto_field_name=True),
+                "model_name": name,
                 "model_repository": str(repository / name),
                 "model_version": folder.name,
             }
