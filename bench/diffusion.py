@@ -50,6 +50,10 @@ from prodgen.serve.processes import listener_pid
 from prodgen.serve.server import EmbeddedServer, ServerOptions
 from prodgen.zoo.stable_diffusion_random import write_random_checkpoint
 
+PRESET_TITLES = {
+    "sd15": "SD-1.5-sized random weights",
+    "tiny": "tiny random-weight checkpoint (tests' size)",
+}
 PROMPT = "a studio photo of a red sneaker on a white table"
 NAME = "sd_bench"
 SERVED = "served"
@@ -260,12 +264,16 @@ def markdown(figures: dict[str, object], title: str) -> str:
     steps = figures["steps"]
     assert isinstance(steps, list)
     low, high = int(steps[0]), int(steps[1])
+    machine = figures.get("machine")
+    load = machine.get("load_average_at_start") if isinstance(machine, dict) else None
+    cores = machine.get("logical_cpus") if isinstance(machine, dict) else None
+    busy = f" Load average at the start {load[0]:.1f} on {cores} CPUs." if load and cores else ""
     lines = [
         f"# {title}",
         "",
         f"{figures['side']}² pictures, {figures['scheduler']}, guidance {figures['guidance']}, "
         f"{figures['intra_op_threads']} intra-op threads for every runner; medians of {figures['repeats']} "
-        "interleaved rounds. The machine was shared with other work: compare within this run only.",
+        f"interleaved rounds: compare within this run only.{busy}",
         "",
         f"| runner | {low} steps | {high} steps | per step | fixed | PSNR vs served | peak RSS |",
         "|---|---|---|---|---|---|---|",
@@ -340,11 +348,7 @@ def run(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(figures, indent=2) + "\n")
-        size = (
-            "SD-1.5-sized random weights"
-            if figures["preset"] == "sd15"
-            else f"checkpoint {figures['preset'] or checkpoint}"
-        )
+        size = PRESET_TITLES.get(str(figures["preset"]), f"checkpoint {checkpoint}")
         (out / "report.md").write_text(markdown(figures, f"Stable Diffusion on CPU, {size}, {side}²"))
     return figures
 
