@@ -43,6 +43,7 @@ DEMO_WEIGHTS = {
     "fast-neural-style": "catalogue-look.safetensors",
     "srvgg-x2-small": "srvgg-x2-demo.safetensors",
     "catalogue-dcgan": "catalogue-dcgan.safetensors",
+    "u2netp-demo": "cutout.safetensors",
 }
 """Zoo models with weights the project trained (demo/weights): real pictures to compare; the rest run
 seeded random weights, whose flat pictures make fidelity figures optimistic."""
