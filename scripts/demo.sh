@@ -86,7 +86,7 @@ with ProdgenClient(url) as client:
     models = client.models()
 for model in models:
     target = f"{out}/{model.name}"
-    if model.task in ("diffusion", "cutout"):  # the text-to-picture model and its components, the cutout: below
+    if model.task in ("diffusion", "restage", "cutout"):  # diffusion, its restage model and the cutout: below
         continue
     if model.task == "generate":
         command = ["prodgen", "generate", model.name, "--seed", "0", "--count", "16"]
