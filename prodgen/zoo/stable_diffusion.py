@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from prodgen.errors import ProdgenError
+from prodgen.errors import ProdgenError, first_line
 
 MODEL_INDEX = "model_index.json"
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -242,8 +242,7 @@ def _load(component: str, folder: Path, load: Any) -> Any:
     try:
         return load(str(folder / component))
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ProdgenError(f"{folder / component}: cannot load the {component}: {first_line}") from None
+        raise ProdgenError(f"{folder / component}: cannot load the {component}: {first_line(error)}") from None
 
 
 def _check_shapes(model: StableDiffusion) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prodgen.errors import ProdgenError
+from prodgen.errors import ProdgenError, first_line
 from prodgen.zoo.stable_diffusion import StableDiffusion
 
 LORA_MODULE_KEY = re.compile(r"(\.lora_down\.weight|\.lora_A(\.[\w-]+)?\.weight|\.lora\.down\.weight)$")
@@ -186,8 +186,7 @@ def fuse_loras(model: StableDiffusion, loras: Sequence[Lora]) -> None:
             try:
                 pipeline.load_lora_weights(str(path), adapter_name=adapter)
             except (ValueError, KeyError, RuntimeError, OSError) as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise ProdgenError(f"--lora {path}: cannot load it onto {model.folder}: {first}") from None
+                raise ProdgenError(f"--lora {path}: cannot load it onto {model.folder}: {first_line(error)}") from None
         applied = _wrapped_layers(model, adapter)
         unmatched = _unmatched(lines)
         if unmatched or applied != expected:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prodgen.errors import ProdgenError
+from prodgen.errors import ProdgenError, first_line
 
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 PIPELINE_CLASSES = {
@@ -63,10 +63,9 @@ def convert_single_file(checkpoint: Path, config: Path | None, folder: Path) -> 
             str(checkpoint), config=str(config_folder), local_files_only=True
         )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, SingleFileComponentError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ProdgenError(
             f"{checkpoint}: cannot read it as a single-file {class_name} checkpoint with the configs of "
-            f"{config_folder}: {first_line}"
+            f"{config_folder}: {first_line(error)}"
         ) from None
     pipeline.save_pretrained(str(folder), safe_serialization=True)
 
