@@ -85,7 +85,7 @@ def _openvino(args: argparse.Namespace, static: bool) -> Draw:
 
 
 def _direct(args: argparse.Namespace) -> Draw:
-    from prodgen.bench.diffusion_direct import DirectPipeline
+    from prodgen.model_repository.direct_pipeline import DirectPipeline
 
     pipeline = DirectPipeline(args.repository, args.name, args.threads)
     return lambda seed, steps, _latents: pipeline.picture(

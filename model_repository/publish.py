@@ -51,6 +51,11 @@ def versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def newest_version(model_dir: Path) -> Path:
+    """The folder of a published model's newest version."""
+    return model_dir / str(max(versions(model_dir)))
+
+
 def model_names(repository: Path) -> list[str]:
     if not repository.is_dir():
         return []

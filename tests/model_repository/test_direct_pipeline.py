@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from prodgen.bench.diffusion_direct import DirectPipeline
 from prodgen.client import ProdgenClient, Sampling
+from prodgen.model_repository.direct_pipeline import DirectPipeline
 from prodgen.serve.server import EmbeddedServer
 
 

@@ -1,19 +1,24 @@
-"""prodgen's pipeline and components in one process, without Triton: what serving adds.
+"""A published diffusion pipeline and its components run in one process, without Triton.
 
 The published pipeline `model.py` (with its `schedulers.py`, `seeding.py` and tokenizer) is
 loaded from the repository's own version folder and run as it runs in the python backend,
 except that `triton_python_backend_utils` is a small stand-in here: a component call
-(`InferenceRequest.exec`) runs the component's `model.onnx` in an ONNX Runtime session of this
-process, with the threads and memory options the served component gets. So the pictures are
-the served ones, and the difference in time is gRPC, Triton's scheduling, the stubs' shared
-memory and the business-logic calls.
+(`InferenceRequest.exec`) runs the component the pipeline's config names, in this process, on
+the runtime its own config gives it: `model.onnx` in an ONNX Runtime session, or `model.xml` on
+OpenVINO's CPU plugin with the served settings. So the pictures are the served ones. Two users:
+`prodgen-bench diffusion`'s `direct` runner (the difference in time to the served pipeline is
+gRPC, Triton's scheduling, the stubs' shared memory and the business-logic calls), and the
+whole-picture gate of the OpenVINO components (export/stable_diffusion_openvino.py), which swaps
+components in and times each.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +26,13 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
-from prodgen.model_repository.config import parse_pbtxt
-from prodgen.model_repository.publish import CONFIG_FILE, ONNX_FILE, versions
+from prodgen.model_repository.config import PARAMETER_PREFIX, parse_pbtxt
+from prodgen.model_repository.pipeline_components import PARTS
+from prodgen.model_repository.publish import CONFIG_FILE, ONNX_FILE, OPENVINO_FILE, newest_version
 from prodgen.onnx_sessions import cpu_session
 
-PIPELINE_PARTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
+Run = Callable[[list[str], dict[str, np.ndarray]], list[np.ndarray]]
+"""A component: (output names, feed) → outputs, as `InferenceRequest.exec` gets them."""
 
 
 @dataclass
@@ -54,7 +61,7 @@ class _Response:
         return self.error is not None
 
 
-def _stand_in(sessions: dict[str, Any]) -> types.ModuleType:
+def _stand_in(runs: dict[str, Run]) -> types.ModuleType:
     """The part of `triton_python_backend_utils` the pipeline model uses, calling local sessions."""
     module = types.ModuleType("triton_python_backend_utils")
 
@@ -63,8 +70,7 @@ def _stand_in(sessions: dict[str, Any]) -> types.ModuleType:
             self.model_name, self.outputs, self.inputs = model_name, requested_output_names, inputs
 
         def exec(self) -> _Response:
-            session = sessions[self.model_name]
-            arrays = session.run(self.outputs, {tensor.name: tensor.array for tensor in self.inputs})
+            arrays = runs[self.model_name](self.outputs, {tensor.name: tensor.array for tensor in self.inputs})
             return _Response([_Tensor(n, a) for n, a in zip(self.outputs, arrays, strict=True)])
 
     class MetricFamily:
@@ -92,23 +98,57 @@ def _stand_in(sessions: dict[str, Any]) -> types.ModuleType:
     return module
 
 
-def _newest(model_dir: Path) -> Path:
-    return model_dir / str(max(versions(model_dir)))
+def component_run(model_dir: Path, threads: int) -> Run:
+    """The newest version of a published component on the runtime its config names, with the served settings."""
+    config = parse_pbtxt((model_dir / CONFIG_FILE).read_text())
+    folder = newest_version(model_dir)
+    if config.backend == "openvino":
+        from prodgen.openvino_runtime import openvino_runner
+
+        outputs = [tensor.name for tensor in config.output]
+        run = openvino_runner(folder / OPENVINO_FILE, outputs, threads)
+
+        def run_openvino(wanted: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            produced = dict(zip(outputs, run(feed), strict=True))
+            return [produced[output] for output in wanted]
+
+        return run_openvino
+    session = cpu_session(str(folder / ONNX_FILE), threads, spinning=False)
+    return lambda wanted, feed: session.run(wanted, feed)
+
+
+def component_models(repository: Path, name: str) -> dict[str, str]:
+    """Part → the served model the pipeline `name` calls for it (its config's `prodgen.model.<part>`)."""
+    config = parse_pbtxt((repository / name / CONFIG_FILE).read_text())
+    return {part: config.parameters[f"{PARAMETER_PREFIX}model.{part}"].string_value for part in PARTS}
 
 
 class DirectPipeline:
-    """The repository's pipeline `name` run in this process: `picture(...)` as the server would answer."""
+    """The repository's pipeline `name` run in this process: `picture(...)` as the server would answer.
 
-    def __init__(self, repository: Path, name: str, threads: int) -> None:
+    `components`: part → a served model in the repository to call instead of the one the
+    pipeline's config names (how the OpenVINO gate swaps in its candidates). `seconds[part]` adds
+    up the time spent in each part's calls; `recorded[part]` keeps every feed of the parts in
+    `record` (the INT8 UNet's calibration: the inputs of its own denoising trajectories)."""
+
+    def __init__(
+        self,
+        repository: Path,
+        name: str,
+        threads: int,
+        components: dict[str, Path] | None = None,
+        record: tuple[str, ...] = (),
+    ) -> None:
         config = parse_pbtxt((repository / name / CONFIG_FILE).read_text())
-        parameters = {key: value.string_value for key, value in config.parameters.items()}
-        sessions = {}
-        for part in PIPELINE_PARTS:
-            served = parameters[f"prodgen.model.{part}"]
-            sessions[served] = cpu_session(str(_newest(repository / served) / ONNX_FILE), threads, spinning=False)
-        folder = _newest(repository / name)
+        named = component_models(repository, name)
+        chosen = {part: (components or {}).get(part, repository / served) for part, served in named.items()}
+        self.seconds = dict.fromkeys(PARTS, 0.0)
+        self.record = record
+        self.recorded: dict[str, list[dict[str, np.ndarray]]] = {part: [] for part in record}
+        runs = {named[part]: self._timed(part, component_run(chosen[part], threads)) for part in PARTS}
+        folder = newest_version(repository / name)
         previous = sys.modules.get("triton_python_backend_utils")
-        sys.modules["triton_python_backend_utils"] = _stand_in(sessions)
+        sys.modules["triton_python_backend_utils"] = _stand_in(runs)
         try:
             spec = importlib.util.spec_from_file_location(f"prodgen_direct_{name}", folder / "model.py")
             assert spec is not None and spec.loader is not None
@@ -126,6 +166,18 @@ class DirectPipeline:
                 "model_version": folder.name,
             }
         )
+
+    def _timed(self, part: str, run: Run) -> Run:
+        def timed(wanted: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+            if part in self.record:
+                self.recorded[part].append({key: np.array(value) for key, value in feed.items()})
+            began = time.perf_counter()
+            try:
+                return run(wanted, feed)
+            finally:
+                self.seconds[part] += time.perf_counter() - began
+
+        return timed
 
     def picture(self, prompt: str, seed: int, steps: int, guidance: float, scheduler: str, side: int) -> np.ndarray:
         request = [
