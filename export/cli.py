@@ -14,7 +14,7 @@ from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import ssim_text
 from prodgen.export.pipeline import ExportRequest, ExportResult, export_model
 from prodgen.export.stable_diffusion import DEFAULT_PIPELINE_BATCHING
-from prodgen.export.stable_diffusion_cli import STABLE_DIFFUSION, export_stable_diffusion_command
+from prodgen.export.stable_diffusion_cli import STABLE_DIFFUSION, OpenVinoRequest, export_stable_diffusion_command
 from prodgen.export.zoo_listing import print_zoo
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.model_repository.publish import DEFAULT_REPOSITORY, check_repository
@@ -142,7 +142,9 @@ def export(
         typer.Option(
             "--int8",
             help="Also quantise to INT8 (QDQ ONNX, calibrated on photos/seeded latents) and publish <name>_int8 "
-            "where inside the INT8 gate and faster than FP32 ONNX Runtime here.",
+            "where inside the INT8 gate and faster than FP32 ONNX Runtime here. stable-diffusion (with --openvino): "
+            "the UNet in INT8 on OpenVINO, calibrated on its own denoising trajectories, in place of the float "
+            "one where the pictures stay inside the gate and it is faster.",
         ),
     ] = False,
     int8_min_psnr: Annotated[
@@ -157,7 +159,24 @@ def export(
             "--openvino",
             help="Also race OpenVINO against ONNX Runtime here (batch 1 and 4) and publish <name>_openvino "
             "(OpenVINO IR for Triton's openvino backend) where it wins inside the FP16 gate (--min-psnr); "
-            "with --int8 also <name>_int8_openvino (the INT8 graph on OpenVINO, inside the INT8 gate) where it wins.",
+            "with --int8 also <name>_int8_openvino (the INT8 graph on OpenVINO, inside the INT8 gate) where it wins. "
+            "stable-diffusion: OpenVINO IR of the text encoder, UNet and VAE decoder, gated by the pipeline's "
+            "pictures against the FP32 pipeline's and raced in them; the pipeline is pointed at those that pass.",
+        ),
+    ] = False,
+    openvino_side: Annotated[
+        int | None,
+        typer.Option(
+            min=8,
+            help="stable-diffusion --openvino: the side of the gate's pictures, where it is raced too "
+            "[default: the model's optimal side].",
+        ),
+    ] = None,
+    openvino_even_if_slower: Annotated[
+        bool,
+        typer.Option(
+            help="stable-diffusion --openvino: publish the parts inside the gate even where they are not faster "
+            "here (the serving CPU differs from this one).",
         ),
     ] = False,
     latency_budget_ms: Annotated[
@@ -226,10 +245,17 @@ def export(
             instance_count=instances or DEFAULT_PIPELINE_BATCHING.instance_count,
         )
         defaults = request_defaults(default_steps, default_guidance, default_scheduler)
+        if openvino and not openvino_available():
+            raise ProdgenError(f"--openvino: {MISSING}")
+        if int8 and not openvino:
+            raise ProdgenError("--int8 for stable-diffusion quantises the UNet on OpenVINO: add --openvino")
         export_stable_diffusion_command(
-            checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant, defaults, diffusers_config
-        )
+            checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant, defaults, diffusers_config,
+            OpenVinoRequest(openvino_side, not openvino_even_if_slower, int8) if openvino else None,
+        )  # fmt: skip
         return
+    if openvino_side is not None or openvino_even_if_slower:
+        raise ProdgenError("--openvino-side and --openvino-even-if-slower apply to stable-diffusion exports only")
     if lora or variant or diffusers_config:
         raise ProdgenError("--lora, --variant and --diffusers-config apply to stable-diffusion exports only")
     default_options = {

@@ -1,12 +1,15 @@
-"""`prodgen-export stable-diffusion --checkpoint DIR --name NAME [--fp16] [--lora FILE[:SCALE] ...]`: what it prints."""
+"""`prodgen-export stable-diffusion --checkpoint DIR --name NAME [--fp16] [--openvino] [--lora FILE[:SCALE] ...]`:
+what it prints."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from prodgen.cli_support import console
 from prodgen.errors import ProdgenError
 from prodgen.export.stable_diffusion import DiffusionExportResult, export_stable_diffusion
+from prodgen.export.stable_diffusion_openvino import OpenVinoComponents, publish_openvino_components
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.model_repository.stable_diffusion import DEFAULTS
 from prodgen.progress import ProgressBoard
@@ -14,6 +17,16 @@ from prodgen.zoo.stable_diffusion_lora import Lora
 
 STABLE_DIFFUSION = "stable-diffusion"
 DEFAULT_NAME = "stable_diffusion"
+
+
+@dataclass(frozen=True)
+class OpenVinoRequest:
+    """`--openvino`: the gate pictures' side (None: the model's optimal side), whether a part must be faster,
+    and whether to try the UNet in INT8 (`--int8`)."""
+
+    side: int | None = None
+    require_faster: bool = True
+    int8_unet: bool = False
 
 
 def export_stable_diffusion_command(
@@ -27,6 +40,7 @@ def export_stable_diffusion_command(
     variant: str | None = None,
     defaults: dict[str, str] | None = None,
     diffusers_config: Path | None = None,
+    openvino: OpenVinoRequest | None = None,
 ) -> DiffusionExportResult:
     """`defaults`: the served request defaults (`request_defaults`), checked before the long export starts."""
     if len(checkpoints) != 1:
@@ -52,6 +66,18 @@ def export_stable_diffusion_command(
             defaults=defaults,
             diffusers_config=diffusers_config,
         )
+        components = (
+            publish_openvino_components(
+                repository,
+                served,
+                openvino.side,
+                require_faster=openvino.require_faster,
+                int8_unet=openvino.int8_unet,
+                step=task.step,
+            )
+            if openvino is not None
+            else None
+        )
     for lora in fused:
         out.print(f"{served}: fused LoRA {lora.path} at scale {lora.scale:g}")
     for component in result.components:
@@ -67,6 +93,8 @@ def export_stable_diffusion_command(
             )
             for note in component.fp16_published.notes:
                 out.print(f"{component.name}: {note}")
+    if components is not None:
+        _print_openvino(served, components)
     served_defaults = defaults or DEFAULTS
     out.print(f"{served}: pipeline model published at {result.pipeline.version_dir}")
     out.print(
@@ -74,3 +102,23 @@ def export_stable_diffusion_command(
         f"guidance {served_defaults['default_guidance']}, scheduler {served_defaults['default_scheduler']}"
     )
     return result
+
+
+def _print_openvino(served: str, components: OpenVinoComponents) -> None:
+    out = console()
+    out.print(f"{served}: OpenVINO ({components.precision} on this CPU) gate: {components.describe_gate()}")
+    for race in components.races:
+        out.print(f"{served}: OpenVINO race: {race.describe()}")
+    out.print(
+        f"{served}: a gate picture took {components.openvino_picture_s:.2f} s with the OpenVINO components, "
+        f"{components.onnxruntime_picture_s:.2f} s with ONNX Runtime"
+    )
+    for note in components.notes:
+        out.print(f"{served}: OpenVINO: {note}")
+    for part, published in components.published.items():
+        out.print(f"{served}: {part} → {published.model_dir.name} version {published.version} (OpenVINO IR)")
+    if components.published:
+        out.print(
+            f"{served}: the pipeline calls the OpenVINO components; back to ONNX Runtime: "
+            f"python -m prodgen.model_repository.pipeline_components {components.repository} {served} --variant onnx"
+        )

@@ -222,6 +222,32 @@ OPENVINO_PARAMETERS = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
 request, the setting export measures OpenVINO with before it publishes the variant."""
 
 
+def openvino_component_config(onnxruntime: mc.ModelConfig, served_name: str) -> mc.ModelConfig:
+    """A diffusion component's onnxruntime config turned into one for Triton's `openvino` backend.
+
+    `max_batch_size` 0, the batch dimension a -1 of every tensor, and no dynamic batcher: a
+    component takes a guidance pair (2 rows) or a batch of pictures per call, and with a max batch
+    above 0 the backend fixes the network's batch (see `openvino_config`). Instances and the
+    prodgen parameters stay; ONNX Runtime's memory options go.
+    """
+    config = mc.ModelConfig()
+    config.CopyFrom(onnxruntime)
+    config.name = served_name
+    config.backend = "openvino"
+    config.default_model_filename = OPENVINO_FILE
+    config.max_batch_size = 0
+    config.ClearField("dynamic_batching")
+    for tensor in [*config.input, *config.output]:
+        tensor.dims.insert(0, -1)
+    for group in config.instance_group:
+        group.kind = mc.ModelInstanceGroup.KIND_CPU
+    for key in MEMORY_GIVEN_BACK:
+        config.parameters.pop(key, None)
+    for key, value in OPENVINO_PARAMETERS.items():
+        config.parameters[key].string_value = value
+    return config
+
+
 def openvino_config(model: ZooModel, served_name: str, batching: BatchingOptions) -> mc.ModelConfig:
     """A config for Triton's `openvino` backend serving the IR `model.xml` on CPU, same tensors and parameters.
 

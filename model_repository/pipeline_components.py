@@ -1,13 +1,15 @@
 """Point a published diffusion pipeline at other variants of its components, without hand-editing config.pbtxt.
 
     python -m prodgen.model_repository.pipeline_components models stable_diffusion --variant trt
+    python -m prodgen.model_repository.pipeline_components models stable_diffusion --variant openvino
     python -m prodgen.model_repository.pipeline_components models stable_diffusion --variant onnx
 
 The pipeline model finds its components through its config's `prodgen.model.<part>` parameters
 (text_encoder, unet, vae_decoder, vae_encoder). `prodgen-export stable-diffusion --fp16` publishes
 `NAME_<part>_fp16` (FP16 ONNX for the onnxruntime backend's TensorRT accelerator) and, where
 TensorRT is importable or after docker/build_plan.sh, `NAME_<part>_trt` (a TensorRT plan) for
-the parts FP16 covers. Switching rewrites those parameters to the variant wherever the repository
+the parts FP16 covers. `prodgen-export stable-diffusion --openvino` publishes `NAME_<part>_openvino`
+(OpenVINO IR, for CPUs) for the parts whose pictures pass its gate, and switches to them. Switching rewrites those parameters to the variant wherever the repository
 holds it (a part without one keeps its FP32 ONNX component), in one atomic write of the config,
 so a polling Triton reloads the pipeline once and finds every component it names already there.
 """
@@ -23,8 +25,17 @@ from prodgen.model_repository.config import PARAMETER_PREFIX, parse_pbtxt, to_pb
 from prodgen.model_repository.publish import CONFIG_FILE, write_text_atomically
 
 PARTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
-VARIANTS = ("onnx", "fp16", "trt")
-"""`onnx`: the FP32 components the export verified; `fp16`, `trt`: the `_fp16` / `_trt` models."""
+VARIANTS = ("onnx", "fp16", "trt", "openvino")
+"""`onnx`: the FP32 components the export verified; `fp16`, `trt`: the `_fp16` / `_trt` models (GPU);
+`openvino`: the `_openvino` models (CPU), which `prodgen-export stable-diffusion --openvino` gates and publishes."""
+
+
+def onnx_component(served: str) -> str:
+    """The FP32 ONNX component a variant (`NAME_unet_openvino`, `NAME_unet_trt`, ...) was made from."""
+    for variant in VARIANTS[1:]:
+        if served.endswith(f"_{variant}"):
+            return served.removesuffix(f"_{variant}")
+    return served
 
 
 def switch_components(repository: Path, name: str, variant: str, components: str | None = None) -> dict[str, str]:
@@ -50,7 +61,11 @@ def switch_components(repository: Path, name: str, variant: str, components: str
     if variant != "onnx" and all(served == f"{components or name}_{part}" for part, served in chosen.items()):
         raise ProdgenError(
             f"no component of '{name}' has a '{variant}' variant in {repository}: "
-            f"export with prodgen-export stable-diffusion --fp16 (and build plans with docker/build_plan.sh)"
+            + (
+                "export with prodgen-export stable-diffusion --openvino"
+                if variant == "openvino"
+                else "export with prodgen-export stable-diffusion --fp16 (and build plans with docker/build_plan.sh)"
+            )
         )
     write_text_atomically(config_path, to_pbtxt(config))
     return chosen
