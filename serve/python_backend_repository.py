@@ -5,7 +5,8 @@ the backend changes (to python, running `serve/onnx_model.py` over the same `mod
 so clients see exactly what a production Triton with the onnxruntime backend would show.
 An `openvino` model (`<name>_openvino`, OpenVINO IR) is mirrored the same way, with the same
 python model running its `model.xml` through OpenVINO (`prodgen.runtime` = openvino).
-Models this server cannot run (TensorRT plans) are left out and reported. Models that
+Models this server cannot run (TensorRT plans) are left out and reported, and so are the
+diffusion components no pipeline calls at startup (the FP32 ones after a switch to OpenVINO). Models that
 already are python-backend models (the Stable-Diffusion pipeline) pass through unchanged.
 Every file of a version is mirrored, so ONNX external data (`model.onnx.data`) lies beside
 `model.onnx` as ONNX Runtime expects, and a python model finds its neighbours.
@@ -94,6 +95,28 @@ def _is_openvino_model(config: mc.ModelConfig) -> bool:
 
 def _is_python_model(config: mc.ModelConfig) -> bool:
     return config.backend == "python"
+
+
+def _task(config: mc.ModelConfig) -> str:
+    task = config.parameters.get(PARAMETER_PREFIX + "task")
+    return "" if task is None else task.string_value
+
+
+def _components_named(configs: dict[str, mc.ModelConfig]) -> set[str]:
+    """Every model a diffusion pipeline of the repository calls (its `prodgen.model.<part>` parameters;
+    a restage model carries its pipeline's facts too, but calls only the pipeline)."""
+    prefix = PARAMETER_PREFIX + "model."
+    return {
+        value.string_value
+        for config in configs.values()
+        if _is_python_model(config) and _task(config) == "diffusion"
+        for key, value in config.parameters.items()
+        if key.startswith(prefix)
+    }
+
+
+def _is_diffusion_component(config: mc.ModelConfig) -> bool:
+    return not _is_python_model(config) and _task(config) == "diffusion"
 
 
 def _versions_with(model_dir: Path, file_name: str = ONNX_FILE) -> list[int]:
@@ -200,13 +223,22 @@ def sync_mirror(repository: Path, target: Path, intra_op_threads: int = 0) -> Mi
             changed.append(name)
         served.append(name)
 
+    configs: dict[str, mc.ModelConfig] = {}
     for name in model_names(repository):
-        source = repository / name
         problem = name_problem(name)
         if problem is not None:
             skipped[name] = f"name not servable: {problem}"
+        else:
+            configs[name] = parse_pbtxt((repository / name / CONFIG_FILE).read_text())
+    called = _components_named(configs)
+    for name, config in configs.items():
+        source = repository / name
+        if _is_diffusion_component(config) and name not in called and not (target / name).exists():
+            # A pipeline switched to other variants (pipeline_components) leaves these unused: each
+            # would hold a copy of its weights (SD 1.5's FP32 UNet: 3.4 GB) for nobody. One served
+            # before stays: a picture in flight on the pipeline's old version may still call it.
+            skipped[name] = "diffusion component no pipeline calls (pipeline_components switches one to it)"
             continue
-        config = parse_pbtxt((source / CONFIG_FILE).read_text())
         if config.platform == "tensorrt_plan":
             skipped[name] = "TensorRT plan (model.plan): needs a GPU Triton with the tensorrt backend"
         elif _is_python_model(config):
