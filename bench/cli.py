@@ -614,6 +614,13 @@ def diffusion(
         Path | None,
         typer.Option(help="Serve this earlier export of --checkpoint (pipeline sd_bench) instead of exporting again."),
     ] = None,
+    components: Annotated[
+        str,
+        typer.Option(
+            help="onnx: serve the FP32 ONNX components; openvino: gate, publish and serve OpenVINO components first "
+            "(prodgen-export stable-diffusion --openvino, at --side); openvino-int8: with the UNet's INT8 tried too.",
+        ),
+    ] = "onnx",
     out: Out = None,
 ) -> None:
     """The served Stable-Diffusion pipeline against diffusers, its own components in one process and
@@ -635,9 +642,11 @@ def diffusion(
     if repository is not None and checkpoint is None:
         raise ProdgenError("--repository serves an earlier export of --checkpoint: give the checkpoint too")
     levels = _numbers(concurrency, int, "--concurrency", 1)
+    if components not in bench_diffusion.COMPONENTS:
+        raise ProdgenError(f"--components {components}: expected one of {', '.join(bench_diffusion.COMPONENTS)}")
     bench_diffusion.run(
         preset, checkpoint, side, (low, high), repeats, 7.5, "ddim", threads, openvino_python, folder,
-        _names(peer_names), repository, levels,
+        _names(peer_names), repository, levels, components,
     )  # fmt: skip
     bench_console().print(f"report: {folder / 'report.md'}, {folder / 'report.json'}")
 

@@ -6,8 +6,10 @@
 Writes a random-weight checkpoint of the preset (or takes `--checkpoint`), exports it with the
 pipeline's default batching and serves it on the embedded Triton server. The runners:
 
-- `served`: prodgen serve, one picture a gRPC call (gRPC → pipeline model → BLS → ONNX Runtime);
-- `direct`: the same pipeline model and ONNX components in one process, no Triton (what serving adds);
+- `served`: prodgen serve, one picture a gRPC call (gRPC → pipeline model → BLS → ONNX Runtime, or
+  OpenVINO for the components `--components openvino` gated and published: `prodgen-export
+  stable-diffusion --openvino`);
+- `direct`: the same pipeline model and components in one process, no Triton (what serving adds);
 - `diffusers`: diffusers' `StableDiffusionPipeline`, PyTorch eager;
 - `openvino`, `openvino-static`: optimum-intel's `OVStableDiffusionPipeline` (dynamic shapes, and
   reshaped to the picture's static shape), in the Python given by `--openvino-python`.
@@ -45,6 +47,8 @@ from prodgen.client import ProdgenClient, Sampling
 from prodgen.client.diffusion import DiffusionWarning
 from prodgen.export.fidelity import psnr_db
 from prodgen.export.stable_diffusion import export_stable_diffusion
+from prodgen.export.stable_diffusion_openvino import publish_openvino_components
+from prodgen.model_repository.direct_pipeline import component_models
 from prodgen.serve.options import free_port
 from prodgen.serve.processes import listener_pid
 from prodgen.serve.server import EmbeddedServer, ServerOptions
@@ -60,6 +64,7 @@ SERVED = "served"
 CONCURRENCY = (1, 2, 4)
 OPENVINO_PEERS = ("openvino-static", "openvino")
 PEERS = ("direct", "diffusers", *OPENVINO_PEERS)
+COMPONENTS = ("onnx", "openvino", "openvino-int8")
 Draw = Callable[[int, int], tuple[float, np.ndarray]]
 
 
@@ -130,6 +135,29 @@ def _concurrency(
     return latencies, wall, batch
 
 
+def _openvino_components(
+    repository: Path, side: int, threads: int, int8_unet: bool, report: Callable[[str], None]
+) -> dict[str, object]:
+    """The export's OpenVINO step on the bench's pipeline; what its gate and race measured."""
+    outcome = publish_openvino_components(
+        repository, NAME, side=side, threads=threads, int8_unet=int8_unet, step=report
+    )
+    report(f"OpenVINO components: {outcome.describe_gate()}")
+    for line in [race.describe() for race in outcome.races] + outcome.notes:
+        report(f"OpenVINO components: {line}")
+    return {
+        "gate": outcome.describe_gate(),
+        "psnr_db": outcome.psnr_db,
+        "lowest_ssim": outcome.lowest_ssim,
+        "races": [asdict(race) for race in outcome.races],
+        "picture_s": {"onnxruntime": outcome.onnxruntime_picture_s, "openvino": outcome.openvino_picture_s},
+        "published": sorted(outcome.published),
+        "int8_unet": outcome.int8_unet,
+        "int8_attempts": outcome.int8_attempts,
+        "notes": outcome.notes,
+    }
+
+
 def _rounds(
     draws: dict[str, Draw],
     steps: tuple[int, int],
@@ -159,11 +187,15 @@ def measure(
     report: Callable[[str], None] = print,
     exported: Path | None = None,
     concurrency_levels: tuple[int, ...] = CONCURRENCY,
+    components: str = "onnx",
 ) -> dict[str, object]:
     """Export and serve `checkpoint`, start the peers, check their pictures, then time them interleaved.
 
     `exported`: a repository where an earlier run (or prodgen-export) published `checkpoint` as
-    the pipeline `sd_bench` with the default batching, served as is instead of exporting again."""
+    the pipeline `sd_bench` with the default batching, served as is instead of exporting again.
+    `components` "openvino" ("openvino-int8"): gate, publish and switch to the OpenVINO components
+    first, as `prodgen-export stable-diffusion --openvino [--int8]` does (in `exported` too), at the
+    bench's side."""
     from prodgen.zoo.stable_diffusion import load_stable_diffusion
 
     model = load_stable_diffusion(checkpoint)
@@ -176,6 +208,12 @@ def measure(
         if exported is None:
             export_stable_diffusion(checkpoint, repository, NAME)
         export_s = time.perf_counter() - started if exported is None else None
+        openvino = (
+            _openvino_components(repository, side, threads, components == "openvino-int8", report)
+            if components != "onnx"
+            else None
+        )
+        served_components = component_models(repository, NAME)
         options = ServerOptions(
             repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), intra_op_threads=threads
         )
@@ -253,6 +291,8 @@ def measure(
         "runners": runners,
         "concurrency": [asdict(figures) for figures in concurrency],
         "served_rss_mb": {"idle": idle_rss, "after_timed_pictures": after_pictures_rss, "end": end_rss},
+        "components": served_components,
+        "openvino_components": openvino,
         "notes": notes,
     }
 
@@ -309,6 +349,19 @@ def markdown(figures: dict[str, object], title: str) -> str:
         f"Server memory (tritonserver + stubs): idle {rss['idle'] / 1024:.2f} GB, after the timed pictures "
         f"{rss['after_timed_pictures'] / 1024:.2f} GB, at the end {rss['end'] / 1024:.2f} GB.",
     ]
+    openvino = figures.get("openvino_components")
+    if isinstance(openvino, dict):
+        published = ", ".join(openvino["published"]) or "none"
+        lines += [
+            "",
+            f"OpenVINO components (the export's gate, at this side): {openvino['gate']}; published: {published}.",
+        ]
+        lines += [
+            f"- {race['part']}: {race['openvino_s']:.2f} s on OpenVINO, {race['onnxruntime_s']:.2f} s on ONNX Runtime "
+            "in the gate's timed pictures"
+            for race in openvino["races"]
+        ]
+        lines += [f"- {line}" for line in openvino["notes"]]
     lines += [f"- {note}" for note in figures["notes"]]  # type: ignore[attr-defined]
     return "\n".join(lines) + "\n"
 
@@ -327,6 +380,7 @@ def run(
     peers: tuple[str, ...] = PEERS,
     exported: Path | None = None,
     concurrency_levels: tuple[int, ...] = CONCURRENCY,
+    components: str = "onnx",
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="prodgen-bench-checkpoint-") as folder:
         chosen = checkpoint or write_random_checkpoint(Path(folder) / preset, preset)  # type: ignore[arg-type]
@@ -343,6 +397,7 @@ def run(
             print,
             exported,
             concurrency_levels,
+            components,
         )
     figures["preset"] = None if checkpoint else preset
     if out is not None:
@@ -367,13 +422,20 @@ def main() -> None:
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers, each timed beside served")
     parser.add_argument("--repository", type=Path, help="serve this earlier export of --checkpoint (pipeline sd_bench)")
     parser.add_argument("--concurrency", default="1,2,4", help="served pictures at once, e.g. 1,2,4")
+    parser.add_argument(
+        "--components",
+        choices=COMPONENTS,
+        default="onnx",
+        help="openvino: gate and publish OpenVINO components first (prodgen-export --openvino) and serve those; "
+        "openvino-int8: with the UNet's INT8 tried too (--openvino --int8)",
+    )
     parser.add_argument("--out", type=Path, help="write report.json and report.md in this folder")
     args = parser.parse_args()
     low, high = (int(part) for part in args.steps.split(","))
     run(
         args.preset, args.checkpoint, args.side, (low, high), args.repeats, args.guidance, args.scheduler,
         args.threads, args.openvino_python, args.out, tuple(args.peers.split(",")), args.repository,
-        tuple(int(level) for level in args.concurrency.split(",")),
+        tuple(int(level) for level in args.concurrency.split(",")), args.components,
     )  # fmt: skip
 
 
