@@ -211,6 +211,15 @@ def export(
             "diffusers' own repository for the checkpoint's family, from the local Hugging Face cache (never downloaded).",
         ),
     ] = None,
+    preview_decoder: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="stable-diffusion: a tiny autoencoder (diffusers AutoencoderTiny folder: madebyollin/taesd, or taesdxl "
+            "for SDXL) published as NAME_vae_decoder_taesd with a second pipeline NAME_preview decoding with it: "
+            "fast previews at lower fidelity.",
+        ),
+    ] = None,
     default_steps: Annotated[
         int | None,
         typer.Option(
@@ -251,13 +260,15 @@ def export(
             raise ProdgenError("--int8 for stable-diffusion quantises the UNet on OpenVINO: add --openvino")
         export_stable_diffusion_command(
             checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant, defaults, diffusers_config,
-            OpenVinoRequest(openvino_side, not openvino_even_if_slower, int8) if openvino else None,
+            OpenVinoRequest(openvino_side, not openvino_even_if_slower, int8) if openvino else None, preview_decoder,
         )  # fmt: skip
         return
     if openvino_side is not None or openvino_even_if_slower:
         raise ProdgenError("--openvino-side and --openvino-even-if-slower apply to stable-diffusion exports only")
-    if lora or variant or diffusers_config:
-        raise ProdgenError("--lora, --variant and --diffusers-config apply to stable-diffusion exports only")
+    if lora or variant or diffusers_config or preview_decoder:
+        raise ProdgenError(
+            "--lora, --variant, --diffusers-config and --preview-decoder apply to stable-diffusion exports only"
+        )
     default_options = {
         "--default-steps": default_steps,
         "--default-guidance": default_guidance,

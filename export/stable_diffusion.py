@@ -21,7 +21,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +53,15 @@ from prodgen.model_repository.stable_diffusion import (
     write_restage_version,
 )
 from prodgen.zoo.stable_diffusion import StableDiffusion, load_stable_diffusion
-from prodgen.zoo.stable_diffusion_graphs import FLOAT_TOLERANCE, Component, components
+from prodgen.zoo.stable_diffusion_graphs import FLOAT_TOLERANCE, VAE_DECODER, Component, components
 from prodgen.zoo.stable_diffusion_lora import Lora, describe_loras, fuse_loras
+from prodgen.zoo.stable_diffusion_preview import (
+    PREVIEW_NOTE,
+    PREVIEW_PIPELINE_SUFFIX,
+    PREVIEW_SUFFIX,
+    load_preview_decoder,
+    preview_component,
+)
 
 Step = Callable[[str], None]
 
@@ -133,6 +140,8 @@ class DiffusionExportResult:
     pipeline: PublishedVersion
     components: list[ComponentResult]
     restage: PublishedVersion
+    preview_decoder: ComponentResult | None = None
+    preview_pipeline: PublishedVersion | None = None
 
 
 def _parity(component: Component, onnx_path: Path) -> tuple[ComponentParity, list[list[np.ndarray]]]:
@@ -280,6 +289,7 @@ def export_stable_diffusion(
     variant: str | None = None,
     defaults: dict[str, str] | None = None,
     diffusers_config: Path | None = None,
+    preview_decoder: Path | None = None,
 ) -> DiffusionExportResult:
     """Export, verify and publish the four components and the pipeline model `name`.
 
@@ -289,15 +299,30 @@ def export_stable_diffusion(
     fused into the UNet and text encoder first, in order; the published models record them. `variant`
     picks a weights variant of the folder (None: plain weights, or the only variant it holds); `diffusers_config`
     the configs of a single-file checkpoint (`load_stable_diffusion`). `defaults`:
-    the served request defaults given for this export (`request_defaults`), over the family's own."""
+    the served request defaults given for this export (`request_defaults`), over the family's own.
+    `preview_decoder`: a TAESD folder (zoo/stable_diffusion_preview.py), published as
+    `NAME_vae_decoder_taesd` with a second pipeline `NAME_preview` that decodes with it."""
     step("loading the checkpoint")
     model = load_stable_diffusion(checkpoint, variant, diffusers_config)
+    taesd = load_preview_decoder(preview_decoder, model) if preview_decoder is not None else None
     if loras:
         step(f"fusing {len(loras)} LoRA(s)")
         fuse_loras(model, loras)
     results = []
+    preview = None
     with torch.no_grad():
         for component in components(model):
+            if component.suffix == VAE_DECODER and taesd is not None:
+                preview = _export_component(
+                    model,
+                    preview_component(component, taesd),
+                    repository,
+                    f"{name}_{PREVIEW_SUFFIX}",
+                    component_batching(batching, VAE_DECODER),
+                    False,
+                    min_psnr_db,
+                    step,
+                )
             results.append(
                 _export_component(
                     model,
@@ -326,6 +351,22 @@ def export_stable_diffusion(
         lambda folder: write_pipeline_version(folder, model, facts),
         lambda _v: pipeline_config_text(name, facts, batching),
     )
+    previews = None
+    if preview is not None:
+        preview_name = name + PREVIEW_PIPELINE_SUFFIX
+        preview_facts = replace(
+            facts,
+            component_models={**facts.component_models, VAE_DECODER: preview.name},
+            restage_model="",
+            preview_decoder=PREVIEW_NOTE,
+        )
+        step(f"{preview_name}: publishing the preview pipeline")
+        previews = publish(
+            repository,
+            preview_name,
+            lambda folder: write_pipeline_version(folder, model, preview_facts),
+            lambda _v: pipeline_config_text(preview_name, preview_facts, batching),
+        )
     step(f"{restage_name}: publishing the restage model")
     restage = publish(
         repository,
@@ -333,4 +374,4 @@ def export_stable_diffusion(
         write_restage_version,
         lambda _v: restage_config_text(restage_name, name, facts, batching),
     )
-    return DiffusionExportResult(pipeline, results, restage)
+    return DiffusionExportResult(pipeline, results, restage, preview, previews)

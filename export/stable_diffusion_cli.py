@@ -14,6 +14,7 @@ from prodgen.model_repository.config import BatchingOptions
 from prodgen.model_repository.stable_diffusion import DEFAULTS
 from prodgen.progress import ProgressBoard
 from prodgen.zoo.stable_diffusion_lora import Lora
+from prodgen.zoo.stable_diffusion_preview import PREVIEW_NOTE
 
 STABLE_DIFFUSION = "stable-diffusion"
 DEFAULT_NAME = "stable_diffusion"
@@ -41,6 +42,7 @@ def export_stable_diffusion_command(
     defaults: dict[str, str] | None = None,
     diffusers_config: Path | None = None,
     openvino: OpenVinoRequest | None = None,
+    preview_decoder: Path | None = None,
 ) -> DiffusionExportResult:
     """`defaults`: the served request defaults (`request_defaults`), checked before the long export starts."""
     if len(checkpoints) != 1:
@@ -65,6 +67,7 @@ def export_stable_diffusion_command(
             variant=variant,
             defaults=defaults,
             diffusers_config=diffusers_config,
+            preview_decoder=preview_decoder,
         )
         components = (
             publish_openvino_components(
@@ -93,6 +96,13 @@ def export_stable_diffusion_command(
             )
             for note in component.fp16_published.notes:
                 out.print(f"{component.name}: {note}")
+    if result.preview_decoder is not None and result.preview_pipeline is not None:
+        preview = result.preview_decoder
+        out.print(f"{preview.name}: parity ONNX Runtime vs PyTorch: {preview.parity.describe()}")
+        out.print(
+            f"{result.preview_pipeline.model_dir.name}: preview pipeline published, decoding with {preview.name} "
+            f"({PREVIEW_NOTE})"
+        )
     if components is not None:
         _print_openvino(served, components)
     served_defaults = defaults or DEFAULTS

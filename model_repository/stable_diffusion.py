@@ -200,6 +200,8 @@ class PipelineFacts:
     """The served request defaults (`served_defaults`: DEFAULTS, the family's, and the export's)."""
     force_zeros_for_empty_prompt: bool = False
     time_ids_length: int = 0
+    preview_decoder: str = ""
+    """Set on a preview pipeline (`NAME_preview`): what decodes its pictures, said to every client."""
 
     @classmethod
     def of(
@@ -264,16 +266,12 @@ class PipelineFacts:
             "xl.time_ids_length": str(self.time_ids_length),
             **SDXL_DEFAULTS,
         }
-        xl = {
-            "xl.force_zeros_for_empty_prompt": str(self.force_zeros_for_empty_prompt),
-            "xl.time_ids_length": str(self.time_ids_length),
-            **SDXL_DEFAULTS,
-        }
         return {
             **to_parameters(facts),
             **{f"model.{part}": served for part, served in self.component_models.items()},
             **self.defaults,
             **(xl if self.time_ids_length else {}),
+            **({"preview_decoder": self.preview_decoder} if self.preview_decoder else {}),
         }
 
 
