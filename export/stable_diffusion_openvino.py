@@ -242,9 +242,10 @@ def _int8_unet(
             repository, name, threads, {**candidates, "unet": folder}, outcome.side, outcome.steps
         )
         _compare(outcome, wanted, got)
-        attempt = {
+        picture_s = float(np.median(seconds))
+        attempt: dict[str, object] = {
             "kept": kept.description, "kept_ops": names, "psnr_db": outcome.psnr_db, "lowest_ssim": outcome.lowest_ssim,
-            "unet_s": parts["unet"], "float_unet_s": float_unet.openvino_s, "picture_s": float(np.median(seconds)),
+            "unet_s": parts["unet"], "float_unet_s": float_unet.openvino_s, "picture_s": picture_s,
         }  # fmt: skip
         outcome.int8_attempts.append(attempt)
         if not outcome.passed:
@@ -258,7 +259,7 @@ def _int8_unet(
             break
         candidates["unet"] = folder
         outcome.int8_unet = attempt
-        outcome.openvino_picture_s = attempt["picture_s"]  # type: ignore[assignment]
+        outcome.openvino_picture_s = picture_s
         outcome.notes.append(
             f"INT8 UNet keeping {kept.description} ({len(names)} ops): inside the gate "
             f"({outcome.describe_gate()}), {float_unet.openvino_s / max(parts['unet'], 1e-9):.2f}× the "

@@ -28,7 +28,8 @@ pytest.importorskip("openvino")
 NAME = "shop"
 SIDE = 32
 PROMPT = "a red cup on a table"
-SAMPLING = Sampling(seed=5, steps=3, guidance=7.5, scheduler="ddim")
+SEED, STEPS, GUIDANCE = 5, 3, 7.5
+SAMPLING = Sampling(seed=SEED, steps=STEPS, guidance=GUIDANCE, scheduler="ddim")
 ON_OPENVINO = ("text_encoder", "unet", "vae_decoder")
 
 
@@ -79,10 +80,10 @@ def test_the_server_draws_with_the_openvino_components_inside_the_gate(openvino_
     assert {f"shop_{part}" for part in ON_OPENVINO} <= set(mirror.skipped)
     assert {f"shop_{part}_openvino" for part in ON_OPENVINO} | {"shop_vae_encoder", NAME} <= set(mirror.served)
     drawn = DirectPipeline(repository, NAME, threads=1)
-    on_openvino = drawn.picture(PROMPT, SAMPLING.seed, SAMPLING.steps, SAMPLING.guidance, "ddim", SIDE)[0]
+    on_openvino = drawn.picture(PROMPT, SEED, STEPS, GUIDANCE, "ddim", SIDE)[0]
     fp32_parts = {part: repository / f"shop_{part}" for part in ON_OPENVINO}
     fp32 = DirectPipeline(repository, NAME, threads=1, components=fp32_parts)
-    reference = fp32.picture(PROMPT, SAMPLING.seed, SAMPLING.steps, SAMPLING.guidance, "ddim", SIDE)[0]
+    reference = fp32.picture(PROMPT, SEED, STEPS, GUIDANCE, "ddim", SIDE)[0]
     assert served.shape == reference.shape == (SIDE, SIDE, 3)
     assert np.abs(served.astype(int) - on_openvino).max() <= 1  # the same OpenVINO calls, served or in process
     assert psnr_db([reference], [served]) >= PictureGate().min_psnr_db

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,12 +33,13 @@ def _tiny_autoencoder(folder: Path, upsamplings: int = 1) -> Path:
 
     torch.manual_seed(0)
     blocks = upsamplings + 1
-    AutoencoderTiny(
+    autoencoder: Any = AutoencoderTiny(
         encoder_block_out_channels=(8,) * blocks,
         decoder_block_out_channels=(8,) * blocks,
         num_encoder_blocks=(1,) * blocks,
         num_decoder_blocks=(1,) * blocks,
-    ).save_pretrained(folder)
+    )
+    autoencoder.save_pretrained(folder)
     return folder
 
 
