@@ -340,6 +340,8 @@ def publish_openvino_components(
             swapped = {**reference, **{part: candidates[part] for part in chosen}}
             _int8_unet(outcome, swapped, calibration, wanted, (repository, name, threads, work), step)
             candidates["unet"] = swapped["unet"]
+        elif int8_unet:
+            outcome.notes.append("INT8 UNet: not tried, since the float OpenVINO UNet was not published")
         for part in chosen:
             served = f"{named[part]}{OPENVINO_COMPONENT_SUFFIX}"
             step(f"{served}: publishing")
