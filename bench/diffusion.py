@@ -48,7 +48,7 @@ from prodgen.client.diffusion import DiffusionWarning
 from prodgen.export.fidelity import psnr_db
 from prodgen.export.stable_diffusion import export_stable_diffusion
 from prodgen.export.stable_diffusion_openvino import publish_openvino_components
-from prodgen.model_repository.direct_pipeline import component_models
+from prodgen.model_repository.pipeline_components import component_models
 from prodgen.serve.options import free_port
 from prodgen.serve.processes import listener_pid
 from prodgen.serve.server import EmbeddedServer, ServerOptions

@@ -104,7 +104,7 @@ def export_stable_diffusion_command(
             f"({PREVIEW_NOTE})"
         )
     if components is not None:
-        _print_openvino(served, components)
+        _print_openvino(repository, served, components)
     served_defaults = defaults or DEFAULTS
     out.print(f"{served}: pipeline model published at {result.pipeline.version_dir}")
     out.print(
@@ -114,7 +114,7 @@ def export_stable_diffusion_command(
     return result
 
 
-def _print_openvino(served: str, components: OpenVinoComponents) -> None:
+def _print_openvino(repository: Path, served: str, components: OpenVinoComponents) -> None:
     out = console()
     out.print(f"{served}: OpenVINO ({components.precision} on this CPU) gate: {components.describe_gate()}")
     for race in components.races:
@@ -130,5 +130,5 @@ def _print_openvino(served: str, components: OpenVinoComponents) -> None:
     if components.published:
         out.print(
             f"{served}: the pipeline calls the OpenVINO components; back to ONNX Runtime: "
-            f"python -m prodgen.model_repository.pipeline_components {components.repository} {served} --variant onnx"
+            f"python -m prodgen.model_repository.pipeline_components {repository} {served} --variant onnx"
         )

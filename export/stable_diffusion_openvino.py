@@ -31,8 +31,8 @@ from prodgen.export.fidelity import lowest_of, lowest_ssim, psnr_db, ssim_text
 from prodgen.export.openvino_int8_unet import KEPT_STAGES, quantise_unet
 from prodgen.model_facts import published_facts
 from prodgen.model_repository.config import openvino_component_config, parse_pbtxt, to_pbtxt
-from prodgen.model_repository.direct_pipeline import DirectPipeline, component_models
-from prodgen.model_repository.pipeline_components import onnx_component, switch_components
+from prodgen.model_repository.direct_pipeline import DirectPipeline
+from prodgen.model_repository.pipeline_components import component_models, onnx_component, switch_components
 from prodgen.model_repository.publish import (
     CONFIG_FILE,
     ONNX_FILE,
@@ -104,7 +104,6 @@ class PartRace:
 
 @dataclass
 class OpenVinoComponents:
-    repository: Path
     side: int
     steps: int
     precision: str
@@ -293,7 +292,7 @@ def publish_openvino_components(
     named = {part: onnx_component(served) for part, served in component_models(repository, name).items()}
     reference = {part: repository / served for part, served in named.items()}
     side = side or _gate_side(repository, name)
-    outcome = OpenVinoComponents(repository, side, steps, inference_precision(), gate)
+    outcome = OpenVinoComponents(side, steps, inference_precision(), gate)
     with tempfile.TemporaryDirectory(prefix="prodgen-export-sd-openvino-") as scratch:
         work = Path(scratch)
         candidates = {}
@@ -301,10 +300,10 @@ def publish_openvino_components(
             step(f"{name}_{part}: converting to OpenVINO IR")
             candidates[part] = _candidate(repository, named[part], work, f"{named[part]}{OPENVINO_COMPONENT_SUFFIX}")
         step(f"{name}: drawing {len(GATE_PROMPTS) * len(GATE_SEEDS)} gate pictures with ONNX Runtime")
-        fp32 = DirectPipeline(repository, name, threads, reference, record=("unet",) if int8_unet else ())
+        fp32 = DirectPipeline(repository, name, threads, reference)
         wanted, fp32_seconds = _pictures(fp32, side, steps)
         fp32_parts = dict(fp32.seconds)
-        fp32.recorded = {part: [] for part in fp32.record}  # the calibration is drawn from other prompts
+        fp32.record = ("unet",)  # the calibration is drawn from other prompts than the gate's
         for prompt in CALIBRATION_PROMPTS if int8_unet else ():
             step(f"{name}: recording the UNet's feeds for INT8 calibration: {prompt!r}")
             fp32.picture(prompt, CALIBRATION_SEED, steps, GATE_GUIDANCE, GATE_SCHEDULER, side)

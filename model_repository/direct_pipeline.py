@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
-from prodgen.model_repository.config import PARAMETER_PREFIX, parse_pbtxt
-from prodgen.model_repository.pipeline_components import PARTS
+from prodgen.model_repository.config import parse_pbtxt
+from prodgen.model_repository.pipeline_components import PARTS, component_models
 from prodgen.model_repository.publish import CONFIG_FILE, ONNX_FILE, OPENVINO_FILE, newest_version
 from prodgen.onnx_sessions import cpu_session
 
@@ -117,19 +117,13 @@ def component_run(model_dir: Path, threads: int) -> Run:
     return lambda wanted, feed: session.run(wanted, feed)
 
 
-def component_models(repository: Path, name: str) -> dict[str, str]:
-    """Part → the served model the pipeline `name` calls for it (its config's `prodgen.model.<part>`)."""
-    config = parse_pbtxt((repository / name / CONFIG_FILE).read_text())
-    return {part: config.parameters[f"{PARAMETER_PREFIX}model.{part}"].string_value for part in PARTS}
-
-
 class DirectPipeline:
     """The repository's pipeline `name` run in this process: `picture(...)` as the server would answer.
 
     `components`: part → a served model in the repository to call instead of the one the
     pipeline's config names (how the OpenVINO gate swaps in its candidates). `seconds[part]` adds
-    up the time spent in each part's calls; `recorded[part]` keeps every feed of the parts in
-    `record` (the INT8 UNet's calibration: the inputs of its own denoising trajectories)."""
+    up the time spent in each part's calls; while `record` names parts, `recorded[part]` keeps
+    every feed they get (the INT8 UNet's calibration: the inputs of its own denoising trajectories)."""
 
     def __init__(
         self,
@@ -137,14 +131,13 @@ class DirectPipeline:
         name: str,
         threads: int,
         components: dict[str, Path] | None = None,
-        record: tuple[str, ...] = (),
     ) -> None:
         config = parse_pbtxt((repository / name / CONFIG_FILE).read_text())
         named = component_models(repository, name)
         chosen = {part: (components or {}).get(part, repository / served) for part, served in named.items()}
         self.seconds = dict.fromkeys(PARTS, 0.0)
-        self.record = record
-        self.recorded: dict[str, list[dict[str, np.ndarray]]] = {part: [] for part in record}
+        self.record: tuple[str, ...] = ()
+        self.recorded: dict[str, list[dict[str, np.ndarray]]] = {}
         runs = {named[part]: self._timed(part, component_run(chosen[part], threads)) for part in PARTS}
         folder = newest_version(repository / name)
         previous = sys.modules.get("triton_python_backend_utils")
@@ -170,7 +163,7 @@ class DirectPipeline:
     def _timed(self, part: str, run: Run) -> Run:
         def timed(wanted: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
             if part in self.record:
-                self.recorded[part].append({key: np.array(value) for key, value in feed.items()})
+                self.recorded.setdefault(part, []).append({key: np.array(value) for key, value in feed.items()})
             began = time.perf_counter()
             try:
                 return run(wanted, feed)

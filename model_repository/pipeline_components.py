@@ -30,6 +30,12 @@ VARIANTS = ("onnx", "fp16", "trt", "openvino")
 `openvino`: the `_openvino` models (CPU), which `prodgen-export stable-diffusion --openvino` gates and publishes."""
 
 
+def component_models(repository: Path, name: str) -> dict[str, str]:
+    """Part → the served model the pipeline `name` calls for it (its config's `prodgen.model.<part>`)."""
+    config = parse_pbtxt((repository / name / CONFIG_FILE).read_text())
+    return {part: config.parameters[f"{PARAMETER_PREFIX}model.{part}"].string_value for part in PARTS}
+
+
 def onnx_component(served: str) -> str:
     """The FP32 ONNX component a variant (`NAME_unet_openvino`, `NAME_unet_trt`, ...) was made from."""
     for variant in VARIANTS[1:]:

@@ -19,7 +19,8 @@ from prodgen.export.fidelity import psnr_db
 from prodgen.export.stable_diffusion import export_stable_diffusion
 from prodgen.export.stable_diffusion_openvino import PictureGate, publish_openvino_components
 from prodgen.model_repository.config import parse_pbtxt
-from prodgen.model_repository.direct_pipeline import DirectPipeline, component_models
+from prodgen.model_repository.direct_pipeline import DirectPipeline
+from prodgen.model_repository.pipeline_components import component_models
 from prodgen.serve.server import EmbeddedServer, ServerOptions
 from tests_support import console_script, free_port
 

@@ -16,7 +16,8 @@ import torch
 
 from prodgen.export.fidelity import psnr_db
 from prodgen.model_repository.config import parse_pbtxt
-from prodgen.model_repository.direct_pipeline import DirectPipeline, component_models
+from prodgen.model_repository.direct_pipeline import DirectPipeline
+from prodgen.model_repository.pipeline_components import component_models
 from prodgen.seeding import latent_from_seed
 from tests_support import console_script
 
