@@ -33,7 +33,7 @@ from prodgen.client.tiling import Tiling, tile_spans, upscale_tiled
 from prodgen.client.urls import grpc_target
 from prodgen.contract import ImageBounds, InputKind, TensorSpec, check_image_array, check_values
 from prodgen.errors import ProdgenError
-from prodgen.model_facts import ModelFacts, published_facts
+from prodgen.model_facts import ModelFacts, config_facts
 from prodgen.model_repository.config import input_ranges, tensor_specs
 from prodgen.seeding import latents_from_seed
 from prodgen.suggest import did_you_mean
@@ -73,7 +73,7 @@ class ServedModel:
 
 def served_model(name: str, config: mc.ModelConfig) -> ServedModel:
     """What a client needs to know about a model, decoded once from the config the server reports."""
-    published = published_facts({key: value.string_value for key, value in config.parameters.items()})
+    published = config_facts(config)
     ranges = input_ranges(config)
     return ServedModel(
         name=name,

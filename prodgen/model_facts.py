@@ -190,3 +190,8 @@ def published_facts(config_parameters: Mapping[str, str]) -> PublishedFacts:
         if key.startswith(PARAMETER_PREFIX)
     }
     return from_parameters(PublishedFacts, ours)
+
+
+def config_facts(config: Any) -> PublishedFacts:
+    """`PublishedFacts` of a Triton `ModelConfig` (its `parameters`, each a string value)."""
+    return published_facts({key: value.string_value for key, value in config.parameters.items()})

@@ -10,7 +10,7 @@ import pytest
 from prodgen import zoo
 from prodgen.contract import ImageBounds, TensorSpec
 from prodgen.errors import ProdgenError
-from prodgen.model_facts import DiffusionFacts, ModelFacts, PublishedFacts, published_facts, to_parameters
+from prodgen.model_facts import DiffusionFacts, ModelFacts, PublishedFacts, config_facts, published_facts, to_parameters
 from prodgen.model_repository.config import BatchingOptions, onnxruntime_config, parse_pbtxt, to_pbtxt
 
 
@@ -18,7 +18,7 @@ from prodgen.model_repository.config import BatchingOptions, onnxruntime_config,
 def test_every_zoo_entry_reads_back_from_its_config_as_declared(name: str) -> None:
     model = zoo.get(name)
     config = parse_pbtxt(to_pbtxt(onnxruntime_config(model, "served", BatchingOptions())))
-    read = published_facts({key: value.string_value for key, value in config.parameters.items()})
+    read = config_facts(config)
     assert read == PublishedFacts(task=model.task, zoo_model=model.name, bounds=model.bounds, facts=model.facts)
 
 
