@@ -48,7 +48,9 @@ from prodgen.client.diffusion import DiffusionWarning
 from prodgen.export.fidelity import psnr_db
 from prodgen.export.stable_diffusion import export_stable_diffusion
 from prodgen.export.stable_diffusion_openvino import publish_openvino_components
+from prodgen.model_repository.config import parse_pbtxt
 from prodgen.model_repository.pipeline_components import component_models
+from prodgen.model_repository.publish import CONFIG_FILE
 from prodgen.serve.options import free_port
 from prodgen.serve.processes import listener_pid
 from prodgen.serve.server import EmbeddedServer, ServerOptions
@@ -92,7 +94,9 @@ class ConcurrencyFigures:
     slowest_over_lone: float
     """The slowest picture's latency over a lone picture's (the median at concurrency 1)."""
     unet_average_batch: float | None
-    """UNet rows per execution (Triton statistics): 2 is one picture's guidance pair."""
+    """Triton's average batch of the UNet the pipeline calls: rows per execution for a batching UNet
+    (2 is one picture's guidance pair); for one without a batcher (`max_batch_size` 0, OpenVINO's)
+    Triton counts requests, so 1.00, each one picture's guidance pair."""
 
 
 def _figures(runner: str, samples: dict[int, list[float]], psnr: float | None, peak: float | None) -> RunnerFigures:
@@ -118,12 +122,13 @@ def _served_draw(url: str, side: int, guidance: float, scheduler: str) -> Draw:
 
 
 def _concurrency(
-    url: str, level: int, steps: int, side: int, guidance: float, scheduler: str
+    url: str, unet: str, level: int, steps: int, side: int, guidance: float, scheduler: str
 ) -> tuple[list[float], float, float | None]:
-    """(latencies ms, wall s, UNet average batch) of max(4, 2 × level) pictures, `level` at a time."""
+    """(latencies ms, wall s, average batch of the served UNet `unet`) of max(4, 2 × level) pictures,
+    `level` at a time."""
     draws = [_served_draw(url, side, guidance, scheduler) for _ in range(level)]
     pictures = max(4, 2 * level)
-    reader = StatisticsReader(url, f"{NAME}_unet")
+    reader = StatisticsReader(url, unet)
     before = reader.read()
     began = time.perf_counter()
     with ThreadPoolExecutor(level) as pool:
@@ -136,12 +141,10 @@ def _concurrency(
 
 
 def _openvino_components(
-    repository: Path, side: int, threads: int, int8_unet: bool, report: Callable[[str], None]
+    repository: Path, side: int, threads: int, int8: bool, report: Callable[[str], None]
 ) -> dict[str, object]:
     """The export's OpenVINO step on the bench's pipeline; what its gate and race measured."""
-    outcome = publish_openvino_components(
-        repository, NAME, side=side, threads=threads, int8_unet=int8_unet, step=report
-    )
+    outcome = publish_openvino_components(repository, NAME, side=side, threads=threads, int8=int8, step=report)
     report(f"OpenVINO components: {outcome.describe_gate()}")
     for line in [race.describe() for race in outcome.races] + outcome.notes:
         report(f"OpenVINO components: {line}")
@@ -152,7 +155,7 @@ def _openvino_components(
         "races": [asdict(race) for race in outcome.races],
         "picture_s": {"onnxruntime": outcome.onnxruntime_picture_s, "openvino": outcome.openvino_picture_s},
         "published": sorted(outcome.published),
-        "int8_unet": outcome.int8_unet,
+        "int8": outcome.int8,
         "int8_attempts": outcome.int8_attempts,
         "notes": outcome.notes,
     }
@@ -214,6 +217,8 @@ def measure(
             else None
         )
         served_components = component_models(repository, NAME)
+        pipeline = parse_pbtxt((repository / NAME / CONFIG_FILE).read_text())
+        pipeline_instances = sum(group.count for group in pipeline.instance_group)
         options = ServerOptions(
             repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), intra_op_threads=threads
         )
@@ -264,7 +269,9 @@ def measure(
             lone_ms = percentile(samples[SERVED][min(steps)], 50)
             concurrency = []
             for level in concurrency_levels:
-                latencies, wall, batch = _concurrency(options.grpc_url, level, min(steps), side, guidance, scheduler)
+                latencies, wall, batch = _concurrency(
+                    options.grpc_url, served_components["unet"], level, min(steps), side, guidance, scheduler
+                )
                 figures = ConcurrencyFigures(
                     level, len(latencies), min(steps), wall, 60 * len(latencies) / wall,
                     percentile(latencies, 50), max(latencies), max(latencies) / lone_ms, batch,
@@ -292,6 +299,7 @@ def measure(
         "concurrency": [asdict(figures) for figures in concurrency],
         "served_rss_mb": {"idle": idle_rss, "after_timed_pictures": after_pictures_rss, "end": end_rss},
         "components": served_components,
+        "pipeline_instances": pipeline_instances,
         "openvino_components": openvino,
         "notes": notes,
     }
@@ -327,10 +335,15 @@ def markdown(figures: dict[str, object], title: str) -> str:
             f"{runner['per_step_ms'] / 1000:.2f} s | {runner['fixed_ms'] / 1000:.2f} s | "
             f"{'—' if psnr is None else f'{psnr:.1f} dB'} | {'—' if peak is None else f'{peak / 1024:.2f} GB'} |"
         )
+    components = figures.get("components")
+    instances = figures.get("pipeline_instances")
     lines += [
         "",
         "Served, concurrent pictures (peers draw one picture at a time: on these cores one picture already",
-        "takes every core, so their pictures per minute at any concurrency are those at 1):",
+        "takes every core, so their pictures per minute at any concurrency are those at 1)"
+        + (f"; {instances} pipeline instance(s)" if instances else "")
+        + (f", calling the UNet `{components['unet']}`" if isinstance(components, dict) else "")
+        + ":",
         "",
         "| concurrency | pictures | pictures/min | median | slowest | slowest / lone | UNet average batch |",
         "|---|---|---|---|---|---|---|",

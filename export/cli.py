@@ -143,8 +143,8 @@ def export(
             "--int8",
             help="Also quantise to INT8 (QDQ ONNX, calibrated on photos/seeded latents) and publish <name>_int8 "
             "where inside the INT8 gate and faster than FP32 ONNX Runtime here. stable-diffusion (with --openvino): "
-            "the UNet in INT8 on OpenVINO, calibrated on its own denoising trajectories, in place of the float "
-            "one where the pictures stay inside the gate and it is faster.",
+            "the UNet, then the VAE decoder, in INT8 on OpenVINO, calibrated on the pipeline's own pictures, each in "
+            "place of the float one where the pictures stay inside the gate and it is faster.",
         ),
     ] = False,
     int8_min_psnr: Annotated[
@@ -257,7 +257,9 @@ def export(
         if openvino and not openvino_available():
             raise ProdgenError(f"--openvino: {MISSING}")
         if int8 and not openvino:
-            raise ProdgenError("--int8 for stable-diffusion quantises the UNet on OpenVINO: add --openvino")
+            raise ProdgenError(
+                "--int8 for stable-diffusion quantises the UNet and VAE decoder on OpenVINO: add --openvino"
+            )
         export_stable_diffusion_command(
             checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant, defaults, diffusers_config,
             OpenVinoRequest(openvino_side, not openvino_even_if_slower, int8) if openvino else None, preview_decoder,

@@ -23,11 +23,11 @@ DEFAULT_NAME = "stable_diffusion"
 @dataclass(frozen=True)
 class OpenVinoRequest:
     """`--openvino`: the gate pictures' side (None: the model's optimal side), whether a part must be faster,
-    and whether to try the UNet in INT8 (`--int8`)."""
+    and whether to try the UNet and the VAE decoder in INT8 (`--int8`)."""
 
     side: int | None = None
     require_faster: bool = True
-    int8_unet: bool = False
+    int8: bool = False
 
 
 def export_stable_diffusion_command(
@@ -75,7 +75,7 @@ def export_stable_diffusion_command(
                 served,
                 openvino.side,
                 require_faster=openvino.require_faster,
-                int8_unet=openvino.int8_unet,
+                int8=openvino.int8,
                 step=task.step,
             )
             if openvino is not None
@@ -129,6 +129,7 @@ def _print_openvino(repository: Path, served: str, components: OpenVinoComponent
         out.print(f"{served}: {part} → {published.model_dir.name} version {published.version} (OpenVINO IR)")
     if components.published:
         out.print(
-            f"{served}: the pipeline calls the OpenVINO components; back to ONNX Runtime: "
+            f"{served}: the pipeline calls the OpenVINO components, one picture at a time (the OpenVINO UNet "
+            "takes no batch to share); back to ONNX Runtime and its pictures in flight: "
             f"python -m prodgen.model_repository.pipeline_components {repository} {served} --variant onnx"
         )

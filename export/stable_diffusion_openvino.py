@@ -28,8 +28,8 @@ import numpy as np
 
 from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import lowest_of, lowest_ssim, psnr_db, ssim_text
-from prodgen.export.openvino_int8_unet import KEPT_STAGES, quantise_unet
-from prodgen.model_facts import published_facts
+from prodgen.export.openvino_int8 import STAGES, quantise
+from prodgen.model_facts import config_facts
 from prodgen.model_repository.config import openvino_component_config, parse_pbtxt, to_pbtxt
 from prodgen.model_repository.direct_pipeline import DirectPipeline
 from prodgen.model_repository.pipeline_components import component_models, onnx_component, switch_components
@@ -119,9 +119,10 @@ class OpenVinoComponents:
     """Median seconds of a timed gate picture on each pipeline."""
     published: dict[str, PublishedVersion] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    int8_attempts: list[dict[str, object]] = field(default_factory=list)
-    int8_unet: dict[str, object] | None = None
-    """The INT8 UNet attempt that was published in place of the float one, if any."""
+    int8_attempts: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    """Part → its INT8 attempts, stage by stage."""
+    int8: dict[str, dict[str, object]] = field(default_factory=dict)
+    """Part → the INT8 attempt published in place of the float part."""
 
     @property
     def passed(self) -> bool:
@@ -161,7 +162,7 @@ def _pictures(pipeline: DirectPipeline, side: int, steps: int) -> tuple[list[np.
 
 def _gate_side(repository: Path, name: str) -> int:
     config = parse_pbtxt((repository / name / CONFIG_FILE).read_text())
-    bounds = published_facts({key: value.string_value for key, value in config.parameters.items()}).bounds
+    bounds = config_facts(config).bounds
     if bounds is None:
         raise ProdgenError(f"model '{name}' publishes no picture bounds: is it a diffusion pipeline?")
     return bounds.opt_side
@@ -187,7 +188,11 @@ def _record(outcome: OpenVinoComponents, part: str, source: str) -> dict[str, ob
             "lowest_ssim": outcome.lowest_ssim,
         },
         "race": {**asdict(race), "wins": race.wins},
-        **({"int8": {"published": outcome.int8_unet, "attempts": outcome.int8_attempts}} if part == "unet" else {}),
+        **(
+            {"int8": {"published": outcome.int8.get(part), "attempts": outcome.int8_attempts[part]}}
+            if part in outcome.int8_attempts
+            else {}
+        ),
     }
 
 
@@ -219,7 +224,14 @@ def _draw(
     return pictures, seconds, parts
 
 
-def _int8_unet(
+INT8_PARTS = ("unet", "vae_decoder")
+"""Tried in this order, each on top of what the one before kept: the UNet runs at every step, the
+decoder once a picture."""
+PART_NAMES = {"unet": "UNet", "vae_decoder": "VAE decoder"}
+
+
+def _int8(
+    part: str,
     outcome: OpenVinoComponents,
     candidates: dict[str, Path],
     calibration: list[dict[str, np.ndarray]],
@@ -227,43 +239,45 @@ def _int8_unet(
     context: tuple[Path, str, int, Path],
     step: Step,
 ) -> None:
-    """Try the INT8 UNet stage by stage; the first inside the gate and faster than the float UNet replaces it."""
+    """Try `part` in INT8 stage by stage; the first inside the gate and faster than the float part replaces it."""
     repository, name, threads, work = context
-    float_unet = next(race for race in outcome.races if race.part == "unet")
+    label = f"INT8 {PART_NAMES[part]}"
+    float_part = next(race for race in outcome.races if race.part == part)
     float_gate = (list(outcome.psnr_db), outcome.lowest_ssim)
-    for index, kept in enumerate(KEPT_STAGES):
-        folder = work / f"int8-{index}" / candidates["unet"].name
+    attempts = outcome.int8_attempts.setdefault(part, [])
+    for index, kept in enumerate(STAGES[part]):
+        folder = work / f"int8-{part}-{index}" / candidates[part].name
         (folder / "1").mkdir(parents=True)
-        shutil.copyfile(candidates["unet"] / CONFIG_FILE, folder / CONFIG_FILE)
-        step(f"{name}_unet: INT8 on {len(calibration)} recorded UNet feeds, keeping {kept.description}")
-        names = quantise_unet(candidates["unet"] / "1" / OPENVINO_FILE, calibration, folder / "1" / OPENVINO_FILE, kept)
-        step(f"{name}: drawing the gate pictures with the INT8 UNet")
+        shutil.copyfile(candidates[part] / CONFIG_FILE, folder / CONFIG_FILE)
+        step(f"{name}_{part}: INT8 on {len(calibration)} recorded feeds, keeping {kept.description}")
+        names = quantise(part, candidates[part] / "1" / OPENVINO_FILE, calibration, folder / "1" / OPENVINO_FILE, kept)
+        step(f"{name}: drawing the gate pictures with the {label}")
         got, seconds, parts = _draw(
-            repository, name, threads, {**candidates, "unet": folder}, outcome.side, outcome.steps
+            repository, name, threads, {**candidates, part: folder}, outcome.side, outcome.steps
         )
         _compare(outcome, wanted, got)
         picture_s = float(np.median(seconds))
         attempt: dict[str, object] = {
             "kept": kept.description, "kept_ops": names, "psnr_db": outcome.psnr_db, "lowest_ssim": outcome.lowest_ssim,
-            "unet_s": parts["unet"], "float_unet_s": float_unet.openvino_s, "picture_s": picture_s,
+            "part_s": parts[part], "float_part_s": float_part.openvino_s, "picture_s": picture_s,
         }  # fmt: skip
-        outcome.int8_attempts.append(attempt)
+        attempts.append(attempt)
         if not outcome.passed:
-            outcome.notes.append(f"INT8 UNet keeping {kept.description}: outside the gate ({outcome.describe_gate()})")
+            outcome.notes.append(f"{label} keeping {kept.description}: outside the gate ({outcome.describe_gate()})")
             continue
-        if parts["unet"] >= float_unet.openvino_s:
+        if parts[part] >= float_part.openvino_s:
             outcome.notes.append(
-                f"INT8 UNet: not faster than the {outcome.precision} UNet here "
-                f"({parts['unet']:.2f} s against {float_unet.openvino_s:.2f} s)"
+                f"{label}: not faster than the {outcome.precision} {PART_NAMES[part]} here "
+                f"({parts[part]:.2f} s against {float_part.openvino_s:.2f} s)"
             )
             break
-        candidates["unet"] = folder
-        outcome.int8_unet = attempt
+        candidates[part] = folder
+        outcome.int8[part] = attempt
         outcome.openvino_picture_s = picture_s
         outcome.notes.append(
-            f"INT8 UNet keeping {kept.description} ({len(names)} ops): inside the gate "
-            f"({outcome.describe_gate()}), {float_unet.openvino_s / max(parts['unet'], 1e-9):.2f}× the "
-            f"{outcome.precision} UNet's speed"
+            f"{label} keeping {kept.description} ({len(names)} ops): inside the gate "
+            f"({outcome.describe_gate()}), {float_part.openvino_s / max(parts[part], 1e-9):.2f}× the "
+            f"{outcome.precision} {PART_NAMES[part]}'s speed"
         )
         return
     outcome.psnr_db, outcome.lowest_ssim = float_gate
@@ -277,14 +291,15 @@ def publish_openvino_components(
     gate: PictureGate = PictureGate(),
     threads: int = 0,
     require_faster: bool = True,
-    int8_unet: bool = False,
+    int8: bool = False,
     step: Step = lambda _: None,
 ) -> OpenVinoComponents:
     """Gate OpenVINO IR of the pipeline `name`'s text encoder, UNet and VAE decoder by its pictures; publish
     each part inside the gate and faster here (`require_faster` False: also the slower ones, for a serving
-    machine unlike this one) as `NAME_<part>_openvino`, and point the pipeline at them. `int8_unet`: also try
-    the UNet in INT8 (export/openvino_int8_unet.py), calibrated on the FP32 pipeline's UNet feeds for
-    CALIBRATION_PROMPTS (not the gate's), published in its place where inside the gate and faster.
+    machine unlike this one) as `NAME_<part>_openvino`, and point the pipeline at them. `int8`: also try the
+    UNet, then the VAE decoder, in INT8 (export/openvino_int8.py), calibrated on the FP32 pipeline's feeds
+    of that part for CALIBRATION_PROMPTS (not the gate's), each published in place of the float part where
+    the pictures stay inside the gate and the part is faster.
 
     `side`: the gate pictures' side (default: the pipeline's optimal side); `threads` 0: one per core."""
     if not openvino_available():
@@ -304,11 +319,11 @@ def publish_openvino_components(
         fp32 = DirectPipeline(repository, name, threads, reference)
         wanted, fp32_seconds = _pictures(fp32, side, steps)
         fp32_parts = dict(fp32.seconds)
-        fp32.record = ("unet",)  # the calibration is drawn from other prompts than the gate's
-        for prompt in CALIBRATION_PROMPTS if int8_unet else ():
-            step(f"{name}: recording the UNet's feeds for INT8 calibration: {prompt!r}")
+        fp32.record = INT8_PARTS  # the calibration is drawn from other prompts than the gate's
+        for prompt in CALIBRATION_PROMPTS if int8 else ():
+            step(f"{name}: recording the UNet's and VAE decoder's feeds for INT8 calibration: {prompt!r}")
             fp32.picture(prompt, CALIBRATION_SEED, steps, GATE_GUIDANCE, GATE_SCHEDULER, side)
-        calibration = fp32.recorded.get("unet", [])
+        calibration = {part: fp32.recorded.get(part, []) for part in INT8_PARTS}
         del fp32
         gc.collect()
         step(f"{name}: drawing the gate pictures with OpenVINO components")
@@ -336,12 +351,15 @@ def publish_openvino_components(
             if not outcome.passed:
                 outcome.notes.append(f"nothing published: outside the gate ({outcome.describe_gate()})")
                 return outcome
-        if int8_unet and "unet" in chosen:
-            swapped = {**reference, **{part: candidates[part] for part in chosen}}
-            _int8_unet(outcome, swapped, calibration, wanted, (repository, name, threads, work), step)
-            candidates["unet"] = swapped["unet"]
-        elif int8_unet:
-            outcome.notes.append("INT8 UNet: not tried, since the float OpenVINO UNet was not published")
+        swapped = {**reference, **{part: candidates[part] for part in chosen}}
+        for part in INT8_PARTS if int8 else ():
+            if part in chosen:
+                _int8(part, outcome, swapped, calibration[part], wanted, (repository, name, threads, work), step)
+                candidates[part] = swapped[part]
+            else:
+                outcome.notes.append(
+                    f"INT8 {PART_NAMES[part]}: not tried, since the float OpenVINO {PART_NAMES[part]} was not published"
+                )
         for part in chosen:
             served = f"{named[part]}{OPENVINO_COMPONENT_SUFFIX}"
             step(f"{served}: publishing")

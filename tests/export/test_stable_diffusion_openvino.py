@@ -65,6 +65,8 @@ def test_the_export_publishes_openvino_components_and_points_the_pipeline_at_the
         assert len(record["gate"]["psnr_db"]) == 4
         assert min(record["gate"]["psnr_db"]) >= record["gate"]["min_psnr_db"]
     assert "OpenVINO" in printed and "gate" in printed and "--variant onnx" in printed
+    pipeline = parse_pbtxt((repository / NAME / "config.pbtxt").read_text())
+    assert [group.count for group in pipeline.instance_group] == [1]  # its UNet has no batcher to share
 
 
 @pytest.mark.e2e
@@ -133,26 +135,31 @@ def _fake_quantize_ops(xml_path: Path) -> int:
     return sum(op.get_type_name() == "FakeQuantize" for op in openvino.Core().read_model(str(xml_path)).get_ops())
 
 
-def test_the_int8_unet_is_calibrated_gated_and_recorded_with_the_layers_it_keeps(
+def test_the_int8_unet_and_decoder_are_calibrated_gated_and_recorded_with_the_layers_they_keep(
     diffusion_checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
     pytest.importorskip("nncf")
     repository = tmp_path / "models"
     export_stable_diffusion(diffusion_checkpoints["sd"], repository, NAME)
-    outcome = publish_openvino_components(repository, NAME, side=SIDE, require_faster=False, int8_unet=True)
-    assert outcome.passed and "unet" in outcome.published
-    assert outcome.int8_attempts, "the INT8 UNet was not tried"
-    for attempt in outcome.int8_attempts:
+    outcome = publish_openvino_components(repository, NAME, side=SIDE, require_faster=False, int8=True)
+    assert outcome.passed and {"unet", "vae_decoder"} <= set(outcome.published)
+    assert set(outcome.int8_attempts) == {"unet", "vae_decoder"}, "INT8 was not tried for both"
+    for attempt in outcome.int8_attempts["unet"]:
         kept = attempt["kept_ops"]
         assert isinstance(kept, list) and "/unet/conv_in/Conv/WithoutBiases" in kept
         assert any("time_embedding" in op for op in kept)
-    unet = outcome.published["unet"].version_dir
-    record = json.loads((unet / "prodgen-openvino.json").read_text())
-    assert record["int8"]["attempts"] == json.loads(json.dumps(outcome.int8_attempts))
-    quantised = _fake_quantize_ops(unet / "model.xml")
-    if outcome.int8_unet is None:  # outside the gate (or slower): the float UNet is what was published
-        assert quantised == 0 and record["int8"]["published"] is None
-        assert any("INT8 UNet" in note for note in outcome.notes)
-    else:
-        assert quantised > 0 and record["int8"]["published"] == json.loads(json.dumps(outcome.int8_unet))
+    for attempt in outcome.int8_attempts["vae_decoder"]:
+        kept = attempt["kept_ops"]
+        assert isinstance(kept, list) and "/post_quant_conv/Conv/WithoutBiases" in kept
+        assert any("mid_block/attentions" in op for op in kept)
+    for part in ("unet", "vae_decoder"):
+        folder = outcome.published[part].version_dir
+        record = json.loads((folder / "prodgen-openvino.json").read_text())
+        assert record["int8"]["attempts"] == json.loads(json.dumps(outcome.int8_attempts[part]))
+        quantised = _fake_quantize_ops(folder / "model.xml")
+        if part not in outcome.int8:  # outside the gate (or slower): the float part is what was published
+            assert quantised == 0 and record["int8"]["published"] is None
+        else:
+            assert quantised > 0 and record["int8"]["published"] == json.loads(json.dumps(outcome.int8[part]))
+    if outcome.int8:
         assert all(value >= PictureGate().min_psnr_db for value in outcome.psnr_db)
