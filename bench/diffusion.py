@@ -27,7 +27,6 @@ with its python-backend stubs) throughout.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -419,38 +418,3 @@ def run(
         size = PRESET_TITLES.get(str(figures["preset"]), f"checkpoint {checkpoint}")
         (out / "report.md").write_text(markdown(figures, f"Stable Diffusion on CPU, {size}, {side}²"))
     return figures
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=("tiny", "sd15"), default="tiny", help="random-weight checkpoint size")
-    parser.add_argument("--checkpoint", type=Path, help="a save_pretrained folder instead of a random preset")
-    parser.add_argument("--side", type=int, default=32, help="picture side in pixels")
-    parser.add_argument("--steps", default="2,6", help="two step counts, e.g. 2,6")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--guidance", type=float, default=7.5)
-    parser.add_argument("--scheduler", choices=("ddim", "euler", "dpmpp-2m"), default="ddim")
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for every runner")
-    parser.add_argument("--openvino-python", help="a Python with optimum-intel[openvino] for the OpenVINO peers")
-    parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers, each timed beside served")
-    parser.add_argument("--repository", type=Path, help="serve this earlier export of --checkpoint (pipeline sd_bench)")
-    parser.add_argument("--concurrency", default="1,2,4", help="served pictures at once, e.g. 1,2,4")
-    parser.add_argument(
-        "--components",
-        choices=COMPONENTS,
-        default="onnx",
-        help="openvino: gate and publish OpenVINO components first (prodgen-export --openvino) and serve those; "
-        "openvino-int8: with the UNet's INT8 tried too (--openvino --int8)",
-    )
-    parser.add_argument("--out", type=Path, help="write report.json and report.md in this folder")
-    args = parser.parse_args()
-    low, high = (int(part) for part in args.steps.split(","))
-    run(
-        args.preset, args.checkpoint, args.side, (low, high), args.repeats, args.guidance, args.scheduler,
-        args.threads, args.openvino_python, args.out, tuple(args.peers.split(",")), args.repository,
-        tuple(int(level) for level in args.concurrency.split(",")), args.components,
-    )  # fmt: skip
-
-
-if __name__ == "__main__":
-    main()
