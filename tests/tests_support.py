@@ -6,10 +6,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prodgen.serve.server import EmbeddedServer, free_port
 
-__all__ = ["all_running", "console_script", "free_port"]
+if TYPE_CHECKING:
+    from prodgen.model_repository.config import BatchingOptions
+
+__all__ = ["all_running", "console_script", "free_port", "write_sd_pipeline_config"]
 
 
 def console_script(name: str) -> str:
@@ -27,3 +31,23 @@ def all_running(servers: list[EmbeddedServer]) -> Iterator[list[EmbeddedServer]]
     finally:
         for server in servers:
             server.stop()
+
+
+def write_sd_pipeline_config(repository: Path, name: str, batching: BatchingOptions) -> None:
+    """An SD-1.5-shaped pipeline `name`'s config (components `name_<part>`), as the export writes it."""
+    from prodgen.model_repository.pipeline_components import PARTS
+    from prodgen.model_repository.stable_diffusion import PipelineFacts, pipeline_config_text  # imports torch
+
+    facts = PipelineFacts(
+        component_models={part: f"{name}_{part}" for part in PARTS},
+        text_length=77,
+        latent_channels=4,
+        unet_in_channels=4,
+        vae_scale_factor=8,
+        size_multiple=64,
+        min_side=64,
+        max_side=1024,
+        opt_side=512,
+    )
+    (repository / name).mkdir(parents=True)
+    (repository / name / "config.pbtxt").write_text(pipeline_config_text(name, facts, batching))

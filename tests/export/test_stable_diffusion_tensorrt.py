@@ -15,26 +15,14 @@ from tritonclient.grpc import model_config_pb2 as mc
 from prodgen.errors import ProdgenError
 from prodgen.model_repository.config import BatchingOptions, parse_pbtxt
 from prodgen.model_repository.pipeline_components import switch_components
-from prodgen.model_repository.stable_diffusion import PipelineFacts, pipeline_config_text
+from tests_support import write_sd_pipeline_config
 
 NAME = "shop"
 PARTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 
 
 def _pipeline(repository: Path) -> None:
-    facts = PipelineFacts(
-        component_models={part: f"{NAME}_{part}" for part in PARTS},
-        text_length=77,
-        latent_channels=4,
-        unet_in_channels=4,
-        vae_scale_factor=8,
-        size_multiple=64,
-        min_side=64,
-        max_side=1024,
-        opt_side=512,
-    )
-    (repository / NAME).mkdir(parents=True)
-    (repository / NAME / "config.pbtxt").write_text(pipeline_config_text(NAME, facts, BatchingOptions(4)))
+    write_sd_pipeline_config(repository, NAME, BatchingOptions(4))
 
 
 def _plan_model(repository: Path, served: str) -> None:

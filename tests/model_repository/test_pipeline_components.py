@@ -8,26 +8,13 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.model_repository.config import BatchingOptions, openvino_component_config, parse_pbtxt, to_pbtxt
 from prodgen.model_repository.pipeline_components import PARTS, switch_components
-from prodgen.model_repository.stable_diffusion import PipelineFacts, pipeline_config_text
+from tests_support import write_sd_pipeline_config
 
 NAME = "shop"
 
 
 def _repository(root: Path, instances: int) -> Path:
-    facts = PipelineFacts(
-        component_models={part: f"{NAME}_{part}" for part in PARTS},
-        text_length=77,
-        latent_channels=4,
-        unet_in_channels=4,
-        vae_scale_factor=8,
-        size_multiple=64,
-        min_side=64,
-        max_side=1024,
-        opt_side=512,
-    )
-    batching = BatchingOptions(max_batch_size=4, instance_count=instances)
-    (root / NAME).mkdir(parents=True)
-    (root / NAME / "config.pbtxt").write_text(pipeline_config_text(NAME, facts, batching))
+    write_sd_pipeline_config(root, NAME, BatchingOptions(max_batch_size=4, instance_count=instances))
     for part in PARTS:
         onnx = mc.ModelConfig(name=f"{NAME}_{part}", backend="onnxruntime", max_batch_size=8)
         onnx.dynamic_batching.max_queue_delay_microseconds = 5000
