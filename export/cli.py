@@ -143,8 +143,9 @@ def export(
             "--int8",
             help="Also quantise to INT8 (QDQ ONNX, calibrated on photos/seeded latents) and publish <name>_int8 "
             "where inside the INT8 gate and faster than FP32 ONNX Runtime here. stable-diffusion (with --openvino): "
-            "the UNet, then the VAE decoder, in INT8 on OpenVINO, calibrated on the pipeline's own pictures, each in "
-            "place of the float one where the pictures stay inside the gate and it is faster.",
+            "the UNet and the VAE decoder in INT8 on OpenVINO, calibrated on the pipeline's own pictures, each in "
+            "place of the float one where the pictures stay inside the gate and it is faster (where only one of "
+            "them fits the gate, the one that saves more at the pipeline's default steps).",
         ),
     ] = False,
     int8_min_psnr: Annotated[

@@ -17,7 +17,7 @@ import pytest
 from prodgen.client import ProdgenClient, Sampling
 from prodgen.export.fidelity import psnr_db
 from prodgen.export.stable_diffusion import export_stable_diffusion
-from prodgen.export.stable_diffusion_openvino import PictureGate, publish_openvino_components
+from prodgen.export.stable_diffusion_openvino import Int8Part, PictureGate, more_saving, publish_openvino_components
 from prodgen.model_repository.config import parse_pbtxt
 from prodgen.model_repository.direct_pipeline import DirectPipeline
 from prodgen.model_repository.pipeline_components import component_models
@@ -163,3 +163,16 @@ def test_the_int8_unet_and_decoder_are_calibrated_gated_and_recorded_with_the_la
             assert quantised > 0 and record["int8"]["published"] == json.loads(json.dumps(outcome.int8[part]))
     if outcome.int8:
         assert all(value >= PictureGate().min_psnr_db for value in outcome.psnr_db)
+
+
+def _passing(part: str, saved_s: float) -> Int8Part:
+    return Int8Part(part, Path(part), {}, [31.0], 0.95, 10.0, saved_s)
+
+
+def test_when_int8_parts_pass_only_alone_the_one_saving_more_at_the_default_steps_is_kept() -> None:
+    # the gate's 4 pictures of 4 steps: the UNet saved 4 s in all (0.25 s a step), the decoder 6 s (1.5 s a picture)
+    passing = [_passing("unet", 4.0), _passing("vae_decoder", 6.0)]
+    kept, saved = more_saving(passing, default_steps=25, gate_steps=4, gate_pictures=4)
+    assert kept.part == "unet" and saved == {"unet": 6.25, "vae_decoder": 1.5}
+    kept, saved = more_saving(passing, default_steps=4, gate_steps=4, gate_pictures=4)  # a few-step model's default
+    assert kept.part == "vae_decoder" and saved == {"unet": 1.0, "vae_decoder": 1.5}
