@@ -10,7 +10,8 @@ from prodgen.cli_support import console
 from prodgen.errors import ProdgenError
 from prodgen.export.stable_diffusion import DiffusionExportResult, export_stable_diffusion
 from prodgen.export.stable_diffusion_openvino import OpenVinoComponents, publish_openvino_components
-from prodgen.model_repository.config import BatchingOptions
+from prodgen.model_repository.config import PARAMETER_PREFIX, BatchingOptions, parse_pbtxt
+from prodgen.model_repository.publish import CONFIG_FILE
 from prodgen.model_repository.stable_diffusion import DEFAULTS
 from prodgen.progress import ProgressBoard
 from prodgen.zoo.stable_diffusion_lora import Lora
@@ -105,7 +106,9 @@ def export_stable_diffusion_command(
         )
     if components is not None:
         _print_openvino(repository, served, components)
-    served_defaults = defaults or DEFAULTS
+    # what the pipeline serves: the export's given defaults over the family's over diffusers', as published
+    published = parse_pbtxt((result.pipeline.model_dir / CONFIG_FILE).read_text()).parameters
+    served_defaults = {key: published[PARAMETER_PREFIX + key].string_value for key in DEFAULTS}
     out.print(f"{served}: pipeline model published at {result.pipeline.version_dir}")
     out.print(
         f"{served}: served defaults: {served_defaults['default_steps']} steps, "

@@ -40,7 +40,7 @@ def openvino_export(diffusion_checkpoints: dict[str, Path], tmp_path_factory: py
     command = [
         console_script("prodgen-export"), "stable-diffusion", "--checkpoint", str(diffusion_checkpoints["sd"]),
         "--name", NAME, "--repository", str(repository), "--openvino", "--openvino-side", str(SIDE),
-        "--openvino-even-if-slower",
+        "--openvino-even-if-slower", "--default-steps", "2",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -65,6 +65,7 @@ def test_the_export_publishes_openvino_components_and_points_the_pipeline_at_the
         assert len(record["gate"]["psnr_db"]) == 4
         assert min(record["gate"]["psnr_db"]) >= record["gate"]["min_psnr_db"]
     assert "OpenVINO" in printed and "gate" in printed and "--variant onnx" in printed
+    assert f"{NAME}: served defaults: 2 steps, guidance 7.5, scheduler" in printed  # only the steps were given
     pipeline = parse_pbtxt((repository / NAME / "config.pbtxt").read_text())
     assert [group.count for group in pipeline.instance_group] == [1]  # its UNet has no batcher to share
 
