@@ -12,7 +12,7 @@ the parts FP16 covers. `prodgen-export stable-diffusion --openvino` publishes `N
 (OpenVINO IR, for CPUs) for the parts whose pictures pass its gate, and switches to them. Switching rewrites those parameters to the variant wherever the repository
 holds it (a part without one keeps its FP32 ONNX component), in one atomic write of the config,
 so a polling Triton reloads the pipeline once and finds every component it names already there.
-The same write sets how many pictures the pipeline works on at once (`pictures_in_flight`).
+The same write sets how many pictures the pipeline works on at once (its instances: `_pictures_in_flight`).
 """
 
 from __future__ import annotations
