@@ -47,9 +47,7 @@ from prodgen.client.diffusion import DiffusionWarning
 from prodgen.export.fidelity import psnr_db
 from prodgen.export.stable_diffusion import export_stable_diffusion
 from prodgen.export.stable_diffusion_openvino import publish_openvino_components
-from prodgen.model_repository.config import parse_pbtxt
-from prodgen.model_repository.pipeline_components import component_models
-from prodgen.model_repository.publish import CONFIG_FILE
+from prodgen.model_repository.pipeline_components import component_models, pipeline_instances
 from prodgen.serve.options import free_port
 from prodgen.serve.processes import listener_pid
 from prodgen.serve.server import EmbeddedServer, ServerOptions
@@ -216,8 +214,7 @@ def measure(
             else None
         )
         served_components = component_models(repository, NAME)
-        pipeline = parse_pbtxt((repository / NAME / CONFIG_FILE).read_text())
-        pipeline_instances = sum(group.count for group in pipeline.instance_group)
+        instances = pipeline_instances(repository, NAME)
         options = ServerOptions(
             repository, grpc_port=free_port(), http_port=free_port(), metrics_port=free_port(), intra_op_threads=threads
         )
@@ -298,7 +295,7 @@ def measure(
         "concurrency": [asdict(figures) for figures in concurrency],
         "served_rss_mb": {"idle": idle_rss, "after_timed_pictures": after_pictures_rss, "end": end_rss},
         "components": served_components,
-        "pipeline_instances": pipeline_instances,
+        "pipeline_instances": instances,
         "openvino_components": openvino,
         "notes": notes,
     }

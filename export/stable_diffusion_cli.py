@@ -10,9 +10,9 @@ from prodgen.cli_support import console
 from prodgen.errors import ProdgenError
 from prodgen.export.stable_diffusion import DiffusionExportResult, export_stable_diffusion
 from prodgen.export.stable_diffusion_openvino import OpenVinoComponents, publish_openvino_components
-from prodgen.model_repository.config import PARAMETER_PREFIX, BatchingOptions, parse_pbtxt
+from prodgen.model_facts import config_facts
+from prodgen.model_repository.config import BatchingOptions, parse_pbtxt
 from prodgen.model_repository.publish import CONFIG_FILE
-from prodgen.model_repository.stable_diffusion import DEFAULTS
 from prodgen.progress import ProgressBoard
 from prodgen.zoo.stable_diffusion_lora import Lora
 from prodgen.zoo.stable_diffusion_preview import PREVIEW_NOTE
@@ -106,13 +106,13 @@ def export_stable_diffusion_command(
         )
     if components is not None:
         _print_openvino(repository, served, components)
-    # what the pipeline serves: the export's given defaults over the family's over diffusers', as published
-    published = parse_pbtxt((result.pipeline.model_dir / CONFIG_FILE).read_text()).parameters
-    served_defaults = {key: published[PARAMETER_PREFIX + key].string_value for key in DEFAULTS}
+    # what the pipeline serves (the export's given defaults over the family's over diffusers'), read as clients do
+    served_facts = config_facts(parse_pbtxt((result.pipeline.model_dir / CONFIG_FILE).read_text())).facts.diffusion
+    assert served_facts is not None, "a published pipeline carries its diffusion facts"
     out.print(f"{served}: pipeline model published at {result.pipeline.version_dir}")
     out.print(
-        f"{served}: served defaults: {served_defaults['default_steps']} steps, "
-        f"guidance {served_defaults['default_guidance']}, scheduler {served_defaults['default_scheduler']}"
+        f"{served}: served defaults: {served_facts.default_steps} steps, "
+        f"guidance {served_facts.default_guidance:g}, scheduler {served_facts.default_scheduler}"
     )
     return result
 

@@ -30,7 +30,7 @@ from prodgen.errors import ProdgenError
 from prodgen.export.fidelity import lowest_of, lowest_ssim, psnr_db, ssim_text
 from prodgen.export.openvino_int8 import STAGES, quantise
 from prodgen.model_facts import config_facts
-from prodgen.model_repository.config import PARAMETER_PREFIX, openvino_component_config, parse_pbtxt, to_pbtxt
+from prodgen.model_repository.config import openvino_component_config, parse_pbtxt, to_pbtxt
 from prodgen.model_repository.direct_pipeline import DirectPipeline
 from prodgen.model_repository.pipeline_components import component_models, onnx_component, switch_components
 from prodgen.model_repository.publish import (
@@ -299,9 +299,9 @@ def _int8(
 
 
 def _default_steps(repository: Path, name: str) -> int:
-    config = parse_pbtxt((repository / name / CONFIG_FILE).read_text())
-    given = config.parameters.get(f"{PARAMETER_PREFIX}default_steps")
-    return int(given.string_value if given is not None else DEFAULTS["default_steps"])
+    diffusion = config_facts(parse_pbtxt((repository / name / CONFIG_FILE).read_text())).facts.diffusion
+    given = diffusion.default_steps if diffusion is not None else None
+    return given if given is not None else int(DEFAULTS["default_steps"])
 
 
 def more_saving(
@@ -382,9 +382,9 @@ def publish_openvino_components(
     """Gate OpenVINO IR of the pipeline `name`'s text encoder, UNet and VAE decoder by its pictures; publish
     each part inside the gate and faster here (`require_faster` False: also the slower ones, for a serving
     machine unlike this one) as `NAME_<part>_openvino`, and point the pipeline at them. `int8`: also try the
-    UNet, then the VAE decoder, in INT8 (export/openvino_int8.py), calibrated on the FP32 pipeline's feeds
-    of that part for CALIBRATION_PROMPTS (not the gate's), each published in place of the float part where
-    the pictures stay inside the gate and the part is faster.
+    UNet and the VAE decoder in INT8 (export/openvino_int8.py), calibrated on the FP32 pipeline's feeds of
+    that part for CALIBRATION_PROMPTS (not the gate's), each published in place of the float part where the
+    pictures stay inside the gate and the part is faster (`_int8_parts`: which one where only one fits).
 
     `side`: the gate pictures' side (default: the pipeline's optimal side); `threads` 0: one per core."""
     if not openvino_available():

@@ -82,6 +82,11 @@ def _instances(config: mc.ModelConfig) -> int:
     return sum(group.count for group in config.instance_group) or 1
 
 
+def pipeline_instances(repository: Path, name: str) -> int:
+    """The pipeline `name`'s instance count: the pictures it works on at once."""
+    return _instances(parse_pbtxt((repository / name / CONFIG_FILE).read_text()))
+
+
 def _set_instances(config: mc.ModelConfig, count: int) -> None:
     kind = config.instance_group[0].kind if config.instance_group else mc.ModelInstanceGroup.KIND_CPU
     config.ClearField("instance_group")
@@ -138,8 +143,9 @@ def main() -> None:
         raise SystemExit(2) from None
     for part, served in chosen.items():
         print(f"{args.name}: {part} → {served}")
-    config = parse_pbtxt((args.repository / args.name / CONFIG_FILE).read_text())
-    print(f"{args.name}: {_instances(config)} pipeline instance(s), the pictures it works on at once")
+    print(
+        f"{args.name}: {pipeline_instances(args.repository, args.name)} pipeline instance(s), the pictures it works on at once"
+    )
 
 
 if __name__ == "__main__":
