@@ -77,11 +77,8 @@ def _writes_pixels(op: Any) -> bool:
     return op.get_type_name() == "Convolution" and op.get_output_partial_shape(0)[1].get_length() == 3
 
 
-def kept_ops(xml_path: Path, kept: KeptLayers) -> list[str]:
-    """The convolutions and MatMuls of the IR that `kept` keeps out of INT8, by name."""
-    import openvino
-
-    model = openvino.Core().read_model(str(xml_path))
+def _kept_ops(model: Any, kept: KeptLayers) -> list[str]:
+    """The convolutions and MatMuls of the OpenVINO `model` that `kept` keeps out of INT8, by name."""
     patterns = [re.compile(pattern) for pattern in kept.patterns]
     return sorted(
         op.get_friendly_name()
@@ -108,15 +105,16 @@ def quantise(
         raise ProdgenError(f"no calibration feeds were recorded for the {part}")
     nncf.set_log_level(logging.WARNING)  # one INFO line per op it leaves alone would bury the progress lines
     model = openvino.Core().read_model(str(xml_path))
-    pixels = [op.get_friendly_name() for op in model.get_ops() if kept.pixel_convolution and _writes_pixels(op)]
+    names = _kept_ops(model, kept)
     mode = {"model_type": nncf.ModelType.TRANSFORMER} if part == "unet" else {"preset": nncf.QuantizationPreset.MIXED}
     quantised = nncf.quantize(
         model,
         nncf.Dataset(list(calibration)),
         subset_size=len(calibration),
-        ignored_scope=nncf.IgnoredScope(names=pixels, patterns=list(kept.patterns), validate=False),
+        # by name, and by pattern for the other ops of those layers (a softmax, an addition)
+        ignored_scope=nncf.IgnoredScope(names=names, patterns=list(kept.patterns), validate=False),
         **mode,
     )
     out_xml.parent.mkdir(parents=True, exist_ok=True)
     openvino.save_model(quantised, str(out_xml), compress_to_fp16=False)
-    return kept_ops(xml_path, kept)
+    return names

@@ -14,11 +14,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.errors import ProdgenError
 from prodgen.model_repository.config import BatchingOptions, parse_pbtxt
-from prodgen.model_repository.pipeline_components import switch_components
+from prodgen.model_repository.pipeline_components import PARTS, switch_components
 from tests_support import write_sd_pipeline_config
 
 NAME = "shop"
-PARTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 
 
 def _pipeline(repository: Path) -> None:
