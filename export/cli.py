@@ -15,6 +15,7 @@ from prodgen.export.fidelity import ssim_text
 from prodgen.export.pipeline import ExportRequest, ExportResult, export_model
 from prodgen.export.stable_diffusion import DEFAULT_PIPELINE_BATCHING
 from prodgen.export.stable_diffusion_cli import STABLE_DIFFUSION, OpenVinoRequest, export_stable_diffusion_command
+from prodgen.export.stable_diffusion_openvino import PictureGate
 from prodgen.export.zoo_listing import print_zoo
 from prodgen.model_repository.config import BatchingOptions
 from prodgen.model_repository.publish import DEFAULT_REPOSITORY, check_repository
@@ -87,6 +88,14 @@ def _print_fp16_table(results: list[ExportResult], failed: list[str]) -> None:
     )
 
 
+def _picture_gate(int8: bool, min_psnr_db: float | None, min_ssim: float | None) -> PictureGate:
+    """The INT8 stable-diffusion parts' picture gate: the given thresholds over PictureGate's."""
+    if not int8 and (min_psnr_db, min_ssim) != (None, None):
+        raise ProdgenError("--int8-min-psnr and --int8-min-ssim gate the INT8 UNet and VAE decoder: add --int8")
+    given = {"min_psnr_db": min_psnr_db, "min_ssim": min_ssim}
+    return PictureGate(**{key: value for key, value in given.items() if value is not None})
+
+
 def _checkpoint_for(files: list[Path]) -> Path | tuple[Path, ...] | None:
     """No file: random weights; one file: that file; several: one per named part (the loader checks the count)."""
     if not files:
@@ -149,11 +158,22 @@ def export(
         ),
     ] = False,
     int8_min_psnr: Annotated[
-        float, typer.Option(help="INT8 fidelity gate: minimum PSNR against FP32 PyTorch, dB.")
-    ] = ExportRequest.int8_min_psnr_db,
+        float | None,
+        typer.Option(
+            help="INT8 fidelity gate: minimum PSNR, dB, of the INT8 model's outputs against FP32 PyTorch "
+            f"[default: {ExportRequest.int8_min_psnr_db:g}]; stable-diffusion: of the pipeline's pictures with "
+            f"the INT8 parts against the FP32 pipeline's [default: {PictureGate.min_psnr_db:g}].",
+        ),
+    ] = None,
     int8_min_ssim: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="INT8 fidelity gate: minimum SSIM of the least similar picture.")
-    ] = ExportRequest.int8_min_ssim,
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="INT8 fidelity gate: minimum SSIM of the least similar picture "
+            f"[default: {ExportRequest.int8_min_ssim:g}; stable-diffusion: {PictureGate.min_ssim:g}].",
+        ),
+    ] = None,
     openvino: Annotated[
         bool,
         typer.Option(
@@ -261,9 +281,11 @@ def export(
             raise ProdgenError(
                 "--int8 for stable-diffusion quantises the UNet and VAE decoder on OpenVINO: add --openvino"
             )
+        int8_gate = _picture_gate(int8, int8_min_psnr, int8_min_ssim)
         export_stable_diffusion_command(
             checkpoint or [], repository, name, batching, fp16, min_psnr, lora, variant, defaults, diffusers_config,
-            OpenVinoRequest(openvino_side, not openvino_even_if_slower, int8) if openvino else None, preview_decoder,
+            OpenVinoRequest(openvino_side, not openvino_even_if_slower, int8, int8_gate) if openvino else None,
+            preview_decoder,
         )  # fmt: skip
         return
     if openvino_side is not None or openvino_even_if_slower:
@@ -317,8 +339,8 @@ def export(
             min_psnr_db=min_psnr,
             latency_budget_s=latency_budget_ms / 1000 if latency_budget_ms > 0 else None,
             int8=int8,
-            int8_min_psnr_db=int8_min_psnr,
-            int8_min_ssim=int8_min_ssim,
+            int8_min_psnr_db=ExportRequest.int8_min_psnr_db if int8_min_psnr is None else int8_min_psnr,
+            int8_min_ssim=ExportRequest.int8_min_ssim if int8_min_ssim is None else int8_min_ssim,
             openvino=openvino,
         )
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from prodgen.cli_support import console
 from prodgen.errors import ProdgenError
 from prodgen.export.stable_diffusion import DiffusionExportResult, export_stable_diffusion
-from prodgen.export.stable_diffusion_openvino import OpenVinoComponents, publish_openvino_components
+from prodgen.export.stable_diffusion_openvino import OpenVinoComponents, PictureGate, publish_openvino_components
 from prodgen.model_facts import config_facts
 from prodgen.model_repository.config import BatchingOptions, parse_pbtxt
 from prodgen.model_repository.publish import CONFIG_FILE
@@ -24,11 +24,12 @@ DEFAULT_NAME = "stable_diffusion"
 @dataclass(frozen=True)
 class OpenVinoRequest:
     """`--openvino`: the gate pictures' side (None: the model's optimal side), whether a part must be faster,
-    and whether to try the UNet and the VAE decoder in INT8 (`--int8`)."""
+    whether to try the UNet and the VAE decoder in INT8 (`--int8`), and the gate of their pictures."""
 
     side: int | None = None
     require_faster: bool = True
     int8: bool = False
+    int8_gate: PictureGate = PictureGate()
 
 
 def export_stable_diffusion_command(
@@ -77,6 +78,7 @@ def export_stable_diffusion_command(
                 openvino.side,
                 require_faster=openvino.require_faster,
                 int8=openvino.int8,
+                int8_gate=openvino.int8_gate,
                 step=task.step,
             )
             if openvino is not None

@@ -111,6 +111,8 @@ class OpenVinoComponents:
     precision: str
     """The inference precision OpenVINO's CPU plugin ran in on this machine (bf16 or f32)."""
     gate: PictureGate
+    int8_gate: PictureGate
+    """The gate an INT8 part's pictures must pass (`--int8-min-psnr`, `--int8-min-ssim`); the float parts' is `gate`."""
     psnr_db: list[float] = field(default_factory=list)
     """Per gate picture, OpenVINO pipeline against FP32 pipeline."""
     lowest_ssim: float | None = None
@@ -127,13 +129,19 @@ class OpenVinoComponents:
 
     @property
     def passed(self) -> bool:
-        return all(self.gate.admits(value, self.lowest_ssim) for value in self.psnr_db)
+        return self.inside(self.gate)
 
-    def describe_gate(self) -> str:
+    def inside(self, gate: PictureGate) -> bool:
+        """Whether the pictures last compared are inside `gate`."""
+        return all(gate.admits(value, self.lowest_ssim) for value in self.psnr_db)
+
+    def describe_gate(self, gate: PictureGate | None = None) -> str:
+        """The pictures last compared against `gate` (default: the INT8 gate where an INT8 part was chosen)."""
+        required = gate or (self.int8_gate if self.int8 else self.gate)
         return (
             f"{len(self.psnr_db)} pictures at {self.side}² with {self.steps} steps: lowest PSNR "
-            f"{min(self.psnr_db):.1f} dB (required ≥ {self.gate.min_psnr_db:g}), lowest SSIM "
-            f"{ssim_text(self.lowest_ssim)} (required ≥ {self.gate.min_ssim:g})"
+            f"{min(self.psnr_db):.1f} dB (required ≥ {required.min_psnr_db:g}), lowest SSIM "
+            f"{ssim_text(self.lowest_ssim)} (required ≥ {required.min_ssim:g})"
         )
 
 
@@ -190,7 +198,13 @@ def _record(outcome: OpenVinoComponents, part: str, source: str) -> dict[str, ob
         },
         "race": {**asdict(race), "wins": race.wins},
         **(
-            {"int8": {"published": outcome.int8.get(part), "attempts": outcome.int8_attempts[part]}}
+            {
+                "int8": {
+                    "gate": asdict(outcome.int8_gate),
+                    "published": outcome.int8.get(part),
+                    "attempts": outcome.int8_attempts[part],
+                }
+            }
             if part in outcome.int8_attempts
             else {}
         ),
@@ -277,8 +291,10 @@ def _int8(
             "part_s": parts[part], "float_part_s": float_part.openvino_s, "picture_s": float(np.median(seconds)),
         }  # fmt: skip
         attempts.append(attempt)
-        if not outcome.passed:
-            outcome.notes.append(f"{label} keeping {kept.description}: outside the gate ({outcome.describe_gate()})")
+        if not outcome.inside(outcome.int8_gate):
+            outcome.notes.append(
+                f"{label} keeping {kept.description}: outside the gate ({outcome.describe_gate(outcome.int8_gate)})"
+            )
             continue
         if parts[part] >= float_part.openvino_s:
             outcome.notes.append(
@@ -288,7 +304,7 @@ def _int8(
             break
         outcome.notes.append(
             f"{label} keeping {kept.description} ({len(names)} ops): inside the gate "
-            f"({outcome.describe_gate()}), {float_part.openvino_s / max(parts[part], 1e-9):.2f}× the "
+            f"({outcome.describe_gate(outcome.int8_gate)}), {float_part.openvino_s / max(parts[part], 1e-9):.2f}× the "
             f"{outcome.precision} {PART_NAMES[part]}'s speed"
         )
         saved = float_part.openvino_s - parts[part]
@@ -342,11 +358,13 @@ def _int8_parts(
         got, seconds, _ = _draw(repository, name, threads, both, outcome.side, outcome.steps)
         float_gate = (list(outcome.psnr_db), outcome.lowest_ssim)
         _compare(outcome, wanted, got)
-        if outcome.passed:
+        if outcome.inside(outcome.int8_gate):
             outcome.openvino_picture_s = float(np.median(seconds))
-            outcome.notes.append(f"INT8 UNet and VAE decoder together: inside the gate ({outcome.describe_gate()})")
+            outcome.notes.append(
+                f"INT8 UNet and VAE decoder together: inside the gate ({outcome.describe_gate(outcome.int8_gate)})"
+            )
         else:
-            together = outcome.describe_gate()
+            together = outcome.describe_gate(outcome.int8_gate)
             outcome.psnr_db, outcome.lowest_ssim = float_gate
             steps = _default_steps(repository, name)
             kept, saved = more_saving(passing, steps, outcome.steps, len(wanted))
@@ -377,6 +395,7 @@ def publish_openvino_components(
     threads: int = 0,
     require_faster: bool = True,
     int8: bool = False,
+    int8_gate: PictureGate | None = None,
     step: Step = lambda _: None,
 ) -> OpenVinoComponents:
     """Gate OpenVINO IR of the pipeline `name`'s text encoder, UNet and VAE decoder by its pictures; publish
@@ -386,14 +405,15 @@ def publish_openvino_components(
     that part for CALIBRATION_PROMPTS (not the gate's), each published in place of the float part where the
     pictures stay inside the gate and the part is faster (`_int8_parts`: which one where only one fits).
 
-    `side`: the gate pictures' side (default: the pipeline's optimal side); `threads` 0: one per core."""
+    `side`: the gate pictures' side (default: the pipeline's optimal side); `int8_gate`: the INT8 parts' gate
+    (default: `gate`); `threads` 0: one per core."""
     if not openvino_available():
         raise ProdgenError(MISSING)
     # the FP32 ONNX components, whatever variants the pipeline calls now: the gate's reference and the IR's source
     named = {part: onnx_component(served) for part, served in component_models(repository, name).items()}
     reference = {part: repository / served for part, served in named.items()}
     side = side or _gate_side(repository, name)
-    outcome = OpenVinoComponents(side, steps, inference_precision(), gate)
+    outcome = OpenVinoComponents(side, steps, inference_precision(), gate, int8_gate or gate)
     with tempfile.TemporaryDirectory(prefix="prodgen-export-sd-openvino-") as scratch:
         work = Path(scratch)
         candidates = {}

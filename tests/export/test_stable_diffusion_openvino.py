@@ -177,3 +177,36 @@ def test_when_int8_parts_pass_only_alone_the_one_saving_more_at_the_default_step
     assert kept.part == "unet" and saved == {"unet": 6.25, "vae_decoder": 1.5}
     kept, saved = more_saving(passing, default_steps=4, gate_steps=4, gate_pictures=4)  # a few-step model's default
     assert kept.part == "vae_decoder" and saved == {"unet": 1.0, "vae_decoder": 1.5}
+
+
+def test_the_int8_gate_given_on_the_command_line_holds_the_int8_parts_and_not_the_float_ones(
+    diffusion_checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("nncf")
+    repository = tmp_path / "models"
+    command = [
+        console_script("prodgen-export"), "stable-diffusion", "--checkpoint", str(diffusion_checkpoints["sd"]),
+        "--name", NAME, "--repository", str(repository), "--openvino", "--openvino-side", str(SIDE),
+        "--openvino-even-if-slower", "--int8", "--int8-min-psnr", "1000",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "required ≥ 1000" in done.stdout
+    for part in ("unet", "vae_decoder"):
+        folder = repository / f"{NAME}_{part}_openvino" / "1"
+        record = json.loads((folder / "prodgen-openvino.json").read_text())
+        assert record["int8"]["gate"]["min_psnr_db"] == 1000 and record["int8"]["published"] is None
+        assert record["int8"]["attempts"], f"the INT8 {part} was not tried"
+        assert record["gate"]["min_psnr_db"] == PictureGate().min_psnr_db  # the float parts' gate is untouched
+        assert _fake_quantize_ops(folder / "model.xml") == 0
+
+
+def test_an_int8_gate_without_int8_is_a_one_line_error(diffusion_checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    command = [
+        console_script("prodgen-export"), "stable-diffusion", "--checkpoint", str(diffusion_checkpoints["sd"]),
+        "--repository", str(tmp_path / "models"), "--openvino", "--int8-min-psnr", "28",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "add --int8" in done.stderr
+    assert not (tmp_path / "models").exists()
