@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from prodgen.errors import ProdgenError
+from prodgen.openvino_runtime import write_ir
 
 
 @dataclass(frozen=True)
@@ -116,5 +117,5 @@ def quantise(
         **mode,
     )
     out_xml.parent.mkdir(parents=True, exist_ok=True)
-    openvino.save_model(quantised, str(out_xml), compress_to_fp16=False)
+    write_ir(quantised, out_xml)
     return names

@@ -9,8 +9,10 @@ extra (`pip install 'prodgen[openvino]'`); it is imported only when asked for.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +44,24 @@ def save_ir(onnx_path: Path, xml_path: Path) -> None:
         raise ProdgenError(MISSING)
     import openvino
 
-    openvino.save_model(openvino.convert_model(str(onnx_path)), str(xml_path), compress_to_fp16=False)
+    write_ir(openvino.convert_model(str(onnx_path)), xml_path)
+
+
+def write_ir(model: Any, xml_path: Path) -> None:
+    """The OpenVINO `model` saved as IR at `xml_path` (weights as they are). OpenVINO reports a write that
+    fails, a full disk above all, as `basic_ios::clear: iostream error`: it becomes a line naming the file
+    and the space left."""
+    import openvino
+
+    try:
+        openvino.save_model(model, str(xml_path), compress_to_fp16=False)
+    except RuntimeError as failed:
+        free_gb = shutil.disk_usage(xml_path.parent).free / 1e9
+        said = [line.strip() for line in str(failed).splitlines() if line.strip()]  # its last line says what failed
+        raise ProdgenError(
+            f"could not write the OpenVINO IR {xml_path} ({free_gb:.1f} GB free on its disk; "
+            f"OpenVINO said: {said[-1] if said else type(failed).__name__})"
+        ) from None
 
 
 def openvino_runner(model_path: Path, output_names: list[str], threads: int = 0) -> Run:
