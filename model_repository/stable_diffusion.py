@@ -315,8 +315,14 @@ def pipeline_config_text(name: str, facts: PipelineFacts, batching: BatchingOpti
 
 
 def restage_config(name: str, pipeline: str, facts: PipelineFacts, batching: BatchingOptions) -> mc.ModelConfig:
-    """The restage model `name` over the pipeline `pipeline`: the pipeline's facts under task "restage"."""
-    parameters = {**facts.parameters(task="restage"), "model.pipeline": pipeline}
+    """The restage model `name` over the pipeline `pipeline`: the pipeline's facts under task "restage", and
+    the pipeline as the one model it calls. Not the pipeline's components: switching the pipeline's variants
+    (pipeline_components) rewrites only the pipeline's config, so names copied here would go stale."""
+    called = {f"model.{part}" for part in facts.component_models}
+    parameters = {
+        **{key: value for key, value in facts.parameters(task="restage").items() if key not in called},
+        "model.pipeline": pipeline,
+    }
     return _python_config(name, _RESTAGE_INPUTS, _RESTAGE_OUTPUTS, parameters, batching)
 
 

@@ -103,8 +103,9 @@ def _task(config: mc.ModelConfig) -> str:
 
 
 def _components_named(configs: dict[str, mc.ModelConfig]) -> set[str]:
-    """Every model a diffusion pipeline of the repository calls (its `prodgen.model.<part>` parameters;
-    a restage model carries its pipeline's facts too, but calls only the pipeline)."""
+    """Every model a diffusion pipeline of the repository calls (its `prodgen.model.<part>` parameters).
+    Restage models are left out: they call only their pipeline, and those published before their config
+    stopped copying the pipeline's component names still carry names a switch has made stale."""
     prefix = PARAMETER_PREFIX + "model."
     return {
         value.string_value

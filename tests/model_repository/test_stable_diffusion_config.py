@@ -57,6 +57,8 @@ def test_restage_config_names_its_pipeline_and_carries_its_limits() -> None:
     assert "image" not in inputs and "mask" not in inputs
     assert [tensor.name for tensor in config.output] == ["image", "matte", "fitting"]
     parameters = {key: value.string_value for key, value in config.parameters.items()}
+    # the pipeline is the one model it calls: its components' names would go stale when the pipeline is switched
+    assert [key for key in parameters if key.startswith("prodgen.model.")] == ["prodgen.model.pipeline"]
     assert parameters["prodgen.model.pipeline"] == "shop"
     published = published_facts(parameters)
     assert published.task == "restage" and published.bounds is not None and published.bounds.max_side == 1024
