@@ -47,7 +47,7 @@ def publish_trt_pipeline(repository: Path, name: str) -> str:
     write_text_atomically(staging / CONFIG_FILE, to_pbtxt(config))
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    switch_components(repository, copy, "trt", components=name)
+    switch_components(repository, copy, "trt")
     return copy
 
 

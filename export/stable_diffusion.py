@@ -43,6 +43,7 @@ from prodgen.export.fp16_publish import Fp16Published, publish_fp16
 from prodgen.export.onnx_export import trace_onnx
 from prodgen.export.verify import compare_outputs, onnx_session, run_pytorch
 from prodgen.model_repository.config import BatchingOptions, give_memory_back, onnxruntime_config, to_pbtxt
+from prodgen.model_repository.pipeline_components import PREVIEW_PIPELINE_SUFFIX
 from prodgen.model_repository.publish import PublishedVersion, publish
 from prodgen.model_repository.stable_diffusion import (
     RESTAGE_SUFFIX,
@@ -57,7 +58,6 @@ from prodgen.zoo.stable_diffusion_graphs import FLOAT_TOLERANCE, VAE_DECODER, Co
 from prodgen.zoo.stable_diffusion_lora import Lora, describe_loras, fuse_loras
 from prodgen.zoo.stable_diffusion_preview import (
     PREVIEW_NOTE,
-    PREVIEW_PIPELINE_SUFFIX,
     PREVIEW_SUFFIX,
     load_preview_decoder,
     preview_component,

@@ -33,13 +33,19 @@ def all_running(servers: list[EmbeddedServer]) -> Iterator[list[EmbeddedServer]]
             server.stop()
 
 
-def write_sd_pipeline_config(repository: Path, name: str, batching: BatchingOptions) -> None:
-    """An SD-1.5-shaped pipeline `name`'s config (components `name_<part>`), as the export writes it."""
+def write_sd_pipeline_config(
+    repository: Path, name: str, batching: BatchingOptions, components: str | None = None, preview: str | None = None
+) -> None:
+    """An SD-1.5-shaped pipeline `name`'s config (components `<components or name>_<part>`), as the export writes
+    it; `preview`: a preview pipeline's, decoding with that model."""
     from prodgen.model_repository.pipeline_components import PARTS
     from prodgen.model_repository.stable_diffusion import PipelineFacts, pipeline_config_text  # imports torch
+    from prodgen.zoo.stable_diffusion_preview import PREVIEW_NOTE
 
     facts = PipelineFacts(
-        component_models={part: f"{name}_{part}" for part in PARTS},
+        component_models={
+            part: preview if preview and part == "vae_decoder" else f"{components or name}_{part}" for part in PARTS
+        },
         text_length=77,
         latent_channels=4,
         unet_in_channels=4,
@@ -48,6 +54,7 @@ def write_sd_pipeline_config(repository: Path, name: str, batching: BatchingOpti
         min_side=64,
         max_side=1024,
         opt_side=512,
+        preview_decoder=PREVIEW_NOTE if preview else "",
     )
     (repository / name).mkdir(parents=True)
     (repository / name / "config.pbtxt").write_text(pipeline_config_text(name, facts, batching))

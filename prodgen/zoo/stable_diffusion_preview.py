@@ -21,7 +21,6 @@ from prodgen.zoo.stable_diffusion import StableDiffusion, require_diffusion_libr
 from prodgen.zoo.stable_diffusion_graphs import VAE_DECODER, Component, VaeDecoderGraph
 
 PREVIEW_SUFFIX = "vae_decoder_taesd"
-PREVIEW_PIPELINE_SUFFIX = "_preview"
 PREVIEW_NOTE = "TAESD (tiny autoencoder): fast, lower fidelity than the VAE; for previews"
 
 

@@ -1,4 +1,5 @@
-"""Switching a pipeline's components also sets how many pictures it works on at once."""
+"""Switching a pipeline's components also sets how many pictures it works on at once, and switches its
+preview pipeline with it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from prodgen.model_repository.config import BatchingOptions, openvino_component_config, parse_pbtxt, to_pbtxt
-from prodgen.model_repository.pipeline_components import PARTS, switch_components
+from prodgen.model_repository.pipeline_components import PARTS, component_models, switch_components
 from tests_support import write_sd_pipeline_config
 
 NAME = "shop"
@@ -51,3 +52,24 @@ def test_a_pipeline_whose_unet_config_is_absent_keeps_its_instances(tmp_path: Pa
         (repository / f"{NAME}_{part}" / "config.pbtxt").unlink()
     switch_components(repository, NAME, "onnx")
     assert _instances(repository) == [(4, mc.ModelInstanceGroup.KIND_CPU)]
+
+
+def test_the_preview_pipeline_is_switched_with_its_pipeline_and_keeps_its_own_decoder(tmp_path: Path) -> None:
+    repository = _repository(tmp_path, instances=2)
+    preview = f"{NAME}_preview"
+    write_sd_pipeline_config(repository, preview, BatchingOptions(max_batch_size=4), NAME, f"{NAME}_vae_decoder_taesd")
+    switch_components(repository, NAME, "openvino")
+    # left on the FP32 UNet, the preview pipeline would keep a server holding it for nobody else
+    assert component_models(repository, preview) == {
+        "text_encoder": "shop_text_encoder_openvino",
+        "unet": "shop_unet_openvino",
+        "vae_decoder": "shop_vae_decoder_taesd",
+        "vae_encoder": "shop_vae_encoder_openvino",
+    }
+    switch_components(repository, NAME, "onnx")
+    assert component_models(repository, preview) == {
+        "text_encoder": "shop_text_encoder",
+        "unet": "shop_unet",
+        "vae_decoder": "shop_vae_decoder_taesd",
+        "vae_encoder": "shop_vae_encoder",
+    }
