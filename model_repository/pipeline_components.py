@@ -163,14 +163,13 @@ def main() -> None:
     parser.add_argument("--variant", choices=VARIANTS, required=True)
     args = parser.parse_args()
     try:
-        chosen = switch_components(args.repository, args.name, args.variant)
+        switch_components(args.repository, args.name, args.variant)
     except ProdgenError as error:
         print(f"Error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     preview = preview_pipeline(args.repository, args.name)
     for pipeline in (args.name, *([preview] if preview else [])):
-        served = chosen if pipeline == args.name else component_models(args.repository, pipeline)
-        for part, model in served.items():
+        for part, model in component_models(args.repository, pipeline).items():
             print(f"{pipeline}: {part} → {model}")
         print(
             f"{pipeline}: {pipeline_instances(args.repository, pipeline)} pipeline instance(s), "

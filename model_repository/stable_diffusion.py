@@ -235,7 +235,10 @@ class PipelineFacts:
         )
 
     def parameters(self, task: str = "diffusion") -> dict[str, str]:
-        """Typed facts for clients (prodgen.model_facts), then what only the pipeline model reads."""
+        """Typed facts for clients (prodgen.model_facts), then what only the pipeline model reads. The
+        component names go to the pipeline (task "diffusion") alone: a restage model calls only its pipeline,
+        and switching the pipeline's variants (pipeline_components) rewrites only the pipeline's config, so
+        names copied elsewhere would go stale."""
         facts = PublishedFacts(
             task=task,
             bounds=ImageBounds(self.min_side, self.max_side, self.opt_side),
@@ -268,7 +271,11 @@ class PipelineFacts:
         }
         return {
             **to_parameters(facts),
-            **{f"model.{part}": served for part, served in self.component_models.items()},
+            **(
+                {f"model.{part}": served for part, served in self.component_models.items()}
+                if task == "diffusion"
+                else {}
+            ),
             **self.defaults,
             **(xl if self.time_ids_length else {}),
             **({"preview_decoder": self.preview_decoder} if self.preview_decoder else {}),
@@ -316,13 +323,8 @@ def pipeline_config_text(name: str, facts: PipelineFacts, batching: BatchingOpti
 
 def restage_config(name: str, pipeline: str, facts: PipelineFacts, batching: BatchingOptions) -> mc.ModelConfig:
     """The restage model `name` over the pipeline `pipeline`: the pipeline's facts under task "restage", and
-    the pipeline as the one model it calls. Not the pipeline's components: switching the pipeline's variants
-    (pipeline_components) rewrites only the pipeline's config, so names copied here would go stale."""
-    called = {f"model.{part}" for part in facts.component_models}
-    parameters = {
-        **{key: value for key, value in facts.parameters(task="restage").items() if key not in called},
-        "model.pipeline": pipeline,
-    }
+    the pipeline as the one model it calls."""
+    parameters = {**facts.parameters(task="restage"), "model.pipeline": pipeline}
     return _python_config(name, _RESTAGE_INPUTS, _RESTAGE_OUTPUTS, parameters, batching)
 
 
